@@ -1,0 +1,315 @@
+"""
+Ceph client states: pools, cephx users, keyrings and ceph.conf, from pillar.
+
+Every state compares each managed attribute with what it wants, reports
+``changes`` as ``{attribute: {old, new}}``, changes nothing under ``test=True`` (and
+then predicts exactly what a real run does), and re-reads after a change to verify it.
+Keys are never shown: a key change is reported as ``{"key": {"old": "(hidden)",
+"new": "(hidden)"}}``. Give keys as ``key_pillar`` (a pillar path) so that the key is
+not part of the rendered SLS.
+
+Connection arguments (``cluster``, ``conf_dir``, ``mon_host``, ``admin_keyring``,
+``timeout``) are passed to the ``ceph_client`` execution module; see its docs.
+
+.. code-block:: yaml
+
+    hastack-ceph-user-glance:
+      ceph_client.user_present:
+        - name: client.glance
+        - key_pillar: hastack:ceph:users:glance:key
+        - caps:
+            mon: profile rbd
+            osd: profile rbd pool=images
+"""
+
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+__virtualname__ = "ceph_client"
+
+HIDDEN = "(hidden)"
+CONN_ARGS = ("cluster", "conf_dir", "mon_host", "admin_keyring", "timeout")
+
+
+def __virtual__():
+    if "ceph_client.status" not in __salt__:
+        return (False, "ceph_client state: the ceph_client execution module is not available")
+    return __virtualname__
+
+
+def _ret(name):
+    return {"name": name, "result": True, "changes": {}, "comment": ""}
+
+
+def _conn(kwargs):
+    return {k: kwargs[k] for k in CONN_ARGS if kwargs.get(k) is not None}
+
+
+def _finish(ret, changes, apply, done_comment, same_comment):
+    """Shared tail: no diff -> True; test -> None with the prediction; else apply."""
+    if not changes:
+        ret["comment"] = same_comment
+        return ret
+    if __opts__["test"]:
+        ret["result"] = None
+        ret["changes"] = changes
+        ret["comment"] = f"{done_comment} (test: would be)"
+        return ret
+    try:
+        remaining = apply()
+    except (CommandExecutionError, SaltInvocationError) as err:
+        ret["result"] = False
+        ret["comment"] = str(err)
+        return ret
+    ret["changes"] = changes
+    if remaining:
+        ret["result"] = False
+        ret["comment"] = f"{done_comment}, but a re-read still differs in: {', '.join(sorted(remaining))}"
+    else:
+        ret["comment"] = done_comment
+    return ret
+
+
+def cluster_reachable(name, **kwargs):
+    """
+    Succeed when the cluster's monitors answer within ``timeout`` seconds; fail with a
+    clear error otherwise. Require it from cluster states so an unreachable cluster
+    stops them before anything changes.
+
+    name
+        The cluster name (used for the message).
+    """
+    ret = _ret(name)
+    try:
+        info = __salt__["ceph_client.status"](**_conn(kwargs))
+    except (CommandExecutionError, SaltInvocationError) as err:
+        ret["result"] = False
+        ret["comment"] = str(err)
+        return ret
+    ret["comment"] = (
+        f"Ceph cluster {name} ({info['fsid']}) answers: {info['health']}, "
+        f"{info['num_up_osds']}/{info['num_osds']} OSDs up"
+    )
+    return ret
+
+
+def pool_present(name, pg_num=32, application="rbd", **kwargs):
+    """
+    Make sure a pool exists with its application enabled (``rbd pool init`` for rbd).
+
+    name
+        The pool name.
+    pg_num
+        Placement groups: used when creating, and kept at this value afterwards unless
+        the pool's PG autoscaler is on (then the autoscaler owns it).
+    application
+        The pool application (``rbd``, ``rgw``, ``cephfs`` or a custom name).
+    """
+    ret = _ret(name)
+    conn = _conn(kwargs)
+    try:
+        pool = __salt__["ceph_client.pool_get"](name, **conn)
+    except (CommandExecutionError, SaltInvocationError) as err:
+        ret["result"] = False
+        ret["comment"] = str(err)
+        return ret
+
+    def diff(pool):
+        if pool is None:
+            return {"pool": {"old": None, "new": name}, "pg_num": {"old": None, "new": pg_num},
+                    "application": {"old": None, "new": application}}
+        changes = {}
+        if pool["autoscale_mode"] != "on" and pool["pg_num"] != pg_num:
+            changes["pg_num"] = {"old": pool["pg_num"], "new": pg_num}
+        if application and application not in pool["applications"]:
+            changes["application"] = {"old": pool["applications"] or None, "new": application}
+        return changes
+
+    changes = diff(pool)
+
+    def apply():
+        if pool is None:
+            __salt__["ceph_client.pool_create"](name, pg_num=pg_num, application=application, **conn)
+        else:
+            if "pg_num" in changes:
+                __salt__["ceph_client.pool_set"](name, "pg_num", pg_num, **conn)
+            if "application" in changes:
+                __salt__["ceph_client.pool_application_enable"](name, application, **conn)
+        return diff(__salt__["ceph_client.pool_get"](name, refresh=True, **conn))
+
+    return _finish(ret, changes, apply,
+                   f"Pool {name} {'created' if pool is None else 'updated'}",
+                   f"Pool {name} is as wanted")
+
+
+def user_present(name, caps=None, key=None, key_pillar=None, **kwargs):
+    """
+    Make the cluster hold exactly this key and these caps for a cephx user. A different
+    key is a rotation: the cluster then refuses the old key.
+
+    name
+        ``client.glance`` or ``glance``.
+    caps
+        ``{mon: ..., osd: ..., mgr: ..., mds: ...}``; types not given are removed.
+    key_pillar
+        Pillar path of the key, e.g. ``hastack:ceph:users:glance:key`` (preferred).
+    key
+        The key itself, for callers that hold it in memory.
+    """
+    entity = name if "." in name else f"client.{name}"
+    ret = _ret(entity)
+    conn = _conn(kwargs)
+    try:
+        caps = __salt__["ceph_client.parse_caps"](caps or {})
+        current = __salt__["ceph_client.entity_get"](entity, **conn)
+        key_ok = __salt__["ceph_client.entity_key_matches"](entity, key=key, key_pillar=key_pillar,
+                                                            **conn)
+    except (CommandExecutionError, SaltInvocationError) as err:
+        ret["result"] = False
+        ret["comment"] = str(err)
+        return ret
+
+    def diff(current, key_ok):
+        if current is None:
+            return {"entity": {"old": None, "new": entity}, "key": {"old": None, "new": HIDDEN},
+                    "caps": {"old": None, "new": caps}}
+        changes = {}
+        if not key_ok:
+            changes["key"] = {"old": HIDDEN, "new": HIDDEN}
+        have = __salt__["ceph_client.parse_caps"](current["caps"]) if current["caps"] else {}
+        if have != caps:
+            changes["caps"] = {"old": current["caps"], "new": caps}
+        return changes
+
+    changes = diff(current, key_ok)
+
+    def apply():
+        if "key" in changes:
+            __salt__["ceph_client.entity_import"](entity, caps=caps, key=key, key_pillar=key_pillar,
+                                                  **conn)
+        else:
+            __salt__["ceph_client.entity_caps_set"](entity, caps, **conn)
+        return diff(
+            __salt__["ceph_client.entity_get"](entity, refresh=True, **conn),
+            __salt__["ceph_client.entity_key_matches"](entity, key=key, key_pillar=key_pillar,
+                                                       **conn),
+        )
+
+    verb = "created" if current is None else ("rotated" if "key" in changes else "updated")
+    return _finish(ret, changes, apply, f"cephx user {entity} {verb}",
+                   f"cephx user {entity} holds the wanted key and caps")
+
+
+def user_absent(name, **kwargs):
+    """
+    Make sure a cephx user does not exist.
+
+    name
+        ``client.glance`` or ``glance``.
+    """
+    entity = name if "." in name else f"client.{name}"
+    ret = _ret(entity)
+    conn = _conn(kwargs)
+    try:
+        current = __salt__["ceph_client.entity_get"](entity, **conn)
+    except (CommandExecutionError, SaltInvocationError) as err:
+        ret["result"] = False
+        ret["comment"] = str(err)
+        return ret
+    changes = {} if current is None else {"entity": {"old": entity, "new": None}}
+
+    def apply():
+        __salt__["ceph_client.entity_delete"](entity, **conn)
+        gone = __salt__["ceph_client.entity_get"](entity, refresh=True, **conn) is None
+        return [] if gone else ["entity"]
+
+    return _finish(ret, changes, apply, f"cephx user {entity} deleted",
+                   f"cephx user {entity} is absent")
+
+
+def keyring_present(name, entity, key=None, key_pillar=None, owner="root", group="root",
+                    mode="0600"):
+    """
+    Make sure a keyring file holds the entity's key, with this owner, group and mode.
+    Written atomically; never readable wider than ``mode``; ``changes`` never shows the key.
+
+    name
+        The keyring path, e.g. ``/etc/ceph/ceph.client.glance.keyring``.
+    entity
+        ``client.glance`` or ``glance``.
+    key_pillar / key
+        As for ``user_present``.
+    owner, group, mode
+        File ownership and permissions (mode as a string such as ``'0640'``).
+    """
+    entity = entity if "." in entity else f"client.{entity}"
+    ret = _ret(name)
+    try:
+        mode = __salt__["ceph_client.keyring_mode"](mode)
+        current = __salt__["ceph_client.keyring_info"](name, entity, key=key, key_pillar=key_pillar)
+    except (CommandExecutionError, SaltInvocationError) as err:
+        ret["result"] = False
+        ret["comment"] = str(err)
+        return ret
+    wanted = {"owner": owner, "group": group, "mode": mode}
+
+    def diff(current):
+        if current is None:
+            changes = {"key": {"old": None, "new": HIDDEN}}
+            changes.update({k: {"old": None, "new": v} for k, v in wanted.items()})
+            return changes
+        changes = {}
+        if not current.get("key_matches") or current["entities"] != [entity]:
+            changes["key"] = {"old": HIDDEN if current["entities"] else None, "new": HIDDEN}
+        for attr, value in wanted.items():
+            if str(current[attr]) != str(value):
+                changes[attr] = {"old": current[attr], "new": value}
+        return changes
+
+    changes = diff(current)
+
+    def apply():
+        if "key" in changes:
+            __salt__["ceph_client.keyring_write"](name, entity, key=key, key_pillar=key_pillar,
+                                                  owner=owner, group=group, mode=mode)
+        else:
+            __salt__["ceph_client.keyring_meta_set"](name, owner, group, mode)
+        return diff(__salt__["ceph_client.keyring_info"](name, entity, key=key,
+                                                          key_pillar=key_pillar))
+
+    return _finish(ret, changes, apply,
+                   f"Keyring {name} {'written' if 'key' in changes else 'updated'}",
+                   f"Keyring {name} is as wanted")
+
+
+def conf_present(name, fsid, mon_host, clients=None, options=None):
+    """
+    Manage the lines hastack owns in a ceph.conf and keep every other line.
+
+    name
+        The path, e.g. ``/etc/ceph/ceph.conf``.
+    fsid, mon_host
+        Set in ``[global]``.
+    clients
+        ``{user: keyring path}``: a ``[client.<user>]`` section with ``keyring = <path>``
+        for each.
+    options
+        ``{section: {option: value}}``: further options to set.
+    """
+    ret = _ret(name)
+    settings = {"global": {"fsid": fsid, "mon_host": mon_host}}
+    for user, path in (clients or {}).items():
+        settings.setdefault(f"client.{user}", {})["keyring"] = path
+    for section, opts in (options or {}).items():
+        settings.setdefault(section, {}).update(opts)
+    try:
+        changes = __salt__["ceph_client.conf_diff"](name, settings)
+    except (CommandExecutionError, SaltInvocationError) as err:
+        ret["result"] = False
+        ret["comment"] = str(err)
+        return ret
+
+    def apply():
+        __salt__["ceph_client.conf_set"](name, settings)
+        return __salt__["ceph_client.conf_diff"](name, settings)
+
+    return _finish(ret, changes, apply, f"{name} updated", f"{name} is as wanted")

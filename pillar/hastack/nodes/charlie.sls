@@ -1,0 +1,2 @@
+hastack:
+  roles: [compute]

@@ -1,0 +1,11 @@
+# The workshop's 3-node cloud, targeted by minion id: alice and bob run the control
+# plane and compute, charlie is compute only. alice holds client.admin.
+base:
+  '*':
+    - hastack.common
+  alice:
+    - hastack.nodes.alice
+  bob:
+    - hastack.nodes.bob
+  charlie:
+    - hastack.nodes.charlie

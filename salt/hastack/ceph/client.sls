@@ -1,0 +1,43 @@
+{#- ceph.conf and the keyrings of the users this minion's roles need. #}
+{%- from "hastack/map.jinja" import hastack with context %}
+{%- set ceph = hastack.ceph %}
+{%- set my_users = {} %}
+{%- for user, spec in ceph.users | dictsort %}
+{%-   if spec.roles | select('in', hastack.roles) | list %}
+{%-     do my_users.update({user: spec}) %}
+{%-   endif %}
+{%- endfor %}
+
+{%- if my_users %}
+
+hastack-ceph-conf-dir:
+  file.directory:
+    - name: {{ ceph.conf_dir }}
+    - makedirs: True
+
+hastack-ceph-conf:
+  ceph_client.conf_present:
+    - name: {{ ceph.conf_dir }}/{{ ceph.cluster }}.conf
+    - fsid: {{ ceph.fsid }}
+    - mon_host: {{ ceph.mon_host | json }}
+    - clients:
+{%- for user, spec in my_users | dictsort %}
+        {{ user }}: {{ spec.keyring.path }}
+{%- endfor %}
+    - require:
+      - file: hastack-ceph-conf-dir
+
+{%-   for user, spec in my_users | dictsort %}
+
+hastack-ceph-keyring-{{ user }}:
+  ceph_client.keyring_present:
+    - name: {{ spec.keyring.path }}
+    - entity: client.{{ user }}
+    - key_pillar: {{ spec.key_pillar }}
+    - owner: {{ spec.keyring.owner }}
+    - group: {{ spec.keyring.group }}
+    - mode: '{{ spec.keyring.mode }}'
+    - require:
+      - file: hastack-ceph-conf-dir
+{%-   endfor %}
+{%- endif %}
