@@ -964,7 +964,7 @@ def validate(ceph, roles=None, known_roles=None, minion_id=None):
         _need(isinstance(spec, dict), key, "must be a mapping")
         unknown = set(spec) - {"key", "caps", "keyring", "roles"}
         _need(not unknown, key, f"unknown setting(s): {', '.join(sorted(unknown))}")
-        _need("key" in spec, f"{key}:key", "missing (the user's cephx key)")
+        _need(spec.get("key") is not None, f"{key}:key", "missing (the user's cephx key)")
         _need(_decode_key(spec["key"]) is not None, f"{key}:key",
               "not a cephx key (base64 of a 28-byte AES key, as 'ceph-authtool --gen-print-key' prints)")
         caps = parse_caps(spec.get("caps") or {}, pools=list(out["pools"]), where=f"{key}:caps")

@@ -52,10 +52,10 @@ class Minion:
             os.symlink(os.path.join(REPO, "pillar", "hastack"), link)
         with open(os.path.join(REPO, "pillar", "top.sls"), encoding="utf-8") as fh:
             top = yaml.safe_load(fh)
-        # The overlay goes right after the site-wide file, so node files still apply.
-        top["base"]["*"] = list(top["base"]["*"]) + ["lab"]
+        # The overlay is this minion's last pillar file, so it wins over the example.
+        top["base"][minion_id] = list(top["base"].get(minion_id) or []) + ["lab"]
         with open(os.path.join(self.pillar_dir, "top.sls"), "w", encoding="utf-8") as fh:
-            yaml.safe_dump(top, fh)
+            yaml.safe_dump(top, fh, sort_keys=False)
         self.set_overlay(overlay)
         config = {
             "id": minion_id,
@@ -83,21 +83,26 @@ class Minion:
         with open(os.path.join(self.pillar_dir, "lab.sls"), "w", encoding="utf-8") as fh:
             yaml.safe_dump(overlay, fh)
 
-    def argv(self, fun, *args, test=False):
+    def argv(self, fun, *args, test=False, log_level="quiet"):
         argv = [SALT_CALL, "--local", "-c", self.config_dir, "--out", "json",
-                "--retcode-passthrough", "-l", "quiet", fun, *args]
+                "--retcode-passthrough", "-l", log_level, fun, *args]
         if test:
             argv.append("test=True")
         return argv
 
-    def call(self, fun, *args, test=False, timeout=300):
-        """Run salt-call; return (retcode, parsed 'local' output or raw text)."""
-        proc = subprocess.run(self.argv(fun, *args, test=test), capture_output=True, text=True,
-                              timeout=timeout, check=False)
+    def call(self, fun, *args, test=False, timeout=300, env=None, log_level="quiet"):
+        """Run salt-call; return (retcode, parsed 'local' output or raw text).
+
+        The raw stdout and stderr of the last call stay in ``last_output``.
+        """
+        proc = subprocess.run(self.argv(fun, *args, test=test, log_level=log_level),
+                              capture_output=True, text=True, timeout=timeout, check=False,
+                              env=env)
+        self.last_output = proc.stdout + proc.stderr
         try:
             out = json.loads(proc.stdout)["local"]
         except (ValueError, KeyError, TypeError):
-            out = proc.stdout + proc.stderr
+            out = self.last_output
         return proc.returncode, out
 
 

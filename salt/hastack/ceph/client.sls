@@ -9,11 +9,21 @@
 {%- endfor %}
 
 {%- if my_users %}
+{#- On the admin minion the cluster comes first: an unreachable cluster stops the
+    client files too, so a failed run leaves nothing half-done. #}
+{%-   if ceph.is_admin_minion %}
+include:
+  - hastack.ceph.cluster
+{%-   endif %}
 
 hastack-ceph-conf-dir:
   file.directory:
     - name: {{ ceph.conf_dir }}
     - makedirs: True
+{%- if ceph.is_admin_minion %}
+    - require:
+      - ceph_client: hastack-ceph-cluster-reachable
+{%- endif %}
 
 hastack-ceph-conf:
   ceph_client.conf_present:
