@@ -175,8 +175,7 @@ def user_present(name, caps=None, key=None, key_pillar=None, **kwargs):
         changes = {}
         if not key_ok:
             changes["key"] = {"old": HIDDEN, "new": HIDDEN}
-        have = __salt__["ceph_client.parse_caps"](current["caps"]) if current["caps"] else {}
-        if have != caps:
+        if __salt__["ceph_client.caps_normalize"](current["caps"]) != caps:
             changes["caps"] = {"old": current["caps"], "new": caps}
         return changes
 

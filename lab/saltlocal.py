@@ -36,9 +36,13 @@ def lab_overlay(facts, conf_dir):
 
 
 class Minion:
-    """One masterless minion: ``call('state.apply', 'hastack')`` runs ``salt-call --local``."""
+    """One masterless minion: ``call('state.apply', 'hastack')`` runs ``salt-call --local``.
 
-    def __init__(self, root, minion_id, overlay):
+    Its pillar is the repo's example pillar with ``overlay`` merged last, or with
+    ``example=False`` the overlay alone.
+    """
+
+    def __init__(self, root, minion_id, overlay, example=True):
         self.root = os.path.abspath(root)
         self.id = minion_id
         self.config_dir = os.path.join(self.root, "config")
@@ -50,8 +54,11 @@ class Minion:
         link = os.path.join(self.pillar_dir, "hastack")
         if not os.path.islink(link):
             os.symlink(os.path.join(REPO, "pillar", "hastack"), link)
-        with open(os.path.join(REPO, "pillar", "top.sls"), encoding="utf-8") as fh:
-            top = yaml.safe_load(fh)
+        if example:
+            with open(os.path.join(REPO, "pillar", "top.sls"), encoding="utf-8") as fh:
+                top = yaml.safe_load(fh)
+        else:  # the overlay is the whole pillar
+            top = {"base": {}}
         # The overlay is this minion's last pillar file, so it wins over the example.
         top["base"][minion_id] = list(top["base"].get(minion_id) or []) + ["lab"]
         with open(os.path.join(self.pillar_dir, "top.sls"), "w", encoding="utf-8") as fh:

@@ -77,7 +77,7 @@ class TestCaps:
 
     def test_cluster_spelling_compares_equal(self):
         # What the cluster hands back for caps someone set with other spacing.
-        assert cc._norm_caps({"osd": "profile rbd  pool images,profile rbd pool=vms"}) == {
+        assert cc.caps_normalize({"osd": "profile rbd  pool images,profile rbd pool=vms"}) == {
             "osd": "profile rbd pool=images, profile rbd pool=vms"
         }
 
