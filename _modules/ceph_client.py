@@ -922,6 +922,9 @@ def validate(ceph, roles=None, known_roles=None, minion_id=None):
     """
     base = "hastack:ceph"
     _need(isinstance(ceph, dict), base, "must be a mapping")
+    unknown = set(ceph) - {"cluster", "conf_dir", "fsid", "mon_host", "admin_minion",
+                           "admin_keyring", "timeout", "pools", "users"}
+    _need(not unknown, base, f"unknown setting(s): {', '.join(sorted(unknown))}")
     out = dict(ceph)
     cluster = ceph.get("cluster")
     _need(isinstance(cluster, str) and NAME_RE.match(cluster or ""), f"{base}:cluster",

@@ -35,6 +35,26 @@ def lab_overlay(facts, conf_dir):
     }
 
 
+def write_pillar_root(pillar_dir, minion_id, overlay, example=True):
+    """A pillar root: the repo's example pillar (linked) with ``overlay`` as the minion's
+    last pillar file, or with ``example=False`` the overlay alone."""
+    os.makedirs(pillar_dir, exist_ok=True)
+    if example:
+        link = os.path.join(pillar_dir, "hastack")
+        if not os.path.islink(link):
+            os.symlink(os.path.join(REPO, "pillar", "hastack"), link)
+        with open(os.path.join(REPO, "pillar", "top.sls"), encoding="utf-8") as fh:
+            top = yaml.safe_load(fh)
+    else:
+        top = {"base": {}}
+    # The overlay is this minion's last pillar file, so it wins over the example.
+    top["base"][minion_id] = list(top["base"].get(minion_id) or []) + ["lab"]
+    with open(os.path.join(pillar_dir, "top.sls"), "w", encoding="utf-8") as fh:
+        yaml.safe_dump(top, fh, sort_keys=False)
+    with open(os.path.join(pillar_dir, "lab.sls"), "w", encoding="utf-8") as fh:
+        yaml.safe_dump(overlay, fh)
+
+
 class Minion:
     """One masterless minion: ``call('state.apply', 'hastack')`` runs ``salt-call --local``.
 
@@ -50,20 +70,7 @@ class Minion:
         self.log_file = os.path.join(self.root, "minion.log")
         self.cachedir = os.path.join(self.root, "cache")
         os.makedirs(self.config_dir, exist_ok=True)
-        os.makedirs(self.pillar_dir, exist_ok=True)
-        link = os.path.join(self.pillar_dir, "hastack")
-        if not os.path.islink(link):
-            os.symlink(os.path.join(REPO, "pillar", "hastack"), link)
-        if example:
-            with open(os.path.join(REPO, "pillar", "top.sls"), encoding="utf-8") as fh:
-                top = yaml.safe_load(fh)
-        else:  # the overlay is the whole pillar
-            top = {"base": {}}
-        # The overlay is this minion's last pillar file, so it wins over the example.
-        top["base"][minion_id] = list(top["base"].get(minion_id) or []) + ["lab"]
-        with open(os.path.join(self.pillar_dir, "top.sls"), "w", encoding="utf-8") as fh:
-            yaml.safe_dump(top, fh, sort_keys=False)
-        self.set_overlay(overlay)
+        write_pillar_root(self.pillar_dir, minion_id, overlay, example)
         config = {
             "id": minion_id,
             "file_client": "local",
@@ -80,7 +87,6 @@ class Minion:
             "states_dirs": [os.path.join(REPO, "_states")],
             "extension_modules": os.path.join(self.cachedir, "extmods"),
             "cache_jobs": True,
-            "grains": {"hastack_lab": True},
             "state_output": "full",
         }
         with open(os.path.join(self.config_dir, "minion"), "w", encoding="utf-8") as fh:

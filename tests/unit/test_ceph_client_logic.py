@@ -168,6 +168,7 @@ class TestValidate:
         (("conf_dir",), "etc/ceph", "hastack:ceph:conf_dir: must be an absolute path"),
         (("pools", "images", "pg_num"), "32", "hastack:ceph:pools:images:pg_num"),
         (("timeout",), 0, "hastack:ceph:timeout"),
+        (("mon_hosts",), "127.0.0.1", "hastack:ceph: unknown setting(s): mon_hosts"),
     ])
     def test_each_error_names_its_key(self, path, value, message):
         ceph = copy.deepcopy(example_ceph())
