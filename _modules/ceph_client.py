@@ -933,6 +933,7 @@ def validate(ceph, roles=None, known_roles=None, minion_id=None):
     _need(isinstance(conf_dir, str) and os.path.isabs(conf_dir), f"{base}:conf_dir",
           f"must be an absolute path, got {conf_dir!r}")
     fsid = ceph.get("fsid")
+    _need(fsid is not None, f"{base}:fsid", "required: the cluster's fsid")
     try:
         out["fsid"] = str(uuid.UUID(str(fsid)))
     except ValueError as err:
