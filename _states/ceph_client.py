@@ -301,14 +301,14 @@ def conf_present(name, fsid, mon_host, clients=None, options=None):
     for section, opts in (options or {}).items():
         settings.setdefault(section, {}).update(opts)
     try:
-        changes = __salt__["ceph_client.conf_diff"](name, settings)
+        changes = __salt__["hastack.ini_diff"](name, settings)
     except (CommandExecutionError, SaltInvocationError) as err:
         ret["result"] = False
         ret["comment"] = str(err)
         return ret
 
     def apply():
-        __salt__["ceph_client.conf_set"](name, settings)
-        return __salt__["ceph_client.conf_diff"](name, settings)
+        __salt__["hastack.ini_set"](name, settings)
+        return __salt__["hastack.ini_diff"](name, settings)
 
     return _finish(ret, changes, apply, f"{name} updated", f"{name} is as wanted")

@@ -1,8 +1,7 @@
-"""Pure logic of the ceph_client module: keys, caps, modes, ceph.conf editing, pillar checks."""
+"""Pure logic of the ceph_client module: keys, caps, modes, pillar checks."""
 
 import base64
 import copy
-import os
 import struct
 
 import pytest
@@ -92,38 +91,6 @@ class TestMode:
     def test_refused(self, bad):
         with pytest.raises(SaltInvocationError, match="hastack:ceph:users:glance:keyring:mode"):
             cc.keyring_mode(bad, "hastack:ceph:users:glance:keyring:mode")
-
-
-class TestConf:
-    def test_unmanaged_lines_survive_and_names_match_any_spelling(self, tmp_path):
-        path = tmp_path / "ceph.conf"
-        path.write_text(
-            "# site tuning, hand-written\n[global]\nfsid = old\nmon host = 10.0.0.9\n"
-            "ms_mode = secure  # keep me\n\n[client.glance]\nrbd cache = true\n\n[osd]\nosd op threads = 4\n"
-        )
-        settings = {"global": {"fsid": "f1", "mon_host": "127.0.0.1"},
-                    "client.glance": {"keyring": "/k/glance"},
-                    "client.cinder": {"keyring": "/k/cinder"}}
-        changes = cc.conf_set(str(path), settings)
-        assert changes == {
-            "[global] fsid": {"old": "old", "new": "f1"},
-            "[global] mon_host": {"old": "10.0.0.9", "new": "127.0.0.1"},
-            "[client.glance] keyring": {"old": None, "new": "/k/glance"},
-            "[client.cinder] keyring": {"old": None, "new": "/k/cinder"},
-        }
-        text = path.read_text()
-        for kept in ("# site tuning, hand-written", "ms_mode = secure  # keep me", "rbd cache = true",
-                     "[osd]\nosd op threads = 4"):
-            assert kept in text
-        assert "mon host" not in text and text.count("mon_host") == 1
-        assert cc.conf_set(str(path), settings) == {}
-        conf = cc.conf_read(str(path))
-        assert conf["client.glance"] == {"rbd_cache": "true", "keyring": "/k/glance"}
-
-    def test_new_file_is_created_world_readable(self, tmp_path):
-        path = tmp_path / "ceph.conf"
-        cc.conf_set(str(path), {"global": {"fsid": "f"}})
-        assert oct(os.stat(path).st_mode & 0o777) == "0o644"
 
 
 def example_ceph():

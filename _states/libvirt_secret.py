@@ -1,0 +1,137 @@
+"""
+libvirt secrets holding Ceph keys (for nova-compute and cinder volumes on RBD).
+
+.. code-block:: yaml
+
+    hastack-libvirt-secret-95aae3f5-...:
+      libvirt_secret.present:
+        - name: 95aae3f5-ad4b-4ec1-8a37-4ca0b7a3d1f6
+        - ceph_user: cinder
+        - key_pillar: hastack:ceph:users:cinder:key
+
+The value is compared with the key without ever being shown: a change is reported as
+``{"value": {"old": "(hidden)", "new": "(hidden)"}}``.
+"""
+
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+__virtualname__ = "libvirt_secret"
+HIDDEN = "(hidden)"
+
+
+def __virtual__():
+    if "libvirt_secret.get" not in __salt__:
+        return (False, "libvirt_secret state: the libvirt_secret execution module is not available")
+    return __virtualname__
+
+
+def present(name, ceph_user, key=None, key_pillar=None, uri=None, replace_usage=False):
+    """
+    Make sure secret ``name`` (a UUID) exists with usage ``client.<ceph_user> secret``
+    and holds the Ceph user's key.
+
+    name
+        The secret's UUID (what ``rbd_secret_uuid`` names in cinder.conf and nova.conf).
+    ceph_user
+        The Ceph user whose key the secret holds, e.g. ``cinder``.
+    key_pillar / key
+        The key's pillar path (preferred) or the key itself.
+    uri
+        libvirt URI; default ``hastack:libvirt:uri``, else ``qemu:///system``.
+    replace_usage
+        libvirt allows one secret per usage name. When another UUID holds it, fail
+        (default) or, with ``True``, remove that secret and take its place.
+    """
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    usage = __salt__["libvirt_secret.usage_name"](ceph_user)
+    try:
+        current = __salt__["libvirt_secret.get"](name, uri=uri)
+        holder = __salt__["libvirt_secret.holder"](usage, uri=uri)
+        # A private secret cannot be read back: it is replaced (undefined, defined again).
+        # Otherwise this also checks the key, even when the secret does not exist yet.
+        value_ok = None
+        if current is None or not current["private"]:
+            value_ok = __salt__["libvirt_secret.value_matches"](name, key=key,
+                                                                key_pillar=key_pillar, uri=uri)
+    except (CommandExecutionError, SaltInvocationError) as err:
+        ret["result"] = False
+        ret["comment"] = str(err)
+        return ret
+
+    if holder is not None and holder != name and not replace_usage:
+        ret["result"] = False
+        ret["comment"] = (
+            f"libvirt secret {holder} already holds usage '{usage}'; libvirt allows one secret "
+            f"per usage. Remove it, or set replace_usage (pillar hastack:libvirt:secrets:{name}:"
+            "replace_usage: true) to replace it with this one."
+        )
+        return ret
+
+    changes = {}
+    if holder is not None and holder != name:
+        changes["replaced"] = {"old": holder, "new": None}
+    if current is None:
+        changes.update({"uuid": {"old": None, "new": name}, "usage": {"old": None, "new": usage},
+                        "value": {"old": None, "new": HIDDEN}})
+    else:
+        if current["usage_type"] != "ceph" or current["usage_id"] != usage:
+            changes["usage"] = {"old": current["usage_id"], "new": usage}
+        if current["private"]:
+            changes["private"] = {"old": True, "new": False}
+        if not value_ok:
+            changes["value"] = {"old": HIDDEN if value_ok is False else None, "new": HIDDEN}
+
+    if not changes:
+        ret["comment"] = f"libvirt secret {name} holds the key of client.{ceph_user}"
+        return ret
+    if __opts__["test"]:
+        ret.update(result=None, changes=changes,
+                   comment=f"libvirt secret {name} would be set for client.{ceph_user}")
+        return ret
+    try:
+        if "replaced" in changes:
+            __salt__["libvirt_secret.undefine"](holder, uri=uri)
+        if current is not None and current["private"]:
+            __salt__["libvirt_secret.undefine"](name, uri=uri)  # private cannot be undone in place
+        __salt__["libvirt_secret.define"](name, ceph_user, key=key, key_pillar=key_pillar, uri=uri)
+        after = __salt__["libvirt_secret.get"](name, uri=uri)
+        verified = (after is not None and after["usage_id"] == usage
+                    and __salt__["libvirt_secret.value_matches"](name, key=key, key_pillar=key_pillar,
+                                                                 uri=uri))
+    except (CommandExecutionError, SaltInvocationError) as err:
+        ret["result"] = False
+        ret["comment"] = str(err)
+        return ret
+    ret["changes"] = changes
+    if not verified:
+        ret["result"] = False
+        ret["comment"] = f"libvirt secret {name} was set but does not read back as wanted"
+    else:
+        ret["comment"] = f"libvirt secret {name} set for client.{ceph_user}"
+    return ret
+
+
+def absent(name, uri=None):
+    """
+    Make sure no secret has UUID ``name``.
+    """
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    try:
+        current = __salt__["libvirt_secret.get"](name, uri=uri)
+        if current is None:
+            ret["comment"] = f"libvirt secret {name} is absent"
+            return ret
+        changes = {"uuid": {"old": name, "new": None}}
+        if __opts__["test"]:
+            ret.update(result=None, changes=changes, comment=f"libvirt secret {name} would be removed")
+            return ret
+        __salt__["libvirt_secret.undefine"](name, uri=uri)
+        if __salt__["libvirt_secret.get"](name, uri=uri) is not None:
+            ret.update(result=False, comment=f"libvirt secret {name} is still there")
+            return ret
+    except (CommandExecutionError, SaltInvocationError) as err:
+        ret["result"] = False
+        ret["comment"] = str(err)
+        return ret
+    ret.update(changes=changes, comment=f"libvirt secret {name} removed")
+    return ret
