@@ -16,6 +16,8 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 __virtualname__ = "hastack"
 
 KNOWN_ROLES = ("controller", "compute", "network", "storage")
+RELEASES = ("current", "folsom")
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def __virtual__():
@@ -59,7 +61,198 @@ def validate(config=None, minion_id=None):
             config["ceph"], roles=roles, known_roles=KNOWN_ROLES, minion_id=minion_id
         )
         out["ceph"]["is_admin_minion"] = out["ceph"]["admin_minion"] == minion_id
+        # The users whose keyrings (and [client.<user>] sections) this minion gets.
+        out["ceph"]["local_users"] = sorted(
+            user for user, spec in out["ceph"]["users"].items() if set(spec["roles"]) & set(roles)
+        )
+    _validate_openstack(config, out)
     return out
+
+
+def _fail(key, message):
+    raise SaltInvocationError(f"{key}: {message}")
+
+
+def _check_keys(tree, key, allowed):
+    if not isinstance(tree, dict):
+        _fail(key, "must be a mapping")
+    unknown = set(tree) - set(allowed)
+    if unknown:
+        _fail(key, f"unknown setting(s): {', '.join(sorted(unknown))}")
+
+
+def _check_ref(value, key, where, known):
+    if value not in known:
+        _fail(key, f"'{value}' is not defined in {where}")
+
+
+def _check_uuid(value, key):
+    if not (isinstance(value, str) and UUID_RE.match(value.lower())):
+        _fail(key, f"not a UUID: {value!r}")
+    return value.lower()
+
+
+def _check_service(svc, key):
+    _check_keys(svc, key, ("name", "manage"))
+    if not isinstance(svc.get("name"), str) or not svc["name"]:
+        _fail(f"{key}:name", "required: the service's name")
+    if not isinstance(svc.get("manage"), bool):
+        _fail(f"{key}:manage", "true or false")
+
+
+def _validate_openstack(config, out):
+    """Glance, Cinder, Nova and libvirt: each checked, then checked against each other.
+
+    Adds ``settings`` ({section: {option: value}} in the release's option names) to each
+    service, so that the SLS only writes what was computed and checked here.
+    """
+    release = (config.get("openstack") or {}).get("release", "current")
+    if release not in RELEASES:
+        _fail("hastack:openstack:release", f"unknown release '{release}' (known: {', '.join(RELEASES)})")
+    ceph = out.get("ceph") or {}
+    pools, users = ceph.get("pools", {}), ceph.get("users", {})
+    ceph_conf = f"{ceph.get('conf_dir')}/{ceph.get('cluster')}.conf" if ceph else None
+    roles = set(out["roles"])
+
+    def service_roles(name):
+        svc_roles = config[name].get("roles")
+        if not isinstance(svc_roles, list) or any(r not in KNOWN_ROLES for r in svc_roles):
+            _fail(f"hastack:{name}:roles", f"a list of roles among {', '.join(KNOWN_ROLES)}")
+        return svc_roles
+
+    for name in ("glance", "cinder", "nova", "libvirt"):
+        if name in config and not ceph:
+            _fail("hastack:ceph", f"required by hastack:{name}")
+
+    secrets = {}
+    if "libvirt" in config:
+        lv = config["libvirt"]
+        _check_keys(lv, "hastack:libvirt", ("uri", "secrets", "roles"))
+        service_roles("libvirt")
+        for uuid, spec in (lv.get("secrets") or {}).items():
+            key = f"hastack:libvirt:secrets:{uuid}"
+            uuid = _check_uuid(str(uuid), key)
+            _check_keys(spec, key, ("ceph_user", "replace_usage"))
+            _check_ref(spec.get("ceph_user"), f"{key}:ceph_user", "hastack:ceph:users", users)
+            if not isinstance(spec.get("replace_usage", False), bool):
+                _fail(f"{key}:replace_usage", "true or false")
+            secrets[uuid] = {"ceph_user": spec["ceph_user"],
+                             "key_pillar": users[spec["ceph_user"]]["key_pillar"],
+                             "replace_usage": spec.get("replace_usage", False)}
+        out["libvirt"] = {"uri": lv.get("uri"), "secrets": secrets, "roles": lv["roles"],
+                          "applies": bool(roles & set(lv["roles"]))}
+    # The secrets a compute needs must be defined wherever this pillar reaches a compute.
+    is_compute = "compute" in roles
+
+    def check_grant(user, pool, key):
+        """The user's osd caps must reach the pool the service will use."""
+        osd = users[user]["caps"].get("osd", "")
+        granted = re.findall(r"pool=([^\s,]+)", osd)
+        if not osd or (granted and pool not in granted):
+            _fail(key, f"client.{user}'s osd caps do not grant pool '{pool}'")
+
+    def check_local_user(user, service, key):
+        """A service configured here needs its user's keyring here too."""
+        if out[service]["applies"] and user not in ceph["local_users"]:
+            _fail(key, f"client.{user}'s keyring does not reach this minion: add a role of "
+                       f"this minion to hastack:ceph:users:{user}:roles")
+
+    def check_secret(uuid, user, key):
+        if not is_compute:
+            return
+        if uuid not in secrets:
+            _fail(key, f"{uuid} is not defined in hastack:libvirt:secrets (computes need it)")
+        if secrets[uuid]["ceph_user"] != user:
+            _fail(key, f"secret {uuid} holds the key of '{secrets[uuid]['ceph_user']}', not of "
+                       f"the rbd user '{user}'")
+
+    if "glance" in config:
+        gl = config["glance"]
+        _check_keys(gl, "hastack:glance", ("backend", "store_name", "pool", "user", "chunk_size",
+                                           "config_file", "service", "roles"))
+        service_roles("glance")
+        if gl.get("backend") != "rbd":
+            _fail("hastack:glance:backend", f"only 'rbd' is managed, got {gl.get('backend')!r}")
+        _check_ref(gl.get("pool"), "hastack:glance:pool", "hastack:ceph:pools", pools)
+        _check_ref(gl.get("user"), "hastack:glance:user", "hastack:ceph:users", users)
+        check_grant(gl["user"], gl["pool"], "hastack:glance:pool")
+        _check_service(gl["service"], "hastack:glance:service")
+        store = {"rbd_store_pool": gl["pool"], "rbd_store_user": gl["user"],
+                 "rbd_store_ceph_conf": ceph_conf, "rbd_store_chunk_size": gl["chunk_size"]}
+        if release == "folsom":
+            settings = {"DEFAULT": {"default_store": "rbd", "show_image_direct_url": "True", **store}}
+        else:
+            name = gl["store_name"]
+            settings = {"DEFAULT": {"enabled_backends": f"{name}:rbd", "show_image_direct_url": "True"},
+                        "glance_store": {"default_backend": name}, name: store}
+        out["glance"] = dict(gl, settings=settings, applies=bool(roles & set(gl["roles"])))
+        check_local_user(gl["user"], "glance", "hastack:glance:user")
+
+    if "cinder" in config:
+        ci = config["cinder"]
+        _check_keys(ci, "hastack:cinder", ("backends", "config_file", "service", "roles",
+                                           "ceph_args_user", "systemd_dir", "upstart_dir"))
+        service_roles("cinder")
+        _check_service(ci["service"], "hastack:cinder:service")
+        backends = ci.get("backends") or {}
+        if not backends:
+            _fail("hastack:cinder:backends", "at least one backend")
+        if release == "folsom" and len(backends) > 1:
+            _fail("hastack:cinder:backends", "folsom supports one backend only")
+        settings = {"DEFAULT": {}}
+        for bname, spec in sorted(backends.items()):
+            key = f"hastack:cinder:backends:{bname}"
+            if not re.match(r"^[A-Za-z0-9_-]+$", str(bname)):
+                _fail(key, "not a backend name")
+            _check_keys(spec, key, ("pool", "user", "secret_uuid", "backend_name"))
+            _check_ref(spec.get("pool"), f"{key}:pool", "hastack:ceph:pools", pools)
+            _check_ref(spec.get("user"), f"{key}:user", "hastack:ceph:users", users)
+            check_grant(spec["user"], spec["pool"], f"{key}:pool")
+            uuid = _check_uuid(spec.get("secret_uuid"), f"{key}:secret_uuid")
+            check_secret(uuid, spec["user"], f"{key}:secret_uuid")
+            rbd = {"rbd_pool": spec["pool"], "rbd_user": spec["user"], "rbd_secret_uuid": uuid}
+            if release == "folsom":
+                settings["DEFAULT"].update(volume_driver="cinder.volume.driver.RBDDriver", **rbd)
+            else:
+                settings[bname] = {"volume_driver": "cinder.volume.drivers.rbd.RBDDriver",
+                                   "volume_backend_name": spec.get("backend_name", bname),
+                                   "rbd_ceph_conf": ceph_conf, **rbd}
+        if release != "folsom":
+            settings["DEFAULT"]["enabled_backends"] = ",".join(sorted(backends))
+        # CEPH_ARGS can name one id: the backends' common user, or ceph_args_user.
+        backend_users = {spec["user"] for spec in backends.values()}
+        ceph_args_user = ci.get("ceph_args_user") or (backend_users.pop() if len(backend_users) == 1 else None)
+        if ceph_args_user is not None:
+            _check_ref(ceph_args_user, "hastack:cinder:ceph_args_user", "hastack:ceph:users", users)
+        out["cinder"] = dict(ci, settings=settings, ceph_args_user=ceph_args_user, release=release,
+                             users=sorted({spec["user"] for spec in backends.values()}),
+                             applies=bool(roles & set(ci["roles"])))
+        for bname, spec in sorted(backends.items()):
+            check_local_user(spec["user"], "cinder", f"hastack:cinder:backends:{bname}:user")
+
+    if "nova" in config:
+        nv = config["nova"]
+        _check_keys(nv, "hastack:nova", ("images_type", "pool", "user", "secret_uuid",
+                                         "config_file", "service", "roles"))
+        service_roles("nova")
+        _check_service(nv["service"], "hastack:nova:service")
+        if nv.get("images_type") not in ("rbd", "default"):
+            _fail("hastack:nova:images_type", f"'rbd' or 'default', got {nv.get('images_type')!r}")
+        _check_ref(nv.get("user"), "hastack:nova:user", "hastack:ceph:users", users)
+        uuid = _check_uuid(nv.get("secret_uuid"), "hastack:nova:secret_uuid")
+        check_secret(uuid, nv["user"], "hastack:nova:secret_uuid")
+        libvirt = {"rbd_user": nv["user"], "rbd_secret_uuid": uuid}
+        if nv["images_type"] == "rbd":
+            if release == "folsom":
+                _fail("hastack:nova:images_type", "RBD-backed instance disks need a release after folsom")
+            _check_ref(nv.get("pool"), "hastack:nova:pool", "hastack:ceph:pools", pools)
+            check_grant(nv["user"], nv["pool"], "hastack:nova:pool")
+            libvirt.update(images_type="rbd", images_rbd_pool=nv["pool"],
+                           images_rbd_ceph_conf=ceph_conf)
+        # Folsom's nova took the volume's rbd user and secret from cinder: nothing to set.
+        settings = {} if release == "folsom" else {"libvirt": libvirt}
+        out["nova"] = dict(nv, settings=settings, applies=bool(roles & set(nv["roles"])))
+        check_local_user(nv["user"], "nova", "hastack:nova:user")
 
 
 # Option names are equal whatever mix of ' ', '_' and '-' separates words (ceph.conf

@@ -294,21 +294,9 @@ def conf_present(name, fsid, mon_host, clients=None, options=None):
     options
         ``{section: {option: value}}``: further options to set.
     """
-    ret = _ret(name)
     settings = {"global": {"fsid": fsid, "mon_host": mon_host}}
     for user, path in (clients or {}).items():
         settings.setdefault(f"client.{user}", {})["keyring"] = path
     for section, opts in (options or {}).items():
         settings.setdefault(section, {}).update(opts)
-    try:
-        changes = __salt__["hastack.ini_diff"](name, settings)
-    except (CommandExecutionError, SaltInvocationError) as err:
-        ret["result"] = False
-        ret["comment"] = str(err)
-        return ret
-
-    def apply():
-        __salt__["hastack.ini_set"](name, settings)
-        return __salt__["hastack.ini_diff"](name, settings)
-
-    return _finish(ret, changes, apply, f"{name} updated", f"{name} is as wanted")
+    return __states__["hastack.ini_present"](name, settings)

@@ -17,9 +17,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SALT_CALL = os.path.join(os.path.dirname(sys.executable), "salt-call")
 
 
-def lab_overlay(facts, conf_dir):
-    """Pillar that points the example at a lab cluster; keyring owners that exist here."""
-    return {
+def lab_overlay(facts, conf_dir, etc_dir=None, libvirt_uri=None):
+    """Pillar that points the example at a lab cluster (and lab libvirtd), with keyring
+    owners that exist here and the OpenStack files under ``etc_dir`` (created)."""
+    overlay = {
         "hastack": {
             "ceph": {
                 "fsid": facts["fsid"],
@@ -33,6 +34,16 @@ def lab_overlay(facts, conf_dir):
             }
         }
     }
+    if etc_dir:
+        for service, name in (("glance", "glance-api.conf"), ("cinder", "cinder.conf"),
+                              ("nova", "nova.conf")):
+            os.makedirs(os.path.join(etc_dir, service), exist_ok=True)
+            overlay["hastack"][service] = {"config_file": os.path.join(etc_dir, service, name)}
+        overlay["hastack"]["cinder"]["systemd_dir"] = os.path.join(etc_dir, "systemd", "system")
+        overlay["hastack"]["cinder"]["upstart_dir"] = os.path.join(etc_dir, "init")
+    if libvirt_uri:
+        overlay["hastack"]["libvirt"] = {"uri": libvirt_uri}
+    return overlay
 
 
 def write_pillar_root(pillar_dir, minion_id, overlay, example=True):

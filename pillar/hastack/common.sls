@@ -30,3 +30,23 @@ hastack:
           osd: profile rbd pool=volumes, profile rbd pool=vms, profile rbd-read-only pool=images
         keyring: {owner: cinder, group: cinder, mode: '0640'}
         roles: [controller, compute]
+  # OpenStack on those pools. The secret UUID names the libvirt secret that holds
+  # client.cinder's key on every compute (cinder volumes and nova disks use it).
+  glance:
+    pool: images
+    user: glance
+  cinder:
+    backends:
+      ceph:
+        pool: volumes
+        user: cinder
+        secret_uuid: 95aae3f5-ad4b-4ec1-8a37-4ca0b7a3d1f6
+  nova:
+    images_type: rbd
+    pool: vms
+    user: cinder
+    secret_uuid: 95aae3f5-ad4b-4ec1-8a37-4ca0b7a3d1f6
+  libvirt:
+    secrets:
+      95aae3f5-ad4b-4ec1-8a37-4ca0b7a3d1f6:
+        ceph_user: cinder

@@ -2,3 +2,8 @@
 {%- from "hastack/map.jinja" import hastack with context %}
 include:
   - hastack.ceph
+{%- for service in ('glance', 'cinder', 'nova', 'libvirt') %}
+{%-   if hastack.get(service, {}).get('applies') %}
+  - hastack.{{ service }}
+{%-   endif %}
+{%- endfor %}

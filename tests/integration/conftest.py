@@ -6,7 +6,7 @@ changes the cluster gets its own; a test that cannot start one fails.
 
 import pytest
 
-from lab import cephlab, saltlocal
+from lab import cephlab, libvirtlab, saltlocal
 from tests.helpers import merge
 
 
@@ -24,16 +24,32 @@ def ceph_lab(tmp_path):
 
 
 @pytest.fixture
-def make_minion(tmp_path, ceph_lab):
-    """Build a masterless minion with the example pillar pointed at the lab cluster."""
+def libvirt_lab(tmp_path):
+    """A real libvirtd (secret driver) in its own mount namespace."""
+    lab_dir = tmp_path / "libvirt"
+    try:
+        facts = libvirtlab.start(str(lab_dir))
+    except libvirtlab.LabError as err:
+        pytest.fail(f"the lab libvirtd did not start: {err}")
+    yield facts
+    libvirtlab.stop(str(lab_dir))
+
+
+@pytest.fixture
+def make_minion(tmp_path, ceph_lab, libvirt_lab):
+    """Build a masterless minion with the example pillar pointed at the lab services."""
 
     def make(minion_id="alice", overlay_extra=None):
         root = tmp_path / f"minion-{minion_id}"
         conf_dir = str(tmp_path / f"etc-ceph-{minion_id}")
-        overlay = saltlocal.lab_overlay(ceph_lab, conf_dir)
+        etc_dir = str(tmp_path / f"etc-{minion_id}")
+        overlay = saltlocal.lab_overlay(ceph_lab, conf_dir, etc_dir, libvirt_lab["uri"])
         minion = saltlocal.Minion(str(root), minion_id, merge(overlay, overlay_extra or {}))
         minion.conf_dir = conf_dir
+        minion.etc_dir = etc_dir
         minion.lab = ceph_lab
+        minion.libvirt = libvirt_lab
+        minion.overlay = merge(overlay, overlay_extra or {})
         return minion
 
     return make

@@ -11,10 +11,12 @@ REPO = saltlocal.REPO
 GLANCE_KEY = "AQAAAAAAAAAAABAARkFLRS1nbGFuY2Uta2V5IQ=="
 
 
-def test_master_syncs_modules_and_applies_on_a_minion(salt_factories, ceph_lab, tmp_path):
+def test_master_syncs_modules_and_applies_on_a_minion(salt_factories, ceph_lab, libvirt_lab,
+                                                      tmp_path):
     conf_dir = str(tmp_path / "etc-ceph")
     pillar_dir = str(tmp_path / "pillar")
-    saltlocal.write_pillar_root(pillar_dir, "alice", saltlocal.lab_overlay(ceph_lab, conf_dir))
+    overlay = saltlocal.lab_overlay(ceph_lab, conf_dir, str(tmp_path / "etc"), libvirt_lab["uri"])
+    saltlocal.write_pillar_root(pillar_dir, "alice", overlay)
     master = salt_factories.salt_master_daemon(
         "hastack-master",
         overrides={
@@ -30,11 +32,13 @@ def test_master_syncs_modules_and_applies_on_a_minion(salt_factories, ceph_lab, 
         assert synced.returncode == 0, synced
         assert "modules.ceph_client" in synced.data["modules"]
         assert "states.ceph_client" in synced.data["states"]
+        assert "states.libvirt_secret" in synced.data["states"]
 
         first = cli.run("state.apply", "hastack", minion_tgt="alice")
         assert first.returncode == 0, first
         changed = {v["__id__"] for v in first.data.values() if v["changes"]}
-        assert {"hastack-ceph-user-glance", "hastack-ceph-keyring-cinder"} <= changed
+        assert {"hastack-ceph-user-glance", "hastack-ceph-keyring-cinder", "hastack-glance-conf",
+                "hastack-libvirt-secret-95aae3f5-ad4b-4ec1-8a37-4ca0b7a3d1f6"} <= changed
 
         second = cli.run("state.apply", "hastack", minion_tgt="alice")
         assert second.returncode == 0, second

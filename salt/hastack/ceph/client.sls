@@ -2,10 +2,8 @@
 {%- from "hastack/map.jinja" import hastack with context %}
 {%- set ceph = hastack.ceph %}
 {%- set my_users = {} %}
-{%- for user, spec in ceph.users | dictsort %}
-{%-   if spec.roles | select('in', hastack.roles) | list %}
-{%-     do my_users.update({user: spec}) %}
-{%-   endif %}
+{%- for user in ceph.local_users %}
+{%-   do my_users.update({user: ceph.users[user]}) %}
 {%- endfor %}
 
 {%- if my_users %}
