@@ -3,13 +3,20 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Debian packages the lab and the modules use (ceph-common gives the ceph/rbd CLIs).
-DEB_PACKAGES := ceph-mon ceph-osd ceph-common python3-venv
+# Debian packages the lab and the modules use: the ceph/rbd CLIs and a Ceph cluster,
+# libvirtd and virsh (the benchmark's peer), what libvirt-python builds against, and
+# the rados/rbd Python bindings that glance_store needs (Debian ships them only).
+DEB_PACKAGES := ceph-mon ceph-osd ceph-common python3-venv python3-rados python3-rbd \
+	libvirt-daemon libvirt-clients libvirt-dev pkg-config
+# The venv gets Debian's rados/rbd bindings (and nothing else from dist-packages).
+SITE_PACKAGES = $(VENV)/lib/python3.11/site-packages
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test unit integration bench lab-start lab-stop clean
+.PHONY: .deb-packages setup demo test unit integration bench lab-start lab-stop clean
 
-setup: $(VENV)/.requirements-installed
+setup: .deb-packages $(VENV)/.requirements-installed
+
+.deb-packages:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
@@ -18,8 +25,12 @@ setup: $(VENV)/.requirements-installed
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-$(VENV)/.requirements-installed: requirements.txt
+# Order-only: the Debian packages come first (libvirt-python builds against libvirt-dev).
+$(VENV)/.requirements-installed: requirements.txt | .deb-packages
 	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Debian ships rados/rbd for CPython 3.11 only"'
+	@ln -sf /usr/lib/python3/dist-packages/rados.cpython-311-x86_64-linux-gnu.so \
+	        /usr/lib/python3/dist-packages/rbd.cpython-311-x86_64-linux-gnu.so $(SITE_PACKAGES)/
 	@echo "setup: installing Python requirements into $(VENV)"
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	@touch $@

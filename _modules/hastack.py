@@ -145,11 +145,20 @@ def _validate_openstack(config, out):
     is_compute = "compute" in roles
 
     def check_grant(user, pool, key):
-        """The user's osd caps must reach the pool the service will use."""
-        osd = users[user]["caps"].get("osd", "")
-        granted = re.findall(r"pool=([^\s,]+)", osd)
-        if not osd or (granted and pool not in granted):
-            _fail(key, f"client.{user}'s osd caps do not grant pool '{pool}'")
+        """The user's osd caps must let it write to the pool the service will use."""
+        writable, unrestricted = set(), False
+        for grant in users[user]["caps"].get("osd", "").split(", "):
+            words = grant.split()
+            if not words or "read-only" in grant:
+                continue
+            if words[0] == "allow" and not any(p in ("*", "all") or "w" in p for p in words[1:]
+                                               if "=" not in p):
+                continue
+            named = re.findall(r"pool=(\S+)", grant)
+            writable.update(named)
+            unrestricted = unrestricted or not named
+        if not (unrestricted or pool in writable):
+            _fail(key, f"client.{user}'s osd caps do not let it write to pool '{pool}'")
 
     def check_local_user(user, service, key):
         """A service configured here needs its user's keyring here too."""

@@ -21,12 +21,12 @@ hastack-cinder-ceph-args:
     - contents: 'env CEPH_ARGS="--id {{ cinder.ceph_args_user }}"'
 {%-   else %}
     - name: {{ cinder.systemd_dir }}/{{ cinder.service.name }}.service.d/hastack-ceph.conf
-    - makedirs: True
     - contents: |
         # Managed by hastack: the Ceph id for the ceph/rbd commands cinder-volume runs.
         [Service]
         Environment=CEPH_ARGS=--id {{ cinder.ceph_args_user }}
 {%-   endif %}
+    - makedirs: True
     - mode: '0644'
 {%-   if cinder.release != 'folsom' and grains.get('init') == 'systemd' %}
 

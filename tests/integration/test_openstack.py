@@ -1,0 +1,218 @@
+"""Glance, Cinder and Nova on RBD and the libvirt secret, proven on real services: the lab
+Ceph cluster, a real libvirtd, the real glance_store driver and the real rbd CLI."""
+
+import base64
+import configparser
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import libvirt
+import pytest
+
+from lab import saltlocal
+from tests.helpers import apply, cluster_snapshot, rbd
+from tests.integration.test_ceph_apply import CINDER_KEY, assert_all_ok, fake_key, our_changes
+
+SECRET = "95aae3f5-ad4b-4ec1-8a37-4ca0b7a3d1f6"
+SECRET_STATE = f"libvirt_secret_|-hastack-libvirt-secret-{SECRET}_|-{SECRET}_|-present"
+
+
+def read_ini(path):
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(path)
+    return parser
+
+
+def secrets(minion):
+    """{uuid: (usage id, value as base64)} read through the libvirt API."""
+    conn = libvirt.open(minion.libvirt["uri"])
+    try:
+        out = {}
+        for secret in conn.listAllSecrets():
+            try:
+                value = base64.b64encode(secret.value()).decode()
+            except libvirt.libvirtError:
+                value = None
+            out[secret.UUIDString()] = (secret.usageID(), value)
+        return out
+    finally:
+        conn.close()
+
+
+def keyring_from(tmp_path, user, key):
+    path = tmp_path / f"from-libvirt-{user}.keyring"
+    path.write_text(f"[client.{user}]\n\tkey = {key}\n")
+    return str(path)
+
+
+def test_services_and_libvirt_secret_work_for_real(make_minion, tmp_path):
+    alice = make_minion("alice")
+    # Settings hastack does not manage survive.
+    glance_conf = os.path.join(alice.etc_dir, "glance", "glance-api.conf")
+    with open(glance_conf, "w", encoding="utf-8") as fh:
+        fh.write("[DEFAULT]\n# operator's note\ndebug = True\n\n[database]\nconnection = postgresql://x\n")
+    assert_all_ok(*apply(alice))
+
+    # The secret: right usage, and its value (read back through libvirt) authenticates
+    # to the cluster as client.cinder.
+    usage, value = secrets(alice)[SECRET]
+    assert usage == "client.cinder secret"
+    assert value == CINDER_KEY
+    conf = os.path.join(alice.conf_dir, "ceph.conf")
+    made = rbd(conf, "cinder", "create", "volumes/from-libvirt-secret", "--size", "1M",
+               keyring=keyring_from(tmp_path, "cinder", value))
+    assert made.returncode == 0, made.stderr
+
+    # Glance: the rendered file drives the real glance_store RBD driver as client.glance.
+    glance = read_ini(glance_conf)
+    assert glance["DEFAULT"]["debug"] == "True" and glance["database"]["connection"]
+    assert glance["DEFAULT"]["enabled_backends"] == "ceph:rbd"
+    assert glance["ceph"]["rbd_store_user"] == "glance"
+    with open(glance_conf, encoding="utf-8") as fh:
+        assert "# operator's note" in fh.read()
+    check = subprocess.run([sys.executable, "-m", "lab.glance_check", glance_conf],
+                           capture_output=True, text=True, timeout=120, check=False, cwd=saltlocal.REPO)
+    assert check.returncode == 0, check.stderr[-2000:]
+    result = json.loads(check.stdout.strip().splitlines()[-1])
+    assert result["read_back_equal"] and result["location"].startswith(f"rbd://{alice.lab['fsid']}/images/")
+
+    # Cinder and Nova: the rendered user, pool, conf and secret work with the real rbd CLI.
+    cinder = read_ini(os.path.join(alice.etc_dir, "cinder", "cinder.conf"))
+    backend = cinder["ceph"]
+    assert cinder["DEFAULT"]["enabled_backends"] == "ceph"
+    assert backend["volume_driver"] == "cinder.volume.drivers.rbd.RBDDriver"
+    assert backend["rbd_secret_uuid"] == SECRET
+    nova = read_ini(os.path.join(alice.etc_dir, "nova", "nova.conf"))["libvirt"]
+    assert nova["images_type"] == "rbd" and nova["rbd_secret_uuid"] == SECRET
+    for user, pool, ceph_conf in ((backend["rbd_user"], backend["rbd_pool"], backend["rbd_ceph_conf"]),
+                                  (nova["rbd_user"], nova["images_rbd_pool"], nova["images_rbd_ceph_conf"])):
+        made = rbd(ceph_conf, user, "create", f"{pool}/rendered-check", "--size", "1M")
+        assert made.returncode == 0, made.stderr
+        assert "rendered-check" in rbd(ceph_conf, user, "ls", pool).stdout.split()
+    dropin = os.path.join(alice.etc_dir, "systemd", "system", "cinder-volume.service.d",
+                          "hastack-ceph.conf")
+    with open(dropin, encoding="utf-8") as fh:
+        assert "Environment=CEPH_ARGS=--id cinder" in fh.read()
+
+
+def test_cinder_key_rotation_reaches_cluster_keyring_and_secret_in_one_apply(make_minion, tmp_path):
+    alice = make_minion("alice")
+    assert_all_ok(*apply(alice))
+    new_key = fake_key("FAKE-cinder-2nd!")
+    overlay = copy.deepcopy(alice.overlay)
+    overlay["hastack"]["ceph"]["users"]["cinder"]["key"] = new_key
+    alice.set_overlay(overlay)
+    rc, predicted = apply(alice, test=True)
+    rc, rotated = apply(alice)
+    assert_all_ok(rc, rotated)
+    hidden = {"old": "(hidden)", "new": "(hidden)"}
+    assert our_changes(rotated) == our_changes(predicted) == {
+        "hastack-ceph-user-cinder": {"key": hidden},
+        "hastack-ceph-keyring-cinder": {"key": hidden},
+        f"hastack-libvirt-secret-{SECRET}": {"value": hidden},
+    }
+    assert secrets(alice)[SECRET][1] == new_key
+    conf = os.path.join(alice.conf_dir, "ceph.conf")
+    old = rbd(conf, "cinder", "ls", "volumes", keyring=keyring_from(tmp_path, "cinder", CINDER_KEY))
+    assert old.returncode != 0
+    assert rbd(conf, "cinder", "ls", "volumes", keyring=keyring_from(tmp_path, "cinder", new_key)).returncode == 0
+    assert saltlocal.changes_by_id(apply(alice)[1]) == {}
+
+
+def test_workshop_release_uses_folsom_names(make_minion):
+    alice = make_minion("alice", {"hastack": {"openstack": {"release": "folsom"},
+                                              "nova": {"images_type": "default"}}})
+    assert_all_ok(*apply(alice))
+    glance = read_ini(os.path.join(alice.etc_dir, "glance", "glance-api.conf"))["DEFAULT"]
+    assert glance["default_store"] == "rbd" and glance["rbd_store_pool"] == "images"
+    assert "enabled_backends" not in glance
+    cinder = read_ini(os.path.join(alice.etc_dir, "cinder", "cinder.conf"))
+    assert cinder["DEFAULT"]["volume_driver"] == "cinder.volume.driver.RBDDriver"
+    assert cinder["DEFAULT"]["rbd_secret_uuid"] == SECRET and cinder.sections() == []
+    with open(os.path.join(alice.etc_dir, "init", "cinder-volume.override"), encoding="utf-8") as fh:
+        assert fh.read().strip() == 'env CEPH_ARGS="--id cinder"'
+    # Folsom's nova took the volume's rbd user and secret from cinder: no nova.conf lines.
+    assert not os.path.exists(os.path.join(alice.etc_dir, "nova", "nova.conf"))
+
+
+def define_other_secret(minion, uuid, usage):
+    conn = libvirt.open(minion.libvirt["uri"])
+    try:
+        conn.secretDefineXML(f"<secret ephemeral='no' private='no'><uuid>{uuid}</uuid>"
+                             f"<usage type='ceph'><name>{usage}</name></usage></secret>")
+    finally:
+        conn.close()
+
+
+OTHER = "11111111-2222-4333-8444-555555555555"
+
+
+def test_usage_held_by_another_secret_is_an_error_unless_replacing(make_minion, ceph_lab):
+    alice = make_minion("alice")
+    define_other_secret(alice, OTHER, "client.cinder secret")
+    rc, ret = apply(alice)
+    assert rc != 0
+    comment = ret[SECRET_STATE]["comment"]
+    assert f"libvirt secret {OTHER} already holds usage 'client.cinder secret'" in comment
+    assert f"hastack:libvirt:secrets:{SECRET}:replace_usage" in comment
+    assert set(secrets(alice)) == {OTHER}
+
+    alice.set_overlay(saltlocal_merge(alice.overlay, {"hastack": {"libvirt": {"secrets": {
+        SECRET: {"replace_usage": True}}}}}))
+    rc, ret = apply(alice)
+    assert_all_ok(rc, ret)
+    assert ret[SECRET_STATE]["changes"]["replaced"] == {"old": OTHER, "new": None}
+    assert set(secrets(alice)) == {SECRET}
+
+
+def saltlocal_merge(base, extra):
+    from tests.helpers import merge  # pylint: disable=import-outside-toplevel
+
+    return merge(copy.deepcopy(base), extra)
+
+
+BAD_INPUT = [
+    ({"cinder": {"backends": {"ceph": {"secret_uuid": "not-a-uuid"}}}},
+     "hastack:cinder:backends:ceph:secret_uuid: not a UUID"),
+    ({"nova": {"secret_uuid": "22222222-3333-4444-8555-666666666666"}},
+     "hastack:nova:secret_uuid: 22222222-3333-4444-8555-666666666666 is not defined in hastack:libvirt:secrets"),
+    ({"glance": {"pool": "imagez"}}, "hastack:glance:pool: 'imagez' is not defined in hastack:ceph:pools"),
+    ({"nova": {"user": "glance"}},
+     f"hastack:nova:secret_uuid: secret {SECRET} holds the key of 'cinder', not of the rbd user 'glance'"),
+    ({"cinder": {"backends": {"ceph": {"pool": "images"}}}},
+     "hastack:cinder:backends:ceph:pool: client.cinder's osd caps do not let it write to pool 'images'"),
+    ({"openstack": {"release": "grizzly"}}, "hastack:openstack:release: unknown release 'grizzly'"),
+    ({"openstack": {"release": "folsom"}}, "hastack:nova:images_type: RBD-backed instance disks need a release after folsom"),
+]
+
+
+@pytest.mark.parametrize("overlay, message", BAD_INPUT, ids=[m.split(": ")[0] for _, m in BAD_INPUT])
+def test_bad_service_input_is_named_and_changes_nothing(make_minion, ceph_lab, overlay, message):
+    alice = make_minion("alice", {"hastack": overlay})
+    before = cluster_snapshot(ceph_lab)
+    rc, ret = apply(alice)
+    assert rc != 0
+    assert message in alice.last_output, alice.last_output
+    assert cluster_snapshot(ceph_lab) == before
+    assert not os.path.exists(alice.conf_dir)
+    assert not any(files for _, _, files in os.walk(alice.etc_dir))
+    assert secrets(alice) == {}
+
+
+def test_services_restart_only_when_managed_and_only_on_their_changes(make_minion):
+    alice = make_minion("alice", {"hastack": {
+        "glance": {"service": {"manage": True}}, "cinder": {"service": {"manage": True}}}})
+    rc, shown = alice.call("state.show_sls", "hastack")
+    assert rc == 0, shown
+    glance = shown["hastack-glance-service"]["service"]
+    watch = next(item["watch"] for item in glance if isinstance(item, dict) and "watch" in item)
+    assert watch == [{"hastack": "hastack-glance-conf"}, {"ceph_client": "hastack-ceph-keyring-glance"}]
+    cinder = shown["hastack-cinder-service"]["service"]
+    watch = next(item["watch"] for item in cinder if isinstance(item, dict) and "watch" in item)
+    assert {"ceph_client": "hastack-ceph-keyring-glance"} not in watch
+    assert {"file": "hastack-cinder-ceph-args"} in watch
+    # nova's service is not managed on this node: no service state at all.
+    assert "hastack-nova-service" not in shown
