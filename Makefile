@@ -46,6 +46,7 @@ unit: setup
 
 bench: setup
 	$(PY) -m bench.ceph_client
+	$(PY) -m bench.libvirt_secret
 
 lab-start: setup
 	$(PY) -m lab.cephlab start .lab/ceph
