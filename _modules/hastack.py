@@ -1,8 +1,8 @@
 """
 hastack: the ``hastack`` pillar tree as a whole, and the INI files it edits.
 
-Validates the pillar (merged with ``salt/hastack/defaults.yaml`` by ``map.jinja``)
-before any state acts, so that bad input stops the run at render time with an error
+Validates the pillar (merged over ``salt/hastack/defaults.yaml``) before any state
+acts (``map.jinja`` calls ``hastack.validate``), so that bad input stops the run at render time with an error
 naming the pillar key, and nothing changes. Each concern's own module validates its
 subtree (``ceph_client.validate`` for ``hastack:ceph``).
 """
@@ -11,6 +11,8 @@ import os
 import re
 
 import salt.utils.atomicfile
+import salt.utils.dictupdate
+import salt.utils.yaml
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "hastack"
@@ -24,22 +26,46 @@ def __virtual__():
     return __virtualname__
 
 
+def _merged_pillar():
+    """
+    This minion's ``hastack`` pillar merged over the formula's defaults
+    (``salt://hastack/defaults.yaml``): service defaults apply only to the services the
+    pillar configures. Keys stay in: private, so no job return ever carries them.
+    """
+    text = __salt__["cp.get_file_str"]("salt://hastack/defaults.yaml")
+    if not text:
+        raise CommandExecutionError("salt://hastack/defaults.yaml is not on the fileserver")
+    defaults = salt.utils.yaml.safe_load(text)
+    # Salt masks pillar values in pillar.get's output; this stays in-process.
+    pillar = __salt__["pillar.get"]("hastack", {}, unmask=True)
+    if not isinstance(pillar, dict):
+        raise SaltInvocationError("hastack: the pillar tree is not a mapping")
+    merged = salt.utils.dictupdate.merge(defaults["hastack"], pillar, strategy="recurse",
+                                         merge_lists=False)
+    for name, service_defaults in defaults["services"].items():
+        if name in pillar:
+            merged[name] = salt.utils.dictupdate.merge(service_defaults, pillar[name],
+                                                       strategy="recurse", merge_lists=False)
+    return merged
+
+
 def validate(config=None, minion_id=None):
     """
     Validate the ``hastack`` pillar tree and return it normalized (keys replaced by the
     pillar paths that hold them). Raises ``SaltInvocationError`` naming the bad key.
+    Run it before a rollout: it checks what a highstate would, changing nothing.
 
     config
-        The tree to check; defaults to this minion's ``hastack`` pillar.
+        The tree to check; default: this minion's pillar merged over the defaults.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call hastack.validate
+        salt '*' hastack.validate
     """
     if config is None:
-        config = __salt__["pillar.get"]("hastack", None)
+        config = _merged_pillar()
     if not isinstance(config, dict):
         raise SaltInvocationError("hastack: the pillar tree is missing or not a mapping")
     minion_id = minion_id or __grains__.get("id") or __opts__.get("id")

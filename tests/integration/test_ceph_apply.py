@@ -82,6 +82,10 @@ def test_apply_is_predicted_idempotent_and_gives_working_clients(make_minion):
     assert saltlocal.changes_by_id(again) == {}
     rc, again_test = apply(alice, test=True)
     assert rc == 0 and all(v["result"] is True for v in again_test.values())
+    # The pre-rollout check by hand: the normalized tree, keys replaced by their pillar paths.
+    rc, checked = alice.call("hastack.validate")
+    assert rc == 0 and checked["ceph"]["users"]["glance"]["key_pillar"] == "hastack:ceph:users:glance:key"
+    assert GLANCE_KEY not in alice.last_output
 
     # The files: the keyrings have the pillar's owner, group and mode.
     glance_keyring = os.path.join(alice.conf_dir, "ceph.client.glance.keyring")
@@ -285,3 +289,6 @@ def test_bad_input_is_named_and_changes_nothing(make_minion, ceph_lab, ceph_over
     # A render-time error stops everything: no state ran at all.
     if "mon_host" not in message:
         assert isinstance(ret, list) and re.search(r"Rendering SLS .* failed", ret[0])
+        # The same check runs by hand before a rollout.
+        rc, _ = alice.call("hastack.validate")
+        assert rc != 0 and message in alice.last_output
