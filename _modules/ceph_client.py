@@ -195,7 +195,7 @@ def _parse_grant(cap_type, grant, where):
     return text, pools
 
 
-def parse_caps(caps, pools=None, where="caps"):
+def parse_caps(caps, pools=None, where="caps", pools_key="hastack:ceph:pools"):
     """
     Validate and normalize cephx caps; return ``{type: "grant, grant"}``.
 
@@ -229,7 +229,7 @@ def parse_caps(caps, pools=None, where="caps"):
                 for pool in named:
                     if pool not in pools:
                         raise SaltInvocationError(
-                            f"{where}:{cap_type}: pool '{pool}' is not defined in hastack:ceph:pools"
+                            f"{where}:{cap_type}: pool '{pool}' is not defined in {pools_key}"
                         )
             grants.append(norm)
         result[cap_type] = ", ".join(grants)
@@ -775,7 +775,7 @@ def _need(cond, key, message):
         raise SaltInvocationError(f"{key}: {message}")
 
 
-def validate(ceph, roles=None, known_roles=None, minion_id=None):
+def validate(ceph, roles=None, known_roles=None, base="hastack:ceph"):
     """
     Validate the ``hastack:ceph`` pillar tree (merged with the formula defaults) and
     return it normalized, with each user's key replaced by ``key_pillar`` (the pillar
@@ -783,7 +783,8 @@ def validate(ceph, roles=None, known_roles=None, minion_id=None):
 
     ``roles`` are the minion's roles: owners and groups of the keyrings this minion
     gets must exist here. With ``known_roles``, every user's ``roles`` must be among
-    them. Every error names the pillar key.
+    them. Every error names the pillar key, under ``base`` (``hastack:ceph`` for the
+    main cluster, ``hastack:ceph_clusters:<name>`` for another one).
 
     CLI Example:
 
@@ -791,7 +792,6 @@ def validate(ceph, roles=None, known_roles=None, minion_id=None):
 
         salt-call ceph_client.validate "$(salt-call --out=json pillar.get hastack:ceph)"
     """
-    base = "hastack:ceph"
     _need(isinstance(ceph, dict), base, "must be a mapping")
     unknown = set(ceph) - {"cluster", "conf_dir", "fsid", "mon_host", "admin_minion",
                            "admin_keyring", "timeout", "pools", "users"}
@@ -854,7 +854,8 @@ def validate(ceph, roles=None, known_roles=None, minion_id=None):
         _need(spec.get("key") is not None, f"{key}:key", "missing (the user's cephx key)")
         _need(_decode_key(spec["key"]) is not None, f"{key}:key",
               "not a cephx key (base64 of a 28-byte AES key, as 'ceph-authtool --gen-print-key' prints)")
-        caps = parse_caps(spec.get("caps") or {}, pools=list(out["pools"]), where=f"{key}:caps")
+        caps = parse_caps(spec.get("caps") or {}, pools=list(out["pools"]), where=f"{key}:caps",
+                          pools_key=f"{base}:pools")
         user_roles = spec.get("roles", ["controller"])
         _need(isinstance(user_roles, list), f"{key}:roles", "must be a list of roles")
         for role in user_roles:

@@ -42,6 +42,13 @@ def _merged_pillar():
         raise SaltInvocationError("hastack: the pillar tree is not a mapping")
     merged = salt.utils.dictupdate.merge(defaults["hastack"], pillar, strategy="recurse",
                                          merge_lists=False)
+    for name, cluster in (pillar.get("ceph_clusters") or {}).items():
+        if isinstance(cluster, dict):
+            # Another cluster's files sit beside the main one's, named by cluster.
+            base = dict(defaults["hastack"]["ceph"], cluster=name,
+                        conf_dir=(merged.get("ceph") or {}).get("conf_dir", "/etc/ceph"))
+            merged["ceph_clusters"][name] = salt.utils.dictupdate.merge(
+                base, cluster, strategy="recurse", merge_lists=False)
     for name, service_defaults in defaults["services"].items():
         if name in pillar:
             merged[name] = salt.utils.dictupdate.merge(service_defaults, pillar[name],
@@ -82,17 +89,50 @@ def validate(config=None, minion_id=None):
                 f"hastack:roles: unknown role '{role}' (known: {', '.join(KNOWN_ROLES)})"
             )
     out["roles"] = list(roles)
-    if "ceph" in config:
-        out["ceph"] = __salt__["ceph_client.validate"](
-            config["ceph"], roles=roles, known_roles=KNOWN_ROLES, minion_id=minion_id
-        )
-        out["ceph"]["is_admin_minion"] = out["ceph"]["admin_minion"] == minion_id
-        # The users whose keyrings (and [client.<user>] sections) this minion gets.
-        out["ceph"]["local_users"] = sorted(
-            user for user, spec in out["ceph"]["users"].items() if set(spec["roles"]) & set(roles)
-        )
+    _validate_clusters(config, out, roles, minion_id)
     _validate_openstack(config, out)
     return out
+
+
+def _validate_clusters(config, out, roles, minion_id):
+    """The main cluster (``hastack:ceph``) and any others (``hastack:ceph_clusters``).
+
+    Each gets ``base`` (its pillar path), ``prefix`` (of its state ids), ``conf`` (its
+    ceph.conf path), ``is_admin_minion`` and ``local_users`` (whose keyrings this
+    minion gets). ``out["clusters"]`` maps every cluster name to its tree.
+    """
+    out["clusters"] = {}
+    trees = []
+    if "ceph" in config:
+        trees.append(("hastack:ceph", config["ceph"], "hastack-ceph"))
+    extra = config.get("ceph_clusters") or {}
+    if not isinstance(extra, dict):
+        _fail("hastack:ceph_clusters", "must be a mapping of cluster name to settings")
+    if extra and "ceph" not in config:
+        _fail("hastack:ceph", "required when hastack:ceph_clusters is set (the main cluster)")
+    for name, tree in extra.items():
+        base = f"hastack:ceph_clusters:{name}"
+        if not isinstance(tree, dict):
+            _fail(base, "must be a mapping")
+        if tree.get("cluster", name) != name:
+            _fail(f"{base}:cluster", f"must be '{name}' (the key) or left out")
+        trees.append((base, dict(tree, cluster=name), f"hastack-ceph-{name}"))
+    for base, tree, prefix in trees:
+        cluster = __salt__["ceph_client.validate"](tree, roles=roles, known_roles=KNOWN_ROLES,
+                                                   base=base)
+        if cluster["cluster"] in out["clusters"]:
+            _fail(f"{base}:cluster", f"cluster '{cluster['cluster']}' is defined twice")
+        cluster.update(
+            base=base, prefix=prefix,
+            conf=os.path.join(cluster["conf_dir"], f"{cluster['cluster']}.conf"),
+            is_admin_minion=cluster["admin_minion"] == minion_id,
+            local_users=sorted(user for user, spec in cluster["users"].items()
+                               if set(spec["roles"]) & set(roles)),
+        )
+        out["clusters"][cluster["cluster"]] = cluster
+    if "ceph" in config:
+        out["ceph"] = out["clusters"][trees[0][1].get("cluster")]
+    out.pop("ceph_clusters", None)
 
 
 def _fail(key, message):
@@ -135,10 +175,11 @@ def _validate_openstack(config, out):
     release = (config.get("openstack") or {}).get("release", "current")
     if release not in RELEASES:
         _fail("hastack:openstack:release", f"unknown release '{release}' (known: {', '.join(RELEASES)})")
-    ceph = out.get("ceph") or {}
-    pools, users = ceph.get("pools", {}), ceph.get("users", {})
-    ceph_conf = f"{ceph.get('conf_dir')}/{ceph.get('cluster')}.conf" if ceph else None
+    clusters = out["clusters"]
     roles = set(out["roles"])
+    for name in ("glance", "cinder", "nova", "libvirt"):
+        if name in config and "ceph" not in out:
+            _fail("hastack:ceph", f"required by hastack:{name}")
 
     def service_roles(name):
         svc_roles = config[name].get("roles")
@@ -146,34 +187,19 @@ def _validate_openstack(config, out):
             _fail(f"hastack:{name}:roles", f"a list of roles among {', '.join(KNOWN_ROLES)}")
         return svc_roles
 
-    for name in ("glance", "cinder", "nova", "libvirt"):
-        if name in config and not ceph:
-            _fail("hastack:ceph", f"required by hastack:{name}")
+    def cluster_of(spec, key):
+        """The cluster a service or backend names (``cluster:``), by default the main one."""
+        name = spec.get("cluster", out["ceph"]["cluster"])
+        if name not in clusters:
+            _fail(f"{key}:cluster", f"'{name}' is neither hastack:ceph:cluster nor in hastack:ceph_clusters")
+        return clusters[name]
 
-    secrets = {}
-    if "libvirt" in config:
-        lv = config["libvirt"]
-        _check_keys(lv, "hastack:libvirt", ("uri", "secrets", "roles"))
-        service_roles("libvirt")
-        for uuid, spec in (lv.get("secrets") or {}).items():
-            key = f"hastack:libvirt:secrets:{uuid}"
-            uuid = _check_uuid(str(uuid), key)
-            _check_keys(spec, key, ("ceph_user", "replace_usage"))
-            _check_ref(spec.get("ceph_user"), f"{key}:ceph_user", "hastack:ceph:users", users)
-            if not isinstance(spec.get("replace_usage", False), bool):
-                _fail(f"{key}:replace_usage", "true or false")
-            secrets[uuid] = {"ceph_user": spec["ceph_user"],
-                             "key_pillar": users[spec["ceph_user"]]["key_pillar"],
-                             "replace_usage": spec.get("replace_usage", False)}
-        out["libvirt"] = {"uri": lv.get("uri"), "secrets": secrets, "roles": lv["roles"],
-                          "applies": bool(roles & set(lv["roles"]))}
-    # The secrets a compute needs must be defined wherever this pillar reaches a compute.
-    is_compute = "compute" in roles
-
-    def check_grant(user, pool, key):
-        """The user's osd caps must let it write to the pool the service will use."""
+    def check_pool_and_user(cluster, pool, user, key):
+        _check_ref(pool, f"{key}:pool", f"{cluster['base']}:pools", cluster["pools"])
+        _check_ref(user, f"{key}:user", f"{cluster['base']}:users", cluster["users"])
+        # The user's osd caps must let it write to the pool the service will use.
         writable, unrestricted = set(), False
-        for grant in users[user]["caps"].get("osd", "").split(", "):
+        for grant in cluster["users"][user]["caps"].get("osd", "").split(", "):
             words = grant.split()
             if not words or "read-only" in grant:
                 continue
@@ -184,44 +210,74 @@ def _validate_openstack(config, out):
             writable.update(named)
             unrestricted = unrestricted or not named
         if not (unrestricted or pool in writable):
-            _fail(key, f"client.{user}'s osd caps do not let it write to pool '{pool}'")
+            _fail(f"{key}:pool", f"client.{user}'s osd caps do not let it write to pool '{pool}'")
 
-    def check_local_user(user, service, key):
+    def check_local_user(cluster, user, applies, key):
         """A service configured here needs its user's keyring here too."""
-        if out[service]["applies"] and user not in ceph["local_users"]:
+        if applies and user not in cluster["local_users"]:
             _fail(key, f"client.{user}'s keyring does not reach this minion: add a role of "
-                       f"this minion to hastack:ceph:users:{user}:roles")
+                       f"this minion to {cluster['base']}:users:{user}:roles")
 
-    def check_secret(uuid, user, key):
-        if not is_compute:
+    secrets = {}
+    if "libvirt" in config:
+        lv = config["libvirt"]
+        _check_keys(lv, "hastack:libvirt", ("uri", "secrets", "roles"))
+        service_roles("libvirt")
+        for uuid, spec in (lv.get("secrets") or {}).items():
+            key = f"hastack:libvirt:secrets:{uuid}"
+            uuid = _check_uuid(str(uuid), key)
+            _check_keys(spec, key, ("ceph_user", "cluster", "replace_usage"))
+            cluster = cluster_of(spec, key)
+            _check_ref(spec.get("ceph_user"), f"{key}:ceph_user", f"{cluster['base']}:users",
+                       cluster["users"])
+            if not isinstance(spec.get("replace_usage", False), bool):
+                _fail(f"{key}:replace_usage", "true or false")
+            user = spec["ceph_user"]
+            # libvirt allows one secret per usage name: name other clusters' secrets apart.
+            usage = f"client.{user} secret"
+            if cluster is not out["ceph"]:
+                usage = f"{cluster['cluster']}.{usage}"
+            secrets[uuid] = {"ceph_user": user, "cluster": cluster["cluster"], "usage": usage,
+                             "key_pillar": cluster["users"][user]["key_pillar"],
+                             "replace_usage": spec.get("replace_usage", False),
+                             "user_state": (f"{cluster['prefix']}-user-{user}"
+                                            if cluster["is_admin_minion"] else None)}
+        out["libvirt"] = {"uri": lv.get("uri"), "secrets": secrets, "roles": lv["roles"],
+                          "applies": bool(roles & set(lv["roles"]))}
+
+    def check_secret(uuid, cluster, user, key):
+        # A compute needs the secret defined in its libvirt; elsewhere it is not used.
+        if "compute" not in roles:
             return
         if uuid not in secrets:
             _fail(key, f"{uuid} is not defined in hastack:libvirt:secrets (computes need it)")
-        if secrets[uuid]["ceph_user"] != user:
-            _fail(key, f"secret {uuid} holds the key of '{secrets[uuid]['ceph_user']}', not of "
-                       f"the rbd user '{user}'")
+        held = secrets[uuid]
+        if (held["cluster"], held["ceph_user"]) != (cluster["cluster"], user):
+            _fail(key, f"secret {uuid} holds the key of '{held['ceph_user']}' in cluster "
+                       f"'{held['cluster']}', not of the rbd user '{user}' in '{cluster['cluster']}'")
 
     if "glance" in config:
         gl = config["glance"]
         _check_keys(gl, "hastack:glance", ("backend", "store_name", "pool", "user", "chunk_size",
-                                           "config_file", "service", "roles"))
+                                           "cluster", "config_file", "service", "roles"))
         service_roles("glance")
         if gl.get("backend") != "rbd":
             _fail("hastack:glance:backend", f"only 'rbd' is managed, got {gl.get('backend')!r}")
-        _check_ref(gl.get("pool"), "hastack:glance:pool", "hastack:ceph:pools", pools)
-        _check_ref(gl.get("user"), "hastack:glance:user", "hastack:ceph:users", users)
-        check_grant(gl["user"], gl["pool"], "hastack:glance:pool")
+        cluster = cluster_of(gl, "hastack:glance")
+        check_pool_and_user(cluster, gl.get("pool"), gl.get("user"), "hastack:glance")
         _check_service(gl["service"], "hastack:glance:service")
         store = {"rbd_store_pool": gl["pool"], "rbd_store_user": gl["user"],
-                 "rbd_store_ceph_conf": ceph_conf, "rbd_store_chunk_size": gl["chunk_size"]}
+                 "rbd_store_ceph_conf": cluster["conf"], "rbd_store_chunk_size": gl["chunk_size"]}
         if release == "folsom":
             settings = {"DEFAULT": {"default_store": "rbd", "show_image_direct_url": "True", **store}}
         else:
             name = gl["store_name"]
             settings = {"DEFAULT": {"enabled_backends": f"{name}:rbd", "show_image_direct_url": "True"},
                         "glance_store": {"default_backend": name}, name: store}
-        out["glance"] = dict(gl, settings=settings, applies=bool(roles & set(gl["roles"])))
-        check_local_user(gl["user"], "glance", "hastack:glance:user")
+        applies = bool(roles & set(gl["roles"]))
+        check_local_user(cluster, gl["user"], applies, "hastack:glance:user")
+        out["glance"] = dict(gl, settings=settings, applies=applies, cluster=cluster["cluster"],
+                             keyring_state=f"{cluster['prefix']}-keyring-{gl['user']}")
 
     if "cinder" in config:
         ci = config["cinder"]
@@ -234,60 +290,64 @@ def _validate_openstack(config, out):
             _fail("hastack:cinder:backends", "at least one backend")
         if release == "folsom" and len(backends) > 1:
             _fail("hastack:cinder:backends", "folsom supports one backend only")
-        settings = {"DEFAULT": {}}
+        applies = bool(roles & set(ci["roles"]))
+        settings, keyring_states, backend_users = {"DEFAULT": {}}, set(), set()
         for bname, spec in sorted(backends.items()):
             key = f"hastack:cinder:backends:{bname}"
             if not re.match(r"^[A-Za-z0-9_-]+$", str(bname)):
                 _fail(key, "not a backend name")
-            _check_keys(spec, key, ("pool", "user", "secret_uuid", "backend_name"))
-            _check_ref(spec.get("pool"), f"{key}:pool", "hastack:ceph:pools", pools)
-            _check_ref(spec.get("user"), f"{key}:user", "hastack:ceph:users", users)
-            check_grant(spec["user"], spec["pool"], f"{key}:pool")
+            _check_keys(spec, key, ("pool", "user", "secret_uuid", "backend_name", "cluster"))
+            cluster = cluster_of(spec, key)
+            check_pool_and_user(cluster, spec.get("pool"), spec.get("user"), key)
             uuid = _check_uuid(spec.get("secret_uuid"), f"{key}:secret_uuid")
-            check_secret(uuid, spec["user"], f"{key}:secret_uuid")
+            check_secret(uuid, cluster, spec["user"], f"{key}:secret_uuid")
+            check_local_user(cluster, spec["user"], applies, f"{key}:user")
+            keyring_states.add(f"{cluster['prefix']}-keyring-{spec['user']}")
+            backend_users.add(spec["user"])
             rbd = {"rbd_pool": spec["pool"], "rbd_user": spec["user"], "rbd_secret_uuid": uuid}
             if release == "folsom":
                 settings["DEFAULT"].update(volume_driver="cinder.volume.driver.RBDDriver", **rbd)
             else:
                 settings[bname] = {"volume_driver": "cinder.volume.drivers.rbd.RBDDriver",
                                    "volume_backend_name": spec.get("backend_name", bname),
-                                   "rbd_ceph_conf": ceph_conf, **rbd}
+                                   "rbd_ceph_conf": cluster["conf"], **rbd}
         if release != "folsom":
             settings["DEFAULT"]["enabled_backends"] = ",".join(sorted(backends))
         # CEPH_ARGS can name one id: the backends' common user, or ceph_args_user.
-        backend_users = {spec["user"] for spec in backends.values()}
-        ceph_args_user = ci.get("ceph_args_user") or (backend_users.pop() if len(backend_users) == 1 else None)
-        if ceph_args_user is not None:
-            _check_ref(ceph_args_user, "hastack:cinder:ceph_args_user", "hastack:ceph:users", users)
+        ceph_args_user = ci.get("ceph_args_user") or (
+            next(iter(backend_users)) if len(backend_users) == 1 else None)
         out["cinder"] = dict(ci, settings=settings, ceph_args_user=ceph_args_user, release=release,
-                             users=sorted({spec["user"] for spec in backends.values()}),
-                             applies=bool(roles & set(ci["roles"])))
-        for bname, spec in sorted(backends.items()):
-            check_local_user(spec["user"], "cinder", f"hastack:cinder:backends:{bname}:user")
+                             keyring_states=sorted(keyring_states), applies=applies)
 
     if "nova" in config:
         nv = config["nova"]
-        _check_keys(nv, "hastack:nova", ("images_type", "pool", "user", "secret_uuid",
+        _check_keys(nv, "hastack:nova", ("images_type", "pool", "user", "secret_uuid", "cluster",
                                          "config_file", "service", "roles"))
         service_roles("nova")
         _check_service(nv["service"], "hastack:nova:service")
         if nv.get("images_type") not in ("rbd", "default"):
             _fail("hastack:nova:images_type", f"'rbd' or 'default', got {nv.get('images_type')!r}")
-        _check_ref(nv.get("user"), "hastack:nova:user", "hastack:ceph:users", users)
+        cluster = cluster_of(nv, "hastack:nova")
+        _check_ref(nv.get("user"), "hastack:nova:user", f"{cluster['base']}:users", cluster["users"])
         uuid = _check_uuid(nv.get("secret_uuid"), "hastack:nova:secret_uuid")
-        check_secret(uuid, nv["user"], "hastack:nova:secret_uuid")
+        check_secret(uuid, cluster, nv["user"], "hastack:nova:secret_uuid")
         libvirt = {"rbd_user": nv["user"], "rbd_secret_uuid": uuid}
         if nv["images_type"] == "rbd":
             if release == "folsom":
                 _fail("hastack:nova:images_type", "RBD-backed instance disks need a release after folsom")
-            _check_ref(nv.get("pool"), "hastack:nova:pool", "hastack:ceph:pools", pools)
-            check_grant(nv["user"], nv["pool"], "hastack:nova:pool")
+            check_pool_and_user(cluster, nv.get("pool"), nv["user"], "hastack:nova")
+            if "glance" in out and out["glance"]["cluster"] != cluster["cluster"]:
+                _fail("hastack:nova:cluster",
+                      f"instance disks in cluster '{cluster['cluster']}' and Glance images in "
+                      f"'{out['glance']['cluster']}': copy-on-write clones need one cluster")
             libvirt.update(images_type="rbd", images_rbd_pool=nv["pool"],
-                           images_rbd_ceph_conf=ceph_conf)
+                           images_rbd_ceph_conf=cluster["conf"])
         # Folsom's nova took the volume's rbd user and secret from cinder: nothing to set.
         settings = {} if release == "folsom" else {"libvirt": libvirt}
-        out["nova"] = dict(nv, settings=settings, applies=bool(roles & set(nv["roles"])))
-        check_local_user(nv["user"], "nova", "hastack:nova:user")
+        applies = bool(roles & set(nv["roles"]))
+        check_local_user(cluster, nv["user"], applies, "hastack:nova:user")
+        out["nova"] = dict(nv, settings=settings, applies=applies, cluster=cluster["cluster"],
+                           keyring_state=f"{cluster['prefix']}-keyring-{nv['user']}")
 
 
 # Option names are equal whatever mix of ' ', '_' and '-' separates words (ceph.conf

@@ -14,6 +14,7 @@ config key, else ``qemu:///system`` (the URI nova uses).
 
 import base64
 import logging
+from xml.sax.saxutils import escape
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
@@ -191,10 +192,10 @@ def value_matches(uuid, key=None, key_pillar=None, uri=None):
         conn.close()
 
 
-def define(uuid, ceph_user, key=None, key_pillar=None, uri=None):
+def define(uuid, ceph_user, key=None, key_pillar=None, uri=None, usage=None):
     """
-    Define (or redefine) a ceph secret with usage ``client.<ceph_user> secret`` and set
-    its value to the Ceph key, through the API (never a command line).
+    Define (or redefine) a ceph secret with usage ``usage`` (default ``client.<ceph_user>
+    secret``) and set its value to the Ceph key, through the API (never a command line).
 
     CLI Example:
 
@@ -206,7 +207,7 @@ def define(uuid, ceph_user, key=None, key_pillar=None, uri=None):
     xml = (
         "<secret ephemeral='no' private='no'>"
         f"<uuid>{uuid}</uuid>"
-        f"<usage type='ceph'><name>{usage_name(ceph_user)}</name></usage>"
+        f"<usage type='ceph'><name>{escape(usage or usage_name(ceph_user))}</name></usage>"
         "</secret>"
     )
     conn = _connect(uri)

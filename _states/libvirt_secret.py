@@ -25,7 +25,8 @@ def __virtual__():
     return __virtualname__
 
 
-def present(name, ceph_user, key=None, key_pillar=None, uri=None, replace_usage=False):
+def present(name, ceph_user, key=None, key_pillar=None, uri=None, replace_usage=False,
+            usage=None):
     """
     Make sure secret ``name`` (a UUID) exists with usage ``client.<ceph_user> secret``
     and holds the Ceph user's key.
@@ -38,12 +39,15 @@ def present(name, ceph_user, key=None, key_pillar=None, uri=None, replace_usage=
         The key's pillar path (preferred) or the key itself.
     uri
         libvirt URI; default ``hastack:libvirt:uri``, else ``qemu:///system``.
+    usage
+        The usage name; default ``client.<ceph_user> secret`` (hastack names the secrets
+        of a cluster other than the main one ``<cluster>.client.<user> secret``).
     replace_usage
         libvirt allows one secret per usage name. When another UUID holds it, fail
         (default) or, with ``True``, remove that secret and take its place.
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
-    usage = __salt__["libvirt_secret.usage_name"](ceph_user)
+    usage = usage or __salt__["libvirt_secret.usage_name"](ceph_user)
     try:
         current = __salt__["libvirt_secret.get"](name, uri=uri)
         holder = __salt__["libvirt_secret.holder"](usage, uri=uri)
@@ -93,7 +97,8 @@ def present(name, ceph_user, key=None, key_pillar=None, uri=None, replace_usage=
             __salt__["libvirt_secret.undefine"](holder, uri=uri)
         if current is not None and current["private"]:
             __salt__["libvirt_secret.undefine"](name, uri=uri)  # private cannot be undone in place
-        __salt__["libvirt_secret.define"](name, ceph_user, key=key, key_pillar=key_pillar, uri=uri)
+        __salt__["libvirt_secret.define"](name, ceph_user, key=key, key_pillar=key_pillar, uri=uri,
+                                          usage=usage)
         after = __salt__["libvirt_secret.get"](name, uri=uri)
         verified = (after is not None and after["usage_id"] == usage
                     and __salt__["libvirt_secret.value_matches"](name, key=key, key_pillar=key_pillar,

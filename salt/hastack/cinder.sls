@@ -48,7 +48,7 @@ hastack-cinder-service:
 {%-   if cinder.ceph_args_user %}
       - file: hastack-cinder-ceph-args
 {%-   endif %}
-{%-   for user in cinder.users %}
-      - ceph_client: hastack-ceph-keyring-{{ user }}
+{%-   for keyring_state in cinder.keyring_states %}
+      - ceph_client: {{ keyring_state }}
 {%-   endfor %}
 {%- endif %}

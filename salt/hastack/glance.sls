@@ -18,5 +18,5 @@ hastack-glance-service:
     - enable: True
     - watch:
       - hastack: hastack-glance-conf
-      - ceph_client: hastack-ceph-keyring-{{ glance.user }}
+      - ceph_client: {{ glance.keyring_state }}
 {%- endif %}

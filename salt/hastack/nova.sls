@@ -22,7 +22,7 @@ hastack-nova-service:
     - name: {{ nova.service.name }}
     - enable: True
     - watch:
-      - ceph_client: hastack-ceph-keyring-{{ nova.user }}
+      - ceph_client: {{ nova.keyring_state }}
 {%-   if nova.settings %}
       - hastack: hastack-nova-conf
 {%-   endif %}

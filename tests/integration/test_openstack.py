@@ -181,7 +181,8 @@ BAD_INPUT = [
      "hastack:nova:secret_uuid: 22222222-3333-4444-8555-666666666666 is not defined in hastack:libvirt:secrets"),
     ({"glance": {"pool": "imagez"}}, "hastack:glance:pool: 'imagez' is not defined in hastack:ceph:pools"),
     ({"nova": {"user": "glance"}},
-     f"hastack:nova:secret_uuid: secret {SECRET} holds the key of 'cinder', not of the rbd user 'glance'"),
+     f"hastack:nova:secret_uuid: secret {SECRET} holds the key of 'cinder' in cluster 'ceph', "
+     "not of the rbd user 'glance' in 'ceph'"),
     ({"cinder": {"backends": {"ceph": {"pool": "images"}}}},
      "hastack:cinder:backends:ceph:pool: client.cinder's osd caps do not let it write to pool 'images'"),
     ({"openstack": {"release": "grizzly"}}, "hastack:openstack:release: unknown release 'grizzly'"),
@@ -216,3 +217,71 @@ def test_services_restart_only_when_managed_and_only_on_their_changes(make_minio
     assert {"file": "hastack-cinder-ceph-args"} in watch
     # nova's service is not managed on this node: no service state at all.
     assert "hastack-nova-service" not in shown
+
+
+BACKUP_SECRET = "33333333-4444-4555-8666-777777777777"
+
+
+@pytest.fixture
+def second_ceph_lab(tmp_path):
+    """Another real Ceph cluster, for a cinder backend in a second cluster."""
+    from lab import cephlab  # pylint: disable=import-outside-toplevel
+
+    lab_dir = str(tmp_path / "ceph-backup")
+    try:
+        facts = cephlab.start(lab_dir)
+    except cephlab.LabError as err:
+        cephlab.stop(lab_dir)
+        pytest.fail(f"the second lab Ceph cluster did not start: {err}")
+    yield facts
+    cephlab.stop(lab_dir)
+
+
+def test_cinder_backends_in_two_clusters_with_their_own_secrets(make_minion, second_ceph_lab, tmp_path):
+    backup_key = fake_key("FAKE-backup-cind")
+    backup = {
+        "fsid": second_ceph_lab["fsid"], "mon_host": second_ceph_lab["mon_host"],
+        "admin_minion": "alice", "admin_keyring": second_ceph_lab["admin_keyring"],
+        "pools": {"backups": {"pg_num": 8}},
+        "users": {"cinder": {"key": backup_key, "roles": ["controller", "compute"],
+                             "caps": {"mon": "profile rbd", "osd": "profile rbd pool=backups"}}},
+    }
+    extra = {"hastack": {
+        "ceph_clusters": {"backup": backup},
+        "cinder": {"backends": {"backup": {"cluster": "backup", "pool": "backups", "user": "cinder",
+                                           "secret_uuid": BACKUP_SECRET}}},
+        "libvirt": {"secrets": {BACKUP_SECRET: {"ceph_user": "cinder", "cluster": "backup"}}},
+    }}
+    alice = make_minion("alice", extra)
+    rc, predicted = apply(alice, test=True)
+    rc, applied = apply(alice)
+    assert_all_ok(rc, applied)
+    assert our_changes(applied) == our_changes(predicted)
+    assert {"hastack-ceph-backup-pool-backups", "hastack-ceph-backup-user-cinder",
+            "hastack-ceph-backup-keyring-cinder", "hastack-ceph-pool-volumes"} <= set(our_changes(applied))
+    assert saltlocal.changes_by_id(apply(alice)[1]) == {}
+
+    cinder = read_ini(os.path.join(alice.etc_dir, "cinder", "cinder.conf"))
+    assert cinder["DEFAULT"]["enabled_backends"] == "backup,ceph"
+    backup_conf = os.path.join(alice.conf_dir, "backup.conf")
+    assert cinder["backup"]["rbd_ceph_conf"] == backup_conf
+    assert cinder["ceph"]["rbd_ceph_conf"] == os.path.join(alice.conf_dir, "ceph.conf")
+    assert os.path.exists(os.path.join(alice.conf_dir, "backup.client.cinder.keyring"))
+    made = rbd(backup_conf, "cinder", "create", "backups/v1", "--size", "1M")
+    assert made.returncode == 0, made.stderr
+    # Each cluster's secret, under its own usage name, authenticates to its own cluster.
+    held = secrets(alice)
+    assert held[BACKUP_SECRET] == ("backup.client.cinder secret", backup_key)
+    assert held[SECRET] == ("client.cinder secret", CINDER_KEY)
+    assert rbd(backup_conf, "cinder", "ls", "backups",
+               keyring=keyring_from(tmp_path, "cinder", held[BACKUP_SECRET][1])).returncode == 0
+    assert rbd(backup_conf, "cinder", "ls", "backups",
+               keyring=keyring_from(tmp_path, "cinder", held[SECRET][1])).returncode != 0
+
+    # Nova's disks in another cluster than Glance's images: refused before any change.
+    alice.set_overlay(saltlocal_merge(alice.overlay, {"hastack": {"nova": {
+        "cluster": "backup", "pool": "backups", "secret_uuid": BACKUP_SECRET}}}))
+    rc, _ = apply(alice)
+    assert rc != 0
+    assert ("hastack:nova:cluster: instance disks in cluster 'backup' and Glance images in 'ceph': "
+            "copy-on-write clones need one cluster") in alice.last_output

@@ -1,43 +1,47 @@
-{#- Pools and cephx users, on hastack:ceph:admin_minion (it holds client.admin). #}
+{#- Pools and cephx users of every cluster whose admin minion this is (it holds
+    client.admin there). The main cluster's state ids are hastack-ceph-*, another
+    cluster's hastack-ceph-<cluster>-*. #}
 {%- from "hastack/map.jinja" import hastack with context %}
-{%- set ceph = hastack.ceph %}
-{%- set conn = {'cluster': ceph.cluster, 'conf_dir': ceph.conf_dir, 'mon_host': ceph.mon_host,
-                'admin_keyring': ceph.admin_keyring, 'timeout': ceph.timeout} %}
+{%- for ceph in hastack.clusters.values() if ceph.is_admin_minion %}
+{%-   set p = ceph.prefix %}
+{%-   set conn = {'cluster': ceph.cluster, 'conf_dir': ceph.conf_dir, 'mon_host': ceph.mon_host,
+                  'admin_keyring': ceph.admin_keyring, 'timeout': ceph.timeout} %}
 
-hastack-ceph-cluster-reachable:
+{{ p }}-cluster-reachable:
   ceph_client.cluster_reachable:
     - name: {{ ceph.cluster }}
-{%- for arg, value in conn.items() %}
+{%-   for arg, value in conn.items() %}
     - {{ arg }}: {{ value | json }}
-{%- endfor %}
+{%-   endfor %}
 
-{%- for pool, spec in ceph.pools | dictsort %}
+{%-   for pool, spec in ceph.pools | dictsort %}
 
-hastack-ceph-pool-{{ pool }}:
+{{ p }}-pool-{{ pool }}:
   ceph_client.pool_present:
     - name: {{ pool }}
     - pg_num: {{ spec.pg_num }}
     - application: {{ spec.application }}
-{%- for arg, value in conn.items() %}
+{%-     for arg, value in conn.items() %}
     - {{ arg }}: {{ value | json }}
-{%- endfor %}
+{%-     endfor %}
     - require:
-      - ceph_client: hastack-ceph-cluster-reachable
-{%- endfor %}
+      - ceph_client: {{ p }}-cluster-reachable
+{%-   endfor %}
 
-{%- for user, spec in ceph.users | dictsort %}
+{%-   for user, spec in ceph.users | dictsort %}
 
-hastack-ceph-user-{{ user }}:
+{{ p }}-user-{{ user }}:
   ceph_client.user_present:
     - name: client.{{ user }}
     - key_pillar: {{ spec.key_pillar }}
     - caps: {{ spec.caps | json }}
-{%- for arg, value in conn.items() %}
+{%-     for arg, value in conn.items() %}
     - {{ arg }}: {{ value | json }}
-{%- endfor %}
+{%-     endfor %}
     - require:
-      - ceph_client: hastack-ceph-cluster-reachable
-{%- for pool in ceph.pools | sort %}
-      - ceph_client: hastack-ceph-pool-{{ pool }}
-{%- endfor %}
+      - ceph_client: {{ p }}-cluster-reachable
+{%-     for pool in ceph.pools | sort %}
+      - ceph_client: {{ p }}-pool-{{ pool }}
+{%-     endfor %}
+{%-   endfor %}
 {%- endfor %}
