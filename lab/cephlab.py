@@ -16,12 +16,13 @@ import argparse
 import json
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
+
+from lab import procs
 
 FACTS = "lab.json"
 MON_ID = "a"
@@ -208,35 +209,15 @@ def _pids(d):
         return [(int(line.split()[0]), line.split()[1]) for line in fh if line.strip()]
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie of ours still answers kill(0); treat it as gone.
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
-            return fh.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def stop(d):
     """Stop the daemons this lab started (OSDs first, mon last) and forget the lab."""
     d = os.path.abspath(d)
     pids = _pids(d)
     # OSDs first: a mon stopped before its OSDs makes them wait 5 s to shut down.
-    ordered = [p for p in pids if p[1].startswith("osd")] + [p for p in pids if p[1].startswith("mon")]
-    for group in (ordered[:-1] if len(ordered) > 1 else [], ordered[-1:]):
-        for pid, _ in group:
-            if _alive(pid):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for pid, _ in group:
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+    osds = [pid for pid, name in pids if name.startswith("osd")]
+    mons = [pid for pid, name in pids if name.startswith("mon")]
+    procs.stop(osds)
+    procs.stop(mons)
     for name in ("pids", FACTS):
         try:
             os.remove(os.path.join(d, name))

@@ -17,10 +17,11 @@ import argparse
 import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
+
+from lab import procs
 
 FACTS = "lab.json"
 DRIVERS = "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver"
@@ -90,18 +91,7 @@ def stop(d):
     path = os.path.join(d, "pid")
     if os.path.exists(path):
         with open(path, encoding="utf-8") as fh:
-            pid = int(fh.read().strip())
-        try:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                    break
-                time.sleep(0.05)
-            else:
-                os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, ChildProcessError):
-            pass
+            procs.stop([int(fh.read().strip())])
         os.remove(path)
     try:
         os.remove(os.path.join(d, FACTS))

@@ -1,0 +1,33 @@
+"""Stopping the daemons a lab started, by PID only."""
+
+import os
+import signal
+import time
+
+
+def alive(pid):
+    """True while ``pid`` runs (a zombie counts as gone; it is reaped if it is ours)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: fall back to /proc
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+
+
+def stop(pids, timeout=10):
+    """SIGTERM these PIDs, wait up to ``timeout`` s for them all, then SIGKILL the rest."""
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
