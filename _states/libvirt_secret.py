@@ -116,6 +116,38 @@ def present(name, ceph_user, key=None, key_pillar=None, uri=None, replace_usage=
     return ret
 
 
+def usable(name, secrets, uri=None):
+    """
+    Read-only preflight: libvirt answers at ``uri`` and no secret that would be defined
+    finds its usage name held by another UUID (unless that secret allows replacing it).
+    Give it ``order: 1`` and ``failhard: True`` so a problem stops the run before
+    anything changes.
+
+    name
+        A label for the check.
+    secrets
+        ``{uuid: {usage: ..., replace_usage: bool}}``.
+    """
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    problems = []
+    try:
+        for uuid, spec in sorted(secrets.items()):
+            holder = __salt__["libvirt_secret.holder"](spec["usage"], uri=uri)
+            if holder not in (None, uuid) and not spec.get("replace_usage"):
+                problems.append(
+                    f"libvirt secret {holder} already holds usage '{spec['usage']}'; libvirt "
+                    f"allows one secret per usage. Remove it, or set replace_usage (pillar "
+                    f"hastack:libvirt:secrets:{uuid}:replace_usage: true) to replace it with {uuid}."
+                )
+    except (CommandExecutionError, SaltInvocationError) as err:
+        problems.append(str(err))
+    if problems:
+        ret.update(result=False, comment="\n".join(problems))
+    else:
+        ret["comment"] = f"libvirt answers; the usage names of {len(secrets)} secret(s) are free"
+    return ret
+
+
 def absent(name, uri=None):
     """
     Make sure no secret has UUID ``name``.

@@ -6,6 +6,19 @@
 include:
   - hastack.ceph.cluster
 {%- endif %}
+
+{#- Before anything else in the run: libvirt answers and no usage name is taken, or
+    the run stops here (failhard) with nothing changed. #}
+hastack-libvirt-preflight:
+  libvirt_secret.usable:
+    - name: libvirt secrets
+    - secrets:
+{%- for uuid, secret in libvirt.secrets | dictsort %}
+        {{ uuid }}: {usage: {{ secret.usage | json }}, replace_usage: {{ secret.replace_usage }}}
+{%- endfor %}
+    - uri: {{ libvirt.uri | json }}
+    - order: 1
+    - failhard: True
 {%- for uuid, secret in libvirt.secrets | dictsort %}
 
 hastack-libvirt-secret-{{ uuid }}:
@@ -16,8 +29,9 @@ hastack-libvirt-secret-{{ uuid }}:
     - key_pillar: {{ secret.key_pillar }}
     - uri: {{ libvirt.uri | json }}
     - replace_usage: {{ secret.replace_usage }}
-{%-   if secret.user_state %}
     - require:
+      - libvirt_secret: hastack-libvirt-preflight
+{%-   if secret.user_state %}
       - ceph_client: {{ secret.user_state }}
 {%-   endif %}
 {%- endfor %}

@@ -153,12 +153,17 @@ OTHER = "11111111-2222-4333-8444-555555555555"
 def test_usage_held_by_another_secret_is_an_error_unless_replacing(make_minion, ceph_lab):
     alice = make_minion("alice")
     define_other_secret(alice, OTHER, "client.cinder secret")
-    rc, ret = apply(alice)
-    assert rc != 0
-    comment = ret[SECRET_STATE]["comment"]
-    assert f"libvirt secret {OTHER} already holds usage 'client.cinder secret'" in comment
-    assert f"hastack:libvirt:secrets:{SECRET}:replace_usage" in comment
+    before = cluster_snapshot(ceph_lab)
+    for test in (True, False):
+        rc, ret = apply(alice, test=test)
+        assert rc != 0
+        assert f"libvirt secret {OTHER} already holds usage 'client.cinder secret'" in alice.last_output
+        assert f"hastack:libvirt:secrets:{SECRET}:replace_usage" in alice.last_output
+    # The preflight stopped the run first: nothing changed anywhere.
     assert set(secrets(alice)) == {OTHER}
+    assert cluster_snapshot(ceph_lab) == before
+    assert not os.path.exists(alice.conf_dir)
+    assert not any(files for _, _, files in os.walk(alice.etc_dir))
 
     alice.set_overlay(saltlocal_merge(alice.overlay, {"hastack": {"libvirt": {"secrets": {
         SECRET: {"replace_usage": True}}}}}))
