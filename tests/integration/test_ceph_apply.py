@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import stat
+import subprocess
 import struct
 import threading
 import time
@@ -292,3 +293,47 @@ def test_bad_input_is_named_and_changes_nothing(make_minion, ceph_lab, ceph_over
         # The same check runs by hand before a rollout.
         rc, _ = alice.call("hastack.validate")
         assert rc != 0 and message in alice.last_output
+
+
+def test_drift_in_any_managed_attribute_is_found_and_only_it_is_fixed(make_minion, ceph_lab):
+    import libvirt  # pylint: disable=import-outside-toplevel
+
+    alice = make_minion("alice")
+    assert_all_ok(*apply(alice))
+    # Out-of-band changes, one per kind of thing hastack manages.
+    subprocess.run(["ceph", "-c", ceph_lab["conf"], "auth", "caps", "client.glance", "mon", "allow r"],
+                   check=True, capture_output=True)
+    glance_keyring = os.path.join(alice.conf_dir, "ceph.client.glance.keyring")
+    os.chmod(glance_keyring, 0o644)
+    conf = os.path.join(alice.conf_dir, "ceph.conf")
+    with open(conf, encoding="utf-8") as fh:
+        text = fh.read()
+    with open(conf, "w", encoding="utf-8") as fh:
+        fh.write(text.replace(f"mon_host = {ceph_lab['mon_host']}", "mon_host = 127.0.0.1:1")
+                 + "\n# an operator's comment\n")
+    subprocess.run(["ceph", "-c", ceph_lab["conf"], "osd", "pool", "application", "disable", "vms",
+                    "rbd", "--yes-i-really-mean-it"], check=True, capture_output=True)
+    conn = libvirt.open(alice.libvirt["uri"])
+    try:
+        conn.listAllSecrets()[0].setValue(b"not the key")
+    finally:
+        conn.close()
+
+    rc, predicted = apply(alice, test=True)
+    rc, fixed = apply(alice)
+    assert_all_ok(rc, fixed)
+    hidden = {"old": "(hidden)", "new": "(hidden)"}
+    assert our_changes(fixed) == our_changes(predicted) == {
+        "hastack-ceph-user-glance": {"caps": {
+            "old": {"mon": "allow r"},
+            "new": {"mon": "profile rbd", "osd": "profile rbd pool=images"}}},
+        "hastack-ceph-keyring-glance": {"mode": {"old": "0644", "new": "0640"}},
+        "hastack-ceph-conf": {"[global] mon_host": {"old": "127.0.0.1:1", "new": ceph_lab["mon_host"]}},
+        "hastack-ceph-pool-vms": {"application": {"old": None, "new": "rbd"}},
+        "hastack-libvirt-secret-95aae3f5-ad4b-4ec1-8a37-4ca0b7a3d1f6": {"value": hidden},
+    }
+    # The operator's comment in ceph.conf stays.
+    with open(conf, encoding="utf-8") as fh:
+        assert "# an operator's comment" in fh.read()
+    assert_can_use(conf, "glance", "images")
+    assert saltlocal.changes_by_id(apply(alice)[1]) == {}
