@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # libvirtd and virsh (the benchmark's peer), what libvirt-python builds against, and
 # the rados/rbd Python bindings that glance_store needs (Debian ships them only).
 DEB_PACKAGES := ceph-mon ceph-osd ceph-common python3-venv python3-rados python3-rbd \
-	libvirt-daemon libvirt-clients libvirt-dev pkg-config
+	libvirt-daemon libvirt-clients libvirt-dev pkg-config pacemaker-cli-utils
 # The venv gets Debian's rados/rbd bindings (and nothing else from dist-packages).
 SITE_PACKAGES = $(VENV)/lib/python3.11/site-packages
 PYTEST_ARGS ?=

@@ -91,7 +91,28 @@ def validate(config=None, minion_id=None):
     out["roles"] = list(roles)
     _validate_clusters(config, out, roles, minion_id)
     _validate_openstack(config, out)
+    if "pacemaker" in config:
+        out["pacemaker"] = _validate_pacemaker(config["pacemaker"], roles)
     return out
+
+
+def _validate_pacemaker(pcmk, roles):
+    base = "hastack:pacemaker"
+    _check_keys(pcmk, base, ("nodes", "properties", "resource_defaults", "primitives", "groups",
+                             "clones", "locations", "colocations", "orders", "cib_file",
+                             "remove_undeclared", "roles"))
+    declared = {k: v for k, v in pcmk.items()
+                if k not in ("nodes", "cib_file", "remove_undeclared", "roles")}
+    config = __salt__["pacemaker.validate"](declared, pcmk.get("nodes"), base=base)
+    if pcmk.get("cib_file") is not None and not os.path.isabs(str(pcmk["cib_file"])):
+        _fail(f"{base}:cib_file", "must be an absolute path")
+    if not isinstance(pcmk.get("remove_undeclared"), bool):
+        _fail(f"{base}:remove_undeclared", "true or false")
+    if not isinstance(pcmk.get("roles"), list) or any(r not in KNOWN_ROLES for r in pcmk["roles"]):
+        _fail(f"{base}:roles", f"a list of roles among {', '.join(KNOWN_ROLES)}")
+    return {"config": config, "nodes": pcmk["nodes"], "cib_file": pcmk.get("cib_file"),
+            "remove_undeclared": pcmk["remove_undeclared"],
+            "applies": bool(set(roles) & set(pcmk["roles"]))}
 
 
 def _validate_clusters(config, out, roles, minion_id):

@@ -41,6 +41,14 @@ def lab_overlay(facts, conf_dir, etc_dir=None, libvirt_uri=None):
             overlay["hastack"][service] = {"config_file": os.path.join(etc_dir, service, name)}
         overlay["hastack"]["cinder"]["systemd_dir"] = os.path.join(etc_dir, "systemd", "system")
         overlay["hastack"]["cinder"]["upstart_dir"] = os.path.join(etc_dir, "init")
+        # Pacemaker on an empty CIB file; the lab has no fencing device.
+        cib = os.path.join(etc_dir, "pacemaker", "cib.xml")
+        os.makedirs(os.path.dirname(cib), exist_ok=True)
+        if not os.path.exists(cib):
+            with open(cib, "w", encoding="utf-8") as fh:
+                subprocess.run(["cibadmin", "--empty"], stdout=fh, check=True)
+        overlay["hastack"]["pacemaker"] = {"cib_file": cib,
+                                           "properties": {"stonith-enabled": "false"}}
     if libvirt_uri:
         overlay["hastack"]["libvirt"] = {"uri": libvirt_uri}
     return overlay

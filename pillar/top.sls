@@ -3,6 +3,7 @@
 base:
   '*':
     - hastack.common
+    - hastack.pacemaker
   alice:
     - hastack.nodes.alice
   bob:

@@ -2,7 +2,7 @@
 {%- from "hastack/map.jinja" import hastack with context %}
 include:
   - hastack.ceph
-{%- for service in ('glance', 'cinder', 'nova', 'libvirt') %}
+{%- for service in ('glance', 'cinder', 'nova', 'libvirt', 'pacemaker') %}
 {%-   if hastack.get(service, {}).get('applies') %}
   - hastack.{{ service }}
 {%-   endif %}

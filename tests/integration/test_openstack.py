@@ -13,7 +13,7 @@ import libvirt
 import pytest
 
 from lab import saltlocal
-from tests.helpers import apply, cluster_snapshot, rbd
+from tests.helpers import apply, cluster_snapshot, files_snapshot, rbd
 from tests.integration.test_ceph_apply import CINDER_KEY, assert_all_ok, fake_key, our_changes
 
 SECRET = "95aae3f5-ad4b-4ec1-8a37-4ca0b7a3d1f6"
@@ -154,6 +154,7 @@ def test_usage_held_by_another_secret_is_an_error_unless_replacing(make_minion, 
     alice = make_minion("alice")
     define_other_secret(alice, OTHER, "client.cinder secret")
     before = cluster_snapshot(ceph_lab)
+    etc_before = files_snapshot(alice.etc_dir)
     for test in (True, False):
         rc, ret = apply(alice, test=test)
         assert rc != 0
@@ -163,7 +164,7 @@ def test_usage_held_by_another_secret_is_an_error_unless_replacing(make_minion, 
     assert set(secrets(alice)) == {OTHER}
     assert cluster_snapshot(ceph_lab) == before
     assert not os.path.exists(alice.conf_dir)
-    assert not any(files for _, _, files in os.walk(alice.etc_dir))
+    assert files_snapshot(alice.etc_dir) == etc_before
 
     alice.set_overlay(saltlocal_merge(alice.overlay, {"hastack": {"libvirt": {"secrets": {
         SECRET: {"replace_usage": True}}}}}))
@@ -199,12 +200,13 @@ BAD_INPUT = [
 def test_bad_service_input_is_named_and_changes_nothing(make_minion, ceph_lab, overlay, message):
     alice = make_minion("alice", {"hastack": overlay})
     before = cluster_snapshot(ceph_lab)
+    etc_before = files_snapshot(alice.etc_dir)  # the lab's empty CIB file only
     rc, ret = apply(alice)
     assert rc != 0
     assert message in alice.last_output, alice.last_output
     assert cluster_snapshot(ceph_lab) == before
     assert not os.path.exists(alice.conf_dir)
-    assert not any(files for _, _, files in os.walk(alice.etc_dir))
+    assert files_snapshot(alice.etc_dir) == etc_before
     assert secrets(alice) == {}
 
 
