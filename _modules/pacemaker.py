@@ -481,3 +481,88 @@ def validate(config, nodes, base="hastack:pacemaker"):
         if "score" in order:
             score(order["score"], f"{key}:score")
     return normalize(config)
+
+
+# --------------------------------------------------------------------------- failover
+
+
+SHIFT_PREFIX = "lo_hastack_shift_"
+
+
+def _shift_id(rsc, node):
+    return f"{SHIFT_PREFIX}{rsc}_from_{node}"
+
+
+def shift_away(node, nodes, fallback=None, cib_file=None, test=False):
+    """
+    Move every resource that prefers ``node`` (a location constraint with a positive
+    score) to a surviving node, and confirm by simulation that nothing is left on
+    ``node``. The target is the first surviving node in ``fallback`` (an ordered list),
+    else the least loaded node in the simulated placement with ``node`` failed. The
+    original preferences stay; one constraint ``lo_hastack_shift_<rsc>_from_<node>`` per
+    resource, with the same score, is added in one epoch-guarded write, so ``restore``
+    undoes exactly this. With ``test=True`` only the plan is returned.
+
+    Returns ``{"plan": {rsc: {from, to, constraint}}, "placement": {...}}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call pacemaker.shift_away alice '[alice, bob, charlie]' fallback='[bob, charlie]'
+    """
+    if node not in nodes:
+        raise SaltInvocationError(f"node: '{node}' is not one of {', '.join(nodes)}")
+    survivors = [n for n in nodes if n != node]
+    current = configuration(cib_file)
+    preferring = {lid: loc for lid, loc in current["locations"].items()
+                  if loc["node"] == node and not lid.startswith(SHIFT_PREFIX)
+                  and not str(loc["score"]).startswith("-")}
+    before = simulate(nodes, failed=[node], cib_file=cib_file)
+    load = {n: 0 for n in survivors}
+    for where in before.values():
+        for placed in where if isinstance(where, list) else [where]:
+            if placed in load:
+                load[placed] += 1
+    plan, config = {}, {s: dict(current[s]) for s in SECTIONS}
+    for lid, loc in sorted(preferring.items()):
+        ordered = [n for n in (fallback or []) if n in survivors]
+        target = ordered[0] if ordered else min(survivors, key=lambda n: (load[n], n))
+        load[target] += 1
+        shift = _shift_id(loc["rsc"], node)
+        plan[loc["rsc"]] = {"from": node, "to": target, "constraint": shift}
+        config["locations"][shift] = {"rsc": loc["rsc"], "node": target, "score": loc["score"]}
+    placement = simulate(nodes, failed=[node], config=config, cib_file=cib_file)
+    left = [r for r, where in placement.items()
+            if where == node or (isinstance(where, list) and node in where)]
+    wrong = [r for r, step in plan.items() if placement.get(r) != step["to"]]
+    if left or wrong:
+        raise CommandExecutionError(
+            f"the simulated placement after the shift does not hold: still on {node}: {left}; "
+            f"not on their target: {wrong}"
+        )
+    if plan and not test:
+        write(config, cib_file=cib_file, remove_undeclared=True)
+    return {"plan": plan, "placement": placement}
+
+
+def restore(node, cib_file=None, test=False):
+    """
+    Undo ``shift_away(node)``: remove the ``lo_hastack_shift_*_from_<node>`` constraints,
+    so the original preferences for ``node`` apply again. Returns the removed ids.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call pacemaker.restore alice
+    """
+    current = configuration(cib_file)
+    config = {s: dict(current[s]) for s in SECTIONS}
+    removed = sorted(lid for lid in config["locations"]
+                     if lid.startswith(SHIFT_PREFIX) and lid.endswith(f"_from_{node}"))
+    for lid in removed:
+        del config["locations"][lid]
+    if removed and not test:
+        write(config, cib_file=cib_file, remove_undeclared=True)
+    return removed

@@ -133,3 +133,31 @@ def test_bad_input_is_named_and_leaves_the_cib_unchanged(pcmk_minion, extra, mes
     assert message in alice.last_output, alice.last_output
     with open(alice.cib, "rb") as fh:
         assert fh.read() == before
+
+
+def test_shift_away_moves_what_prefers_the_dead_node_and_restore_undoes_it(pcmk_minion):
+    alice = pcmk_minion()
+    assert apply_pcmk(alice)[0] == 0
+    rc, planned = alice.call("pacemaker.shift_away", "alice", f"nodes={NODES}",
+                             f"cib_file={alice.cib}", "test=True")
+    assert rc == 0, planned
+    # Least loaded survivor with alice failed: bob takes the VIP and everything with it.
+    assert planned["plan"] == {"p_nova-compute-host1": {
+        "from": "alice", "to": "charlie", "constraint": "lo_hastack_shift_p_nova-compute-host1_from_alice"}}
+    rc, conf = alice.call("pacemaker.configuration", f"cib_file={alice.cib}")
+    assert not [lid for lid in conf["locations"] if lid.startswith("lo_hastack_shift_")]
+
+    rc, shifted = alice.call("pacemaker.shift_away", "alice", f"nodes={NODES}", "fallback=[bob]",
+                             f"cib_file={alice.cib}")
+    assert rc == 0, shifted
+    assert shifted["plan"]["p_nova-compute-host1"]["to"] == "bob"
+    after = placement(alice, failed=["alice"])
+    assert after["p_nova-compute-host1"] == "bob"
+    assert "alice" not in [w for r, w in after.items() if not isinstance(w, list)]
+    # A highstate keeps the shift (undeclared items stay unless remove_undeclared).
+    rc, again = apply_pcmk(alice)
+    assert rc == 0 and the_state(again)["changes"] == {}
+
+    rc, removed = alice.call("pacemaker.restore", "alice", f"cib_file={alice.cib}")
+    assert removed == ["lo_hastack_shift_p_nova-compute-host1_from_alice"]
+    assert placement(alice)["p_nova-compute-host1"] == "alice"
