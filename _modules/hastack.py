@@ -42,6 +42,8 @@ def _merged_pillar():
         raise SaltInvocationError("hastack: the pillar tree is not a mapping")
     merged = salt.utils.dictupdate.merge(defaults["hastack"], pillar, strategy="recurse",
                                          merge_lists=False)
+    if "ceph" not in pillar:  # a minion without Ceph (e.g. Pacemaker only)
+        merged.pop("ceph", None)
     for name, cluster in (pillar.get("ceph_clusters") or {}).items():
         if isinstance(cluster, dict):
             # Another cluster's files sit beside the main one's, named by cluster.
