@@ -16,7 +16,12 @@ and elect a DC in 30-40 s, and ``pacemaker.configured`` applies Listing 2 (with
 ``ocf:pacemaker:Dummy`` agents) to the live CIB from alice. Open problem: every resource
 then runs on one node and the clone is stopped on the other two, with no failure
 recorded; location preferences are not honoured yet. Found on the way: corosync and
-Pacemaker identify the local node by hostname, hence the UTS namespaces.
+Pacemaker identify the local node by hostname, hence the UTS namespaces. Lead for the
+placement problem: one node's pacemakerd logged "Aborting start-up because active
+Pacemaker instance found" while crm_mon in another node's namespace reported a DC
+that was not itself, so the nodes' local IPC still meets (LAB-NOTES also makes /tmp
+private per node; making /tmp and /dev/shm private as they are stopped the cluster
+from forming here: to be looked at).
 """
 
 import json
