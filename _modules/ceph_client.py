@@ -68,7 +68,6 @@ PROFILES = {
 }
 PERM_RE = re.compile(r"^(\*|all|[rwx]+)$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-HIDDEN = "(hidden)"
 
 
 def __virtual__():

@@ -19,6 +19,14 @@ __virtualname__ = "libvirt_secret"
 HIDDEN = "(hidden)"
 
 
+def _usage_taken(holder, usage, uuid):
+    return (
+        f"libvirt secret {holder} already holds usage '{usage}'; libvirt allows one secret "
+        f"per usage. Remove it, or set replace_usage (pillar hastack:libvirt:secrets:{uuid}:"
+        f"replace_usage: true) to replace it with {uuid}."
+    )
+
+
 def __virtual__():
     if "libvirt_secret.get" not in __salt__:
         return (False, "libvirt_secret state: the libvirt_secret execution module is not available")
@@ -64,11 +72,7 @@ def present(name, ceph_user, key=None, key_pillar=None, uri=None, replace_usage=
 
     if holder is not None and holder != name and not replace_usage:
         ret["result"] = False
-        ret["comment"] = (
-            f"libvirt secret {holder} already holds usage '{usage}'; libvirt allows one secret "
-            f"per usage. Remove it, or set replace_usage (pillar hastack:libvirt:secrets:{name}:"
-            "replace_usage: true) to replace it with this one."
-        )
+        ret["comment"] = _usage_taken(holder, usage, name)
         return ret
 
     changes = {}
@@ -134,11 +138,7 @@ def usable(name, secrets, uri=None):
         for uuid, spec in sorted(secrets.items()):
             holder = __salt__["libvirt_secret.holder"](spec["usage"], uri=uri)
             if holder not in (None, uuid) and not spec.get("replace_usage"):
-                problems.append(
-                    f"libvirt secret {holder} already holds usage '{spec['usage']}'; libvirt "
-                    f"allows one secret per usage. Remove it, or set replace_usage (pillar "
-                    f"hastack:libvirt:secrets:{uuid}:replace_usage: true) to replace it with {uuid}."
-                )
+                problems.append(_usage_taken(holder, spec["usage"], uuid))
     except (CommandExecutionError, SaltInvocationError) as err:
         problems.append(str(err))
     if problems:

@@ -70,6 +70,11 @@ def write_pillar_root(pillar_dir, minion_id, overlay, example=True):
     top["base"][minion_id] = list(top["base"].get(minion_id) or []) + ["lab"]
     with open(os.path.join(pillar_dir, "top.sls"), "w", encoding="utf-8") as fh:
         yaml.safe_dump(top, fh, sort_keys=False)
+    write_overlay(pillar_dir, overlay)
+
+
+def write_overlay(pillar_dir, overlay):
+    """(Re)write the overlay: the pillar file every test or demo edit goes to."""
     with open(os.path.join(pillar_dir, "lab.sls"), "w", encoding="utf-8") as fh:
         yaml.safe_dump(overlay, fh)
 
@@ -112,8 +117,7 @@ class Minion:
             yaml.safe_dump(config, fh)
 
     def set_overlay(self, overlay):
-        with open(os.path.join(self.pillar_dir, "lab.sls"), "w", encoding="utf-8") as fh:
-            yaml.safe_dump(overlay, fh)
+        write_overlay(self.pillar_dir, overlay)
 
     def argv(self, fun, *args, test=False, log_level="quiet"):
         argv = [SALT_CALL, "--local", "-c", self.config_dir, "--out", "json",

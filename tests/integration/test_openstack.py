@@ -13,7 +13,7 @@ import libvirt
 import pytest
 
 from lab import saltlocal
-from tests.helpers import apply, cluster_snapshot, files_snapshot, rbd
+from tests.helpers import apply, cluster_snapshot, files_snapshot, merge, rbd
 from tests.integration.test_ceph_apply import CINDER_KEY, assert_all_ok, fake_key, our_changes
 
 SECRET = "95aae3f5-ad4b-4ec1-8a37-4ca0b7a3d1f6"
@@ -166,18 +166,13 @@ def test_usage_held_by_another_secret_is_an_error_unless_replacing(make_minion, 
     assert not os.path.exists(alice.conf_dir)
     assert files_snapshot(alice.etc_dir) == etc_before
 
-    alice.set_overlay(saltlocal_merge(alice.overlay, {"hastack": {"libvirt": {"secrets": {
+    alice.set_overlay(merge(alice.overlay, {"hastack": {"libvirt": {"secrets": {
         SECRET: {"replace_usage": True}}}}}))
     rc, ret = apply(alice)
     assert_all_ok(rc, ret)
     assert ret[SECRET_STATE]["changes"]["replaced"] == {"old": OTHER, "new": None}
     assert set(secrets(alice)) == {SECRET}
 
-
-def saltlocal_merge(base, extra):
-    from tests.helpers import merge  # pylint: disable=import-outside-toplevel
-
-    return merge(copy.deepcopy(base), extra)
 
 
 BAD_INPUT = [
@@ -286,7 +281,7 @@ def test_cinder_backends_in_two_clusters_with_their_own_secrets(make_minion, sec
                keyring=keyring_from(tmp_path, "cinder", held[SECRET][1])).returncode != 0
 
     # Nova's disks in another cluster than Glance's images: refused before any change.
-    alice.set_overlay(saltlocal_merge(alice.overlay, {"hastack": {"nova": {
+    alice.set_overlay(merge(alice.overlay, {"hastack": {"nova": {
         "cluster": "backup", "pool": "backups", "secret_uuid": BACKUP_SECRET}}}))
     rc, _ = apply(alice)
     assert rc != 0
