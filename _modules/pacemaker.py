@@ -375,6 +375,14 @@ def write(config, cib_file=None, remove_undeclared=False, retries=5):
 
         salt-call pacemaker.write "$(cat config.json)" cib_file=/tmp/cib.xml
     """
+    if remove_undeclared:
+        return _write_edit(lambda current: config, cib_file, retries)
+    return _write_edit(lambda current: _with_undeclared(current, config), cib_file, retries)
+
+
+def _write_edit(edit, cib_file=None, retries=5):
+    """Write ``edit(configuration as read)`` as one epoch-guarded patch. ``edit`` runs on
+    every fresh read, so a change made from a stale read never reverts someone else's."""
     for attempt in range(retries + 1):
         with _locked(cib_file), tempfile.TemporaryDirectory(prefix="hastack-pcmk-") as tmp:
             old_path, new_path = os.path.join(tmp, "old.xml"), os.path.join(tmp, "new.xml")
@@ -382,7 +390,7 @@ def write(config, cib_file=None, remove_undeclared=False, retries=5):
             with open(old_path, "w", encoding="utf-8") as fh:
                 fh.write(old)
             with open(new_path, "w", encoding="utf-8") as fh:
-                fh.write(_candidate(old, config, remove_undeclared))
+                fh.write(_candidate(old, edit(parse_configuration(old))))
             diff = _run(["crm_diff", "--original", old_path, "--new", new_path],
                         ok_codes=(0, 1))["stdout"]
             if not diff.strip():
@@ -483,6 +491,197 @@ def validate(config, nodes, base="hastack:pacemaker"):
     return normalize(config)
 
 
+# --------------------------------------------------------------------------- locations
+
+
+def _locations_changed(current, set_=None, remove=()):
+    config = {section: dict(current.get(section) or {}) for section in SECTIONS}
+    for lid in remove:
+        config["locations"].pop(lid, None)
+    config["locations"].update(set_ or {})
+    return config
+
+
+def _check_location(rsc, node, score, current, nodes=None):
+    if rsc not in set(current["primitives"]) | set(current["groups"]) | set(current["clones"]):
+        raise SaltInvocationError(f"rsc: no resource, group or clone '{rsc}' in the CIB")
+    if nodes is not None and node not in nodes:
+        raise SaltInvocationError(f"node: '{node}' is not a node of the cluster ({', '.join(nodes)})")
+    if not SCORE_RE.match(str(score)):
+        raise SaltInvocationError(f"score: '{score}' is not a Pacemaker score (an integer or INFINITY)")
+
+
+def location_set(constraint_id, rsc, node, score, cib_file=None, test=False):
+    """
+    Declare that ``rsc`` prefers (positive ``score``) or avoids (negative) ``node``,
+    as the location constraint ``constraint_id`` (created or changed), in one
+    epoch-guarded write. Returns ``{old, new}`` of the constraint, or ``{}`` when it is
+    already so. With ``test=True`` nothing is written.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call pacemaker.location_set lo_host1_prefer_alice p_nova-compute-host1 alice 10000
+    """
+    if not ID_RE.match(str(constraint_id)):
+        raise SaltInvocationError(f"constraint_id: '{constraint_id}' is not a valid XML id")
+    current = configuration(cib_file)
+    _check_location(rsc, node, score, current, _cib_nodes(cib_file) or None)
+    wanted = {"rsc": rsc, "node": node, "score": str(score)}
+    old = current["locations"].get(constraint_id)
+    if old == wanted:
+        return {}
+    if not test:
+        _write_edit(lambda cur: _locations_changed(cur, set_={constraint_id: wanted}), cib_file)
+    return {"old": old, "new": wanted}
+
+
+def location_remove(constraint_id, cib_file=None, test=False):
+    """
+    Remove the location constraint ``constraint_id``. Returns ``{old, new: None}``, or
+    ``{}`` when there is no such constraint.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call pacemaker.location_remove lo_host1_prefer_alice
+    """
+    old = configuration(cib_file)["locations"].get(constraint_id)
+    if old is None:
+        return {}
+    if not test:
+        _write_edit(lambda cur: _locations_changed(cur, remove=[constraint_id]), cib_file)
+    return {"old": old, "new": None}
+
+
+def move(rsc, node, cib_file=None, test=False):
+    """
+    Move ``rsc`` to ``node`` the way ``crm_resource --move`` does: the constraint
+    ``cli-prefer-<rsc>`` with score INFINITY (``clear`` and ``crm_resource --clear``
+    remove it). Returns ``{old, new}`` or ``{}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call pacemaker.move g_keystone bob
+    """
+    return location_set(f"cli-prefer-{rsc}", rsc, node, "INFINITY", cib_file, test)
+
+
+def clear(rsc, cib_file=None, test=False):
+    """
+    Remove what ``move``, ``crm_resource --move`` and ``crm_resource --ban`` left for
+    ``rsc`` (``cli-prefer-<rsc>``, ``cli-ban-<rsc>-on-<node>``). Returns the removed ids.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call pacemaker.clear g_keystone
+    """
+    ids = sorted(lid for lid, loc in configuration(cib_file)["locations"].items()
+                 if loc["rsc"] == rsc and (lid == f"cli-prefer-{rsc}"
+                                           or lid.startswith(f"cli-ban-{rsc}-on-")))
+    if ids and not test:
+        _write_edit(lambda cur: _locations_changed(cur, remove=ids), cib_file)
+    return ids
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+def _cib_nodes(cib_file=None):
+    """The node names the CIB knows (``<nodes>``)."""
+    root = ET.fromstring(cib_xml(cib_file))
+    return sorted(n.get("uname") for n in root.iter("node") if n.get("uname"))
+
+
+def _standby_nodes(cib_file=None):
+    root = ET.fromstring(cib_xml(cib_file))
+    return sorted(n.get("uname") for n in root.findall("configuration/nodes/node")
+                  if _nvpairs(n, "instance_attributes").get("standby") in ("on", "true", "1", "yes"))
+
+
+def status(cib_file=None):
+    """
+    The cluster as ``crm_mon`` sees it: ``{dc, quorum, nodes: {name: {online, standby,
+    maintenance}}, resources: {rsc: node or None}}`` (a clone: the sorted list of the
+    nodes it runs on).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call pacemaker.status
+    """
+    root = ET.fromstring(_run(["crm_mon", "--one-shot", "--output-as=xml"], cib_file)["stdout"])
+    dc = root.find("summary/current_dc")
+    nodes = {n.get("name"): {k: n.get(k) == "true" for k in ("online", "standby", "maintenance")}
+             for n in root.findall("nodes/node")}
+    # crm_mon shows standby only for online nodes; the CIB says it for all.
+    for name in _standby_nodes(cib_file):
+        if name in nodes:
+            nodes[name]["standby"] = True
+    placed = {}
+    for rsc in root.find("resources").iter("resource"):
+        running = [n.get("name") for n in rsc.findall("node")]
+        if rsc.get("role") not in ("Started", "Promoted", "Unpromoted", "Master", "Slave"):
+            running = []
+        placed.setdefault(rsc.get("id"), []).extend(running)
+    return {
+        "dc": dc.get("name") if dc is not None and dc.get("present") == "true" else None,
+        "quorum": dc is not None and dc.get("with_quorum") == "true",
+        "nodes": nodes,
+        "resources": {rid: (where[0] if len(where) == 1 else (sorted(where) or None))
+                      for rid, where in placed.items()},
+    }
+
+
+def _set_standby(node, value, cib_file, test):
+    known = _cib_nodes(cib_file)
+    if node not in known:
+        raise SaltInvocationError(f"node: '{node}' is not a node of the cluster ({', '.join(known)})")
+    # One attribute through crm_attribute: it changes that nvpair alone, so nothing
+    # another writer did is overwritten.
+    base = ["crm_attribute", "--node", node, "--name", "standby", "--lifetime", "forever"]
+    old = "on" if node in _standby_nodes(cib_file) else "off"
+    if old == value:
+        return {}
+    if not test:
+        _run(base + ["--update", value], cib_file)
+    return {"old": old, "new": value}
+
+
+def node_standby(node, cib_file=None, test=False):
+    """
+    Put ``node`` in standby (its resources move off it; it stays a member). Returns
+    ``{old, new}`` of its standby attribute, or ``{}`` when it already is.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call pacemaker.node_standby alice
+    """
+    return _set_standby(node, "on", cib_file, test)
+
+
+def node_online(node, cib_file=None, test=False):
+    """
+    Take ``node`` out of standby. Returns ``{old, new}`` or ``{}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call pacemaker.node_online alice
+    """
+    return _set_standby(node, "off", cib_file, test)
+
+
 # --------------------------------------------------------------------------- failover
 
 
@@ -542,7 +741,8 @@ def shift_away(node, nodes, fallback=None, cib_file=None, test=False):
             f"not on their target: {wrong}"
         )
     if plan and not test:
-        write(config, cib_file=cib_file, remove_undeclared=True)
+        added = {step["constraint"]: config["locations"][step["constraint"]] for step in plan.values()}
+        _write_edit(lambda cur: _locations_changed(cur, set_=added), cib_file)
     return {"plan": plan, "placement": placement}
 
 
@@ -557,12 +757,8 @@ def restore(node, cib_file=None, test=False):
 
         salt-call pacemaker.restore alice
     """
-    current = configuration(cib_file)
-    config = {s: dict(current[s]) for s in SECTIONS}
-    removed = sorted(lid for lid in config["locations"]
+    removed = sorted(lid for lid in configuration(cib_file)["locations"]
                      if lid.startswith(SHIFT_PREFIX) and lid.endswith(f"_from_{node}"))
-    for lid in removed:
-        del config["locations"][lid]
     if removed and not test:
-        write(config, cib_file=cib_file, remove_undeclared=True)
+        _write_edit(lambda cur: _locations_changed(cur, remove=removed), cib_file)
     return removed

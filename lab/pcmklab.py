@@ -26,6 +26,7 @@ from forming here: to be looked at).
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,8 +34,10 @@ import time
 
 NODES = {"alice": "127.0.0.1", "bob": "127.0.0.2", "charlie": "127.0.0.3"}
 FACTS = "lab.json"
+# libqb's filesystem sockets (cmap, cpg, cib_rw, crmd, ...) live in /tmp here: a private
+# /tmp per node keeps one node's daemons from connecting to another's.
 SHADOWED = ("/etc/corosync", "/etc/libqb", "/var/lib/pacemaker", "/var/lib/corosync",
-            "/var/log", "/run")
+            "/var/log", "/run", "/tmp")
 
 
 class LabError(RuntimeError):
@@ -79,12 +82,15 @@ def node_argv(facts, node, argv):
 
 def _start_node(d, name, cluster):
     root = os.path.join(d, name)
+    for volatile in ("run", "tmp"):  # emptied at every boot, as on a real machine
+        shutil.rmtree(os.path.join(root, volatile), ignore_errors=True)
     for path in SHADOWED:
         os.makedirs(os.path.join(root, path.strip("/").replace("/", "-")), exist_ok=True)
         os.makedirs(path, exist_ok=True)
     with open(os.path.join(root, "etc-corosync", "corosync.conf"), "w", encoding="utf-8") as fh:
         fh.write(_corosync_conf(cluster, name))
     open(os.path.join(root, "etc-libqb", "force-filesystem-sockets"), "w").close()  # noqa: SIM115
+    os.chmod(os.path.join(root, "tmp"), 0o1777)
     for sub in ("pengine", "cib", "blackbox", "cores"):
         os.makedirs(os.path.join(root, "var-lib-pacemaker", sub), exist_ok=True)
     # Pacemaker's daemons run as hacluster and need their state directories.
@@ -101,7 +107,13 @@ def _start_node(d, name, cluster):
         ["unshare", "-m", "-u", "--propagation", "private", "sh", "-c", script],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
-    return proc.pid
+    # The node's mount namespace names its processes (see node_pids).
+    ours, deadline = _mount_ns(os.getpid()), time.monotonic() + 5
+    while _mount_ns(proc.pid) == ours and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if _mount_ns(proc.pid) in (ours, None):
+        raise LabError(f"node {name} did not start (unshare failed?)")
+    return {"pid": proc.pid, "mnt_ns": _mount_ns(proc.pid), "addr": NODES[name]}
 
 
 def start(d=None, timeout=90):
@@ -112,7 +124,7 @@ def start(d=None, timeout=90):
     os.makedirs(d, exist_ok=True)
     facts = {"dir": d, "nodes": {}}
     for name in NODES:
-        facts["nodes"][name] = {"pid": _start_node(d, name, "hastack-lab"), "addr": NODES[name]}
+        facts["nodes"][name] = _start_node(d, name, "hastack-lab")
     with open(os.path.join(d, FACTS), "w", encoding="utf-8") as fh:
         json.dump(facts, fh)
     deadline = time.monotonic() + timeout
@@ -123,6 +135,21 @@ def start(d=None, timeout=90):
         time.sleep(1)
     stop(d)
     raise LabError(f"the Pacemaker lab did not come up within {timeout} s")
+
+
+def restart(facts, node, timeout=90):
+    """Start ``node`` again after ``kill`` (a rebooted node keeps its disks: the lab
+    directory) and wait until the others see it online. Updates ``facts``."""
+    facts["nodes"][node] = _start_node(facts["dir"], node, "hastack-lab")
+    with open(os.path.join(facts["dir"], FACTS), "w", encoding="utf-8") as fh:
+        json.dump(facts, fh)
+    other = next(n for n in NODES if n != node)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if node in online_nodes(facts, other):
+            return facts
+        time.sleep(1)
+    raise LabError(f"{node} did not rejoin within {timeout} s")
 
 
 def crm_mon(facts, node):
@@ -146,39 +173,55 @@ def online_nodes(facts, node):
                   if n.get("online") == "true" and n.get("name") in NODES)
 
 
-def kill(facts, node):
-    """A node failure: SIGKILL its whole process group (corosync, pacemakerd, children)."""
+def _mount_ns(pid):
     try:
-        os.killpg(facts["nodes"][node]["pid"], signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+def node_pids(facts, node):
+    """Every process of ``node``: those in its mount namespace. Pacemaker's daemons each
+    start their own session, so a process group does not hold them all."""
+    ns = facts["nodes"][node].get("mnt_ns")
+    if not ns:
+        return []
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _mount_ns(entry) == ns:
+            pids.append(int(entry))
+    return pids
+
+
+def _signal_all(pids, sig):
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def kill(facts, node):
+    """A node failure: SIGKILL every process of ``node`` at once."""
+    _signal_all(node_pids(facts, node), signal.SIGKILL)
 
 
 def stop(d):
+    """Stop every node: SIGTERM (pacemakerd shuts its daemons down), SIGKILL what is left
+    after 20 s. Only processes in the lab's own namespaces are signalled."""
     d = os.path.abspath(d)
     try:
         with open(os.path.join(d, FACTS), encoding="utf-8") as fh:
             facts = json.load(fh)
     except FileNotFoundError:
         return
-    for node in facts["nodes"].values():
-        try:
-            os.killpg(node["pid"], signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + 15
-    for node in facts["nodes"].values():
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(node["pid"], 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.2)
-        else:
-            try:
-                os.killpg(node["pid"], signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    for node in facts["nodes"]:
+        _signal_all(node_pids(facts, node) or [facts["nodes"][node]["pid"]], signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(node_pids(facts, n) for n in facts["nodes"]):
+        time.sleep(0.2)
+    for node in facts["nodes"]:
+        _signal_all(node_pids(facts, node), signal.SIGKILL)
     os.remove(os.path.join(d, FACTS))
 
 

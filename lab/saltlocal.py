@@ -80,14 +80,17 @@ def write_overlay(pillar_dir, overlay):
 
 
 class Minion:
-    """One masterless minion: ``call('state.apply', 'hastack')`` runs ``salt-call --local``.
+    """One masterless minion: ``call('state.apply', 'hastack')`` runs ``salt-call --local``
+    (behind the ``wrap`` prefix, e.g. nsenter into a lab node, if given).
 
     Its pillar is the repo's example pillar with ``overlay`` merged last, or with
     ``example=False`` the overlay alone.
     """
 
-    def __init__(self, root, minion_id, overlay, example=True):
+    def __init__(self, root, minion_id, overlay, example=True, wrap=()):
         self.root = os.path.abspath(root)
+        # A command prefix for every call, e.g. nsenter into a lab node's namespaces.
+        self.wrap = list(wrap)
         self.id = minion_id
         self.config_dir = os.path.join(self.root, "config")
         self.pillar_dir = os.path.join(self.root, "pillar")
@@ -131,7 +134,7 @@ class Minion:
 
         The raw stdout and stderr of the last call stay in ``last_output``.
         """
-        proc = subprocess.run(self.argv(fun, *args, test=test, log_level=log_level),
+        proc = subprocess.run(self.wrap + self.argv(fun, *args, test=test, log_level=log_level),
                               capture_output=True, text=True, timeout=timeout, check=False,
                               env=env)
         self.last_output = proc.stdout + proc.stderr

@@ -161,3 +161,55 @@ def test_shift_away_moves_what_prefers_the_dead_node_and_restore_undoes_it(pcmk_
     rc, removed = alice.call("pacemaker.restore", "alice", f"cib_file={alice.cib}")
     assert removed == ["lo_hastack_shift_p_nova-compute-host1_from_alice"]
     assert placement(alice)["p_nova-compute-host1"] == "alice"
+
+
+def test_preferences_and_standby_change_placement_and_interoperate_with_crm_resource(pcmk_minion):
+    alice = pcmk_minion()
+    assert apply_pcmk(alice)[0] == 0
+    env = dict(os.environ, CIB_file=alice.cib)
+    for nodeid, node in enumerate(NODES, start=1):  # what a live cluster's CIB has
+        subprocess.run(["cibadmin", "--create", "-o", "nodes", "-X",
+                        f'<node id="{nodeid}" uname="{node}"/>'], env=env, check=True)
+
+    def call(*args):
+        rc, out = alice.call(*args, f"cib_file={alice.cib}")
+        assert rc == 0, out
+        return out
+
+    assert call("pacemaker.move", "p_nova-compute-host2", "charlie", "test=True")["new"]["node"] == "charlie"
+    assert "cli-prefer-p_nova-compute-host2" not in call("pacemaker.configuration")["locations"]
+    assert call("pacemaker.move", "p_nova-compute-host2", "charlie") == {
+        "old": None, "new": {"rsc": "p_nova-compute-host2", "node": "charlie", "score": "INFINITY"}}
+    assert placement(alice)["p_nova-compute-host2"] == "charlie"
+    assert call("pacemaker.move", "p_nova-compute-host2", "charlie") == {}
+    # crm_resource understands ours, and ours clears what crm_resource --ban left.
+    subprocess.run(["crm_resource", "--ban", "--resource", "p_nova-compute-host3", "--node", "charlie"],
+                   env=env, check=True, capture_output=True)
+    assert placement(alice)["p_nova-compute-host3"] != "charlie"
+    assert call("pacemaker.clear", "p_nova-compute-host3") == ["cli-ban-p_nova-compute-host3-on-charlie"]
+    subprocess.run(["crm_resource", "--clear", "--resource", "p_nova-compute-host2"],
+                   env=env, check=True, capture_output=True)
+    assert placement(alice)["p_nova-compute-host2"] == "bob"
+
+    assert call("pacemaker.location_set", "lo_h3_avoid_charlie", "p_nova-compute-host3", "charlie",
+                "score=-INFINITY")["new"]["score"] == "-INFINITY"
+    assert placement(alice)["p_nova-compute-host3"] != "charlie"
+    assert call("pacemaker.location_remove", "lo_h3_avoid_charlie")["new"] is None
+    assert placement(alice)["p_nova-compute-host3"] == "charlie"
+    rc, _ = alice.call("pacemaker.location_set", "lo_x", "p_nova-compute-host3", "charlie", "lots",
+                       f"cib_file={alice.cib}")
+    assert rc != 0 and "score: 'lots' is not a Pacemaker score" in alice.last_output
+    rc, _ = alice.call("pacemaker.move", "p_nope", "bob", f"cib_file={alice.cib}")
+    assert rc != 0 and "rsc: no resource, group or clone 'p_nope'" in alice.last_output
+    rc, _ = alice.call("pacemaker.node_standby", "dave", f"cib_file={alice.cib}")
+    assert rc != 0 and "node: 'dave' is not a node of the cluster" in alice.last_output
+
+    assert call("pacemaker.node_standby", "bob") == {"old": "off", "new": "on"}
+    assert call("pacemaker.node_standby", "bob") == {}
+    assert call("pacemaker.status")["nodes"]["bob"]["standby"] is True
+    drained = placement(alice)
+    assert drained["p_nova-compute-host2"] != "bob"
+    assert "bob" not in drained["p_quantum-agent-plugin-openvswitch"]
+    assert call("pacemaker.node_online", "bob") == {"old": "on", "new": "off"}
+    assert placement(alice)["p_nova-compute-host2"] == "bob"
+    assert call("pacemaker.status")["nodes"]["bob"]["standby"] is False
