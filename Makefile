@@ -4,10 +4,13 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Debian packages the lab and the modules use: the ceph/rbd CLIs and a Ceph cluster,
-# libvirtd and virsh (the benchmark's peer), what libvirt-python builds against, and
-# the rados/rbd Python bindings that glance_store needs (Debian ships them only).
+# libvirtd and virsh (the benchmark's peer), what libvirt-python builds against, the
+# rados/rbd Python bindings that glance_store needs (Debian ships them only), the
+# Pacemaker tools, corosync + Pacemaker for the live 3-node lab (Dummy agents), and crm
+# shell and pcs (the Pacemaker benchmark's peers).
 DEB_PACKAGES := ceph-mon ceph-osd ceph-common python3-venv python3-rados python3-rbd \
-	libvirt-daemon libvirt-clients libvirt-dev pkg-config pacemaker-cli-utils
+	libvirt-daemon libvirt-clients libvirt-dev pkg-config pacemaker-cli-utils \
+	pacemaker corosync pacemaker-resource-agents crmsh pcs
 # The venv gets Debian's rados/rbd bindings (and nothing else from dist-packages).
 SITE_PACKAGES = $(VENV)/lib/python3.11/site-packages
 PYTEST_ARGS ?=
@@ -47,6 +50,7 @@ unit: setup
 bench: setup
 	$(PY) -m bench.ceph_client
 	$(PY) -m bench.libvirt_secret
+	$(PY) -m bench.pacemaker
 
 lab-start: setup
 	$(PY) -m lab.cephlab start .lab/ceph

@@ -27,8 +27,8 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
 
+from bench import timed
 from lab import cephlab, saltlocal
 
 
@@ -71,11 +71,6 @@ def bench_pillar(facts, n, conf_dir):
                 "roles": ["controller"]} for i in range(n)},
         }}}
 
-
-def timed(fn):
-    started = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - started, result
 
 
 def run_bash(script):

@@ -27,11 +27,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-import salt.config
-import salt.loader
 
+from bench import timed
 from lab import cephlab, libvirtlab, saltlocal
 
 UUID = "95aae3f5-ad4b-4ec1-8a37-4ca0b7a3d1f6"
@@ -54,20 +52,6 @@ def undefine_all(uri):
                            check=True, capture_output=True)
 
 
-def loader_states(minion):
-    """hastack's state functions loaded in this process, as a minion loads them."""
-    opts = salt.config.minion_config(os.path.join(minion.config_dir, "minion"))
-    opts["test"] = False
-    opts["pillar"] = {"hastack": {"ceph": {"users": {"cinder": {"key": CINDER_KEY}}}}}
-    utils = salt.loader.utils(opts)
-    funcs = salt.loader.minion_mods(opts, utils=utils)
-    return salt.loader.states(opts, funcs, utils, {})
-
-
-def timed(fn):
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 def main(argv=None):
@@ -97,10 +81,11 @@ def main(argv=None):
                 undefine_all(lab["uri"])
 
         recipe, whole, state_only = [], [], []
-        states = loader_states(minions[0])
+        _, states = minions[0].loader(
+            pillar={"hastack": {"ceph": {"users": {"cinder": {"key": CINDER_KEY}}}}})
         for _ in range(args.rounds):
             reset()
-            recipe.append(timed(lambda: [virsh_define(lab["uri"], xml) for lab in labs]))
+            recipe.append(timed(lambda: [virsh_define(lab["uri"], xml) for lab in labs])[0])
             reset()
 
             def salt_calls():
@@ -108,7 +93,7 @@ def main(argv=None):
                     rc, ret = minion.call("state.sls", "hastack.libvirt")
                     if rc != 0:
                         raise RuntimeError(f"hastack.libvirt failed: {ret}")
-            whole.append(timed(salt_calls))
+            whole.append(timed(salt_calls)[0])
             reset()
 
             def present_all():
@@ -118,7 +103,7 @@ def main(argv=None):
                         uri=lab["uri"])
                     if not ret["result"] or not ret["changes"]:
                         raise RuntimeError(f"libvirt_secret.present: {ret['comment']}")
-            state_only.append(timed(present_all))
+            state_only.append(timed(present_all)[0])
 
         # A compute's idempotent highstate vs re-running the recipe's compute steps.
         charlie = minions[0]
@@ -139,13 +124,13 @@ def main(argv=None):
         )
         recipe_rerun, hastack_rerun = [], []
         for _ in range(args.rounds):
-            recipe_rerun.append(timed(lambda: subprocess.run(["bash", "-c", script], check=True)))
+            recipe_rerun.append(timed(lambda: subprocess.run(["bash", "-c", script], check=True))[0])
 
             def highstate():
                 rc, ret = charlie.call("state.apply", "hastack")
                 if rc != 0 or saltlocal.changes_by_id(ret):
                     raise RuntimeError("charlie's re-apply was not idempotent")
-            hastack_rerun.append(timed(highstate))
+            hastack_rerun.append(timed(highstate)[0])
 
         med = statistics.median
         print(f"hastack libvirt_secret benchmark: {args.computes} computes (one real libvirtd each), "

@@ -7,7 +7,10 @@ then proves the result with real clients: the rbd CLI as client.glance and
 client.cinder with only the files hastack wrote, the libvirt secret's value
 (read through the libvirt API) authenticating as client.cinder, the real glance_store
 driver storing an image with the rendered glance-api.conf, and the rendered Cinder
-and Nova values. Stops both services at the end (``KEEP=1`` keeps them running).
+and Nova values. Then a failover drill on a live 3-node corosync + Pacemaker cluster:
+Listing 2 applied from alice, alice killed, ``pacemaker.shift_away`` run on bob, and
+crm_mon's placement compared with the simulated plan. Stops every service at the end
+(``KEEP=1`` keeps Ceph and libvirtd running).
 """
 
 import base64
@@ -19,10 +22,12 @@ import subprocess
 import sys
 import time
 
-from lab import cephlab, libvirtlab, saltlocal
+from lab import cephlab, libvirtlab, pcmklab, saltlocal
 
 REPO = saltlocal.REPO
 DEMO_DIR = os.path.join(REPO, ".lab", "demo")
+# The Pacemaker nodes have their own /tmp: their lab lives under /var/tmp.
+PCMK_DEMO_DIR = "/var/tmp/hastack-demo"
 
 
 def rbd(conf, user, *args, keyring=None):
@@ -76,6 +81,50 @@ def openstack_checks(alice, virt, conf_dir, etc_dir):
         ok &= check(f"rbd as {service}'s rbd_user in its pool",
                     *rbd(opts[conf_key], opts[user_key], "ls", opts[pool_key]))
     return ok
+
+
+def pacemaker_drill():
+    """Listing 2 on a live 3-node cluster, alice killed, shift_away on bob."""
+    print("\n== 7. Failover drill: a live 3-node corosync + Pacemaker cluster on 127.0.0.1-3")
+    pcmk_dir = os.path.join(PCMK_DEMO_DIR, "pacemaker")
+    if os.path.exists(os.path.join(pcmk_dir, pcmklab.FACTS)):
+        pcmklab.stop(pcmk_dir)
+    shutil.rmtree(pcmk_dir, ignore_errors=True)
+    started = time.monotonic()
+    facts = pcmklab.start(pcmk_dir)
+    try:
+        print(f"  quorate, all three online in {time.monotonic() - started:.1f} s")
+        pillar = pcmklab.listing2()
+        alice, bob = (pcmklab.node_minion(facts, n, pillar) for n in ("alice", "bob"))
+        rc, _ = alice.call("state.sls", "hastack.pacemaker")
+        print(f"  alice: state.sls hastack.pacemaker (Listing 2, Dummy agents): rc {rc}")
+        if rc != 0:
+            print(alice.last_output)
+            return False
+        rc, planned = alice.call("pacemaker.simulate", "online=[alice, bob, charlie]")
+        live = pcmklab.wait_for_placement(alice, planned)
+        hosts = ", ".join(f"host{i} on {live.get(f'p_nova-compute-host{i}')}" for i in (1, 2, 3))
+        print(f"  placement as simulated: {live == planned}; control plane with p_IP on "
+              f"{live.get('p_IP')}; {hosts}")
+        started = time.monotonic()
+        pcmklab.kill(facts, "alice")
+        pcmklab.wait_until_offline(facts, "alice", seen_from="bob")
+        print(f"  alice killed (SIGKILL, all its processes); bob saw it go in "
+              f"{time.monotonic() - started:.1f} s")
+        rc, shifted = bob.call("pacemaker.shift_away", "alice", "nodes=[alice, bob, charlie]",
+                               "fallback=[bob]")
+        if rc != 0:
+            print(bob.last_output)
+            return False
+        for rsc, step in shifted["plan"].items():
+            print(f"  bob: shift_away alice: {rsc} {step['from']} -> {step['to']} ({step['constraint']})")
+        live = pcmklab.wait_for_placement(bob, shifted["placement"])
+        print(f"  crm_mon placement equals the simulated plan: {live == shifted['placement']} "
+              f"({time.monotonic() - started:.1f} s after the kill); p_IP now on {live.get('p_IP')}")
+        return live == shifted["placement"] and live.get("p_nova-compute-host1") == "bob"
+    finally:
+        pcmklab.stop(pcmk_dir)
+        shutil.rmtree(PCMK_DEMO_DIR, ignore_errors=True)
 
 
 def summarize(ret):
@@ -140,8 +189,7 @@ def main():
 
         ok &= openstack_checks(alice, virt, conf_dir, etc_dir)
 
-        print("\n== 7. Failover drill: comes with the Pacemaker and floating-IP capabilities "
-              "(issues 4 and 5); nothing to drill yet.")
+        ok &= pacemaker_drill()
     finally:
         if os.environ.get("KEEP") == "1":
             print(f"\nLab kept running: python -m lab.cephlab stop {ceph_dir}; "

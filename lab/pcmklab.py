@@ -1,39 +1,38 @@
 """A real 3-node corosync + Pacemaker cluster on one machine, on loopback.
 
 Each node (alice 127.0.0.1, bob 127.0.0.2, charlie 127.0.0.3) runs corosync and
-pacemakerd in its own mount and UTS namespace (its hostname is its node name), with private /etc/corosync, /etc/libqb (holding
-``force-filesystem-sockets`` so the nodes' local IPC sockets do not collide),
-/var/lib/pacemaker, /var/lib/corosync, /var/log and /run. Run a command on a node with
-``node_argv(facts, node, argv)`` (nsenter into its mount namespace). ``kill`` ends a
-node's whole process group at once (a node failure); ``stop`` ends every node. Only the
-process groups this lab started are signalled.
+pacemakerd in its own mount and UTS namespace: its hostname is its node name (corosync
+and Pacemaker find the local node by hostname), with private /etc/corosync, /etc/libqb
+(``force-filesystem-sockets``), /var/lib/pacemaker, /var/lib/corosync, /var/log, /run
+and /tmp (libqb's sockets live there: a shared /tmp let one node's pacemakerd find
+another's and give up). Quorate with a DC in about 20-25 s.
 
-The lab directory must not be under /tmp's mount (it stays visible to the nodes): it
-defaults under /var/tmp.
+``node_argv(facts, node, argv)`` runs a command inside a node (nsenter into its mount
+namespace). A node's processes are those in its mount namespace (Pacemaker's daemons
+each start their own session, so no process group holds them all): ``kill`` SIGKILLs
+them at once (a node failure), ``restart`` boots the node again, ``stop`` ends every
+node. Only processes in the lab's own namespaces are signalled.
 
-Status (issue 4, not yet used by a test): the three nodes form a quorate membership
-and elect a DC in 30-40 s, and ``pacemaker.configured`` applies Listing 2 (with
-``ocf:pacemaker:Dummy`` agents) to the live CIB from alice. Open problem: every resource
-then runs on one node and the clone is stopped on the other two, with no failure
-recorded; location preferences are not honoured yet. Found on the way: corosync and
-Pacemaker identify the local node by hostname, hence the UTS namespaces. Lead for the
-placement problem: one node's pacemakerd logged "Aborting start-up because active
-Pacemaker instance found" while crm_mon in another node's namespace reported a DC
-that was not itself, so the nodes' local IPC still meets (LAB-NOTES also makes /tmp
-private per node; making /tmp and /dev/shm private as they are stopped the cluster
-from forming here: to be looked at).
+The lab directory must not be under /tmp (the nodes would not see it): it defaults
+under /var/tmp.
 """
 
 import json
 import os
 import shutil
+import shlex
 import signal
 import subprocess
 import sys
 import time
 
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 NODES = {"alice": "127.0.0.1", "bob": "127.0.0.2", "charlie": "127.0.0.3"}
 FACTS = "lab.json"
+KNET_PORT = 5495
 # libqb's filesystem sockets (cmap, cpg, cib_rw, crmd, ...) live in /tmp here: a private
 # /tmp per node keeps one node's daemons from connecting to another's.
 SHADOWED = ("/etc/corosync", "/etc/libqb", "/var/lib/pacemaker", "/var/lib/corosync",
@@ -59,6 +58,11 @@ def _corosync_conf(cluster, me):
   crypto_cipher: none
   crypto_hash: none
   token: 2000
+  interface {{
+    linknumber: 0
+    # Not corosync's default 5405: a host's own corosync would take that.
+    mcastport: {KNET_PORT}
+  }}
 }}
 nodelist {{
 {nodes}
@@ -73,6 +77,22 @@ logging {{
   to_stderr: no
 }}
 """
+
+
+def listing2(params=True):
+    """The example pillar's Listing 2 with ``ocf:pacemaker:Dummy`` for every agent (the
+    OpenStack agents are not installed here) and no fencing device; without ``params``
+    the primitives carry no instance parameters (Dummy's metadata has none of them, and
+    pcs refuses unknown ones)."""
+    with open(os.path.join(REPO, "pillar", "hastack", "pacemaker.sls"), encoding="utf-8") as fh:
+        pillar = yaml.safe_load(fh)
+    pcmk = pillar["hastack"]["pacemaker"]
+    pcmk["properties"]["stonith-enabled"] = "false"
+    for spec in pcmk["primitives"].values():
+        spec["agent"] = "ocf:pacemaker:Dummy"
+        if not params:
+            spec.pop("params", None)
+    return pillar
 
 
 def node_argv(facts, node, argv):
@@ -96,10 +116,21 @@ def _start_node(d, name, cluster):
     # Pacemaker's daemons run as hacluster and need their state directories.
     subprocess.run(["chown", "-R", "hacluster:haclient", os.path.join(root, "var-lib-pacemaker")],
                    check=False)
-    mounts = " && ".join(
-        f"mount --bind {os.path.join(root, p.strip('/').replace('/', '-'))} {p}" for p in SHADOWED)
+    q = shlex.quote
+    # The repository and the venv stay visible inside the node even when they live under
+    # /tmp (a checkout in a temporary directory): bound back in from a view of the host's /tmp.
+    host_tmp = os.path.join(root, "host-tmp")
+    os.makedirs(host_tmp, exist_ok=True)
+    mounts = [f"mount --bind /tmp {q(host_tmp)}"]
+    mounts += [f"mount --bind {q(os.path.join(root, p.strip('/').replace('/', '-')))} {q(p)}"
+               for p in SHADOWED]
+    for keep in sorted({os.path.realpath(REPO), os.path.realpath(sys.prefix)}):
+        if keep.startswith("/tmp/"):
+            inside = os.path.join(host_tmp, os.path.relpath(keep, "/tmp"))
+            mounts.append(f"mkdir -p {q(keep)} && mount --bind {q(inside)} {q(keep)}")
+    mounts = " && ".join(mounts)
     # corosync and pacemaker know the local node by its hostname: a UTS namespace each.
-    script = (f"hostname {name} && {mounts} && mkdir -p /run/pacemaker /var/log/pacemaker && "
+    script = (f"hostname {q(name)} && {mounts} && mkdir -p /run/pacemaker /var/log/pacemaker && "
               "chown hacluster:haclient /var/log/pacemaker && "
               "(corosync -f >/var/log/corosync.stdout 2>&1 &) && sleep 1 && "
               "exec pacemakerd -f >/var/log/pacemakerd.stdout 2>&1")
@@ -152,6 +183,36 @@ def restart(facts, node, timeout=90):
     raise LabError(f"{node} did not rejoin within {timeout} s")
 
 
+def wait_for_placement(minion, wanted, timeout=60):
+    """Poll ``pacemaker.status`` on ``minion`` (a lab node's minion) until the live
+    placement is ``wanted``; return the last placement seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rc, out = minion.call("pacemaker.status")
+        if rc != 0:
+            raise LabError(f"pacemaker.status failed: {minion.last_output}")
+        if out["resources"] == wanted or time.monotonic() > deadline:
+            return out["resources"]
+        time.sleep(1)
+
+
+def wait_until_offline(facts, node, seen_from, timeout=60):
+    """Wait until ``seen_from`` no longer sees ``node`` online (after ``kill``)."""
+    deadline = time.monotonic() + timeout
+    while node in online_nodes(facts, seen_from):
+        if time.monotonic() > deadline:
+            raise LabError(f"{seen_from} still sees {node} online after {timeout} s")
+        time.sleep(0.5)
+
+
+def node_minion(facts, node, pillar):
+    """A masterless minion that runs inside ``node`` (root under the lab directory)."""
+    from lab import saltlocal  # pylint: disable=import-outside-toplevel
+
+    return saltlocal.Minion(os.path.join(facts["dir"], f"minion-{node}"), node, pillar,
+                            example=False, wrap=node_argv(facts, node, []))
+
+
 def crm_mon(facts, node):
     """``crm_mon --output-as=xml`` as seen from ``node`` (None if it does not answer)."""
     res = subprocess.run(node_argv(facts, node, ["crm_mon", "-1", "--output-as=xml"]),
@@ -201,9 +262,21 @@ def _signal_all(pids, sig):
             pass
 
 
+def _reap(pid):
+    """Collect a node's exit status when this process started it (no zombie left)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
 def kill(facts, node):
     """A node failure: SIGKILL every process of ``node`` at once."""
     _signal_all(node_pids(facts, node), signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while node_pids(facts, node) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _reap(facts["nodes"][node]["pid"])
 
 
 def stop(d):
@@ -222,6 +295,7 @@ def stop(d):
         time.sleep(0.2)
     for node in facts["nodes"]:
         _signal_all(node_pids(facts, node), signal.SIGKILL)
+        _reap(facts["nodes"][node]["pid"])
     os.remove(os.path.join(d, FACTS))
 
 

@@ -119,6 +119,19 @@ class Minion:
         with open(os.path.join(self.config_dir, "minion"), "w", encoding="utf-8") as fh:
             yaml.safe_dump(config, fh)
 
+    def loader(self, pillar=None):
+        """``(execution functions, state functions)`` loaded in this process as this
+        minion loads them (``pillar`` as its pillar): a run's work without Salt's start-up."""
+        import salt.config  # pylint: disable=import-outside-toplevel
+        import salt.loader  # pylint: disable=import-outside-toplevel
+
+        opts = salt.config.minion_config(os.path.join(self.config_dir, "minion"))
+        opts["test"] = False
+        opts["pillar"] = pillar or {}
+        utils = salt.loader.utils(opts)
+        funcs = salt.loader.minion_mods(opts, utils=utils)
+        return funcs, salt.loader.states(opts, funcs, utils, {})
+
     def set_overlay(self, overlay):
         write_overlay(self.pillar_dir, overlay)
 

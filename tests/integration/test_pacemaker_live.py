@@ -8,13 +8,10 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 
 import pytest
-import yaml
 
-from lab import pcmklab, saltlocal
-from tests.helpers import merge
+from lab import pcmklab
 
 NODES = ["alice", "bob", "charlie"]
 
@@ -31,36 +28,14 @@ def cluster():
         shutil.rmtree(d, ignore_errors=True)
 
 
-def listing2_with_dummies():
-    with open(os.path.join(saltlocal.REPO, "pillar", "hastack", "pacemaker.sls"), encoding="utf-8") as fh:
-        pillar = yaml.safe_load(fh)
-    dummies = {rid: {"agent": "ocf:pacemaker:Dummy"} for rid in pillar["hastack"]["pacemaker"]["primitives"]}
-    return merge(pillar, {"hastack": {"pacemaker": {"properties": {"stonith-enabled": "false"},
-                                                    "primitives": dummies}}})
-
-
 def minion(facts, node):
-    """A masterless minion running inside ``node`` (its pid may change on restart)."""
-    m = saltlocal.Minion(os.path.join(facts["dir"], f"minion-{node}"), node, listing2_with_dummies(),
-                         example=False)
-    m.wrap = pcmklab.node_argv(facts, node, [])
-    return m
+    return pcmklab.node_minion(facts, node, pcmklab.listing2())
 
 
 def call(m, *args):
     rc, out = m.call(*args)
     assert rc == 0, m.last_output
     return out
-
-
-def converges(m, wanted, timeout=60):
-    """Poll the live status until the placement is ``wanted``; return the last one seen."""
-    deadline = time.monotonic() + timeout
-    while True:
-        seen = call(m, "pacemaker.status")["resources"]
-        if seen == wanted or time.monotonic() > deadline:
-            return seen
-        time.sleep(1)
 
 
 def test_apply_kill_shift_and_restore_on_a_live_cluster(cluster):
@@ -80,7 +55,7 @@ def test_apply_kill_shift_and_restore_on_a_live_cluster(cluster):
     assert call(bob, "pacemaker.verify")["valid"] is True
 
     planned = call(alice, "pacemaker.simulate", f"online={NODES}")
-    live = converges(alice, planned)
+    live = pcmklab.wait_for_placement(alice, planned)
     assert live == planned
     assert [live[f"p_nova-compute-host{i}"] for i in (1, 2, 3)] == NODES
     assert live["p_quantum-agent-plugin-openvswitch"] == NODES
@@ -91,14 +66,11 @@ def test_apply_kill_shift_and_restore_on_a_live_cluster(cluster):
     # alice dies. On bob: move what preferred alice, to bob (Pacemaker alone would pick
     # the emptier charlie for host1, so the shift is what puts it on bob).
     pcmklab.kill(cluster, "alice")
-    deadline = time.monotonic() + 60
-    while "alice" in pcmklab.online_nodes(cluster, "bob"):
-        assert time.monotonic() < deadline, "bob never saw alice go"
-        time.sleep(0.5)
+    pcmklab.wait_until_offline(cluster, "alice", seen_from="bob")
     shifted = call(bob, "pacemaker.shift_away", "alice", f"nodes={NODES}", "fallback=[bob]")
     assert shifted["plan"] == {"p_nova-compute-host1": {
         "from": "alice", "to": "bob", "constraint": "lo_hastack_shift_p_nova-compute-host1_from_alice"}}
-    live = converges(bob, shifted["placement"])
+    live = pcmklab.wait_for_placement(bob, shifted["placement"])
     assert live == shifted["placement"]
     assert live["p_nova-compute-host1"] == "bob"
     assert "alice" not in str(live)
@@ -109,7 +81,7 @@ def test_apply_kill_shift_and_restore_on_a_live_cluster(cluster):
     alice = minion(cluster, "alice")
     assert call(alice, "pacemaker.restore", "alice") == ["lo_hastack_shift_p_nova-compute-host1_from_alice"]
     back = call(alice, "pacemaker.simulate", f"online={NODES}")
-    live = converges(alice, back)
+    live = pcmklab.wait_for_placement(alice, back)
     assert live == back
     assert live["p_nova-compute-host1"] == "alice"
     assert live["p_quantum-agent-plugin-openvswitch"] == NODES
