@@ -95,7 +95,54 @@ def validate(config=None, minion_id=None):
     _validate_openstack(config, out)
     if "pacemaker" in config:
         out["pacemaker"] = _validate_pacemaker(config["pacemaker"], roles)
+    if "floating_ips" in config:
+        out["floating_ips"] = _validate_floating_ips(config["floating_ips"],
+                                                     config.get("openstack") or {}, roles)
     return out
+
+
+IPV4_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$")
+
+
+def _check_ipv4(value, key):
+    match = IPV4_RE.match(str(value))
+    if not match or any(int(part) > 255 for part in match.groups()):
+        _fail(key, f"not an IPv4 address: {value!r}")
+
+
+def _validate_floating_ips(fips, openstack, roles):
+    base = "hastack:floating_ips"
+    _check_keys(fips, base, ("addresses", "roles"))
+    if not isinstance(fips.get("roles"), list) or any(r not in KNOWN_ROLES for r in fips["roles"]):
+        _fail(f"{base}:roles", f"a list of roles among {', '.join(KNOWN_ROLES)}")
+    addresses = fips.get("addresses") or {}
+    if not isinstance(addresses, dict):
+        _fail(f"{base}:addresses", "must be a mapping of labels to floating IPs")
+    if addresses and not openstack.get("cloud"):
+        _fail("hastack:openstack:cloud", "required for floating IPs: a clouds.yaml entry name or "
+              "openstacksdk connection arguments")
+    for label, fip in addresses.items():
+        key = f"{base}:addresses:{label}"
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", str(label)):
+            _fail(key, "the label must be letters, digits, '.', '_' or '-'")
+        _check_keys(fip, key, ("server", "port", "fixed_ip", "address", "network", "absent", "release"))
+        if fip.get("absent"):
+            if not fip.get("address"):
+                _fail(f"{key}:address", "required with absent: the floating address to detach")
+            _check_ipv4(fip["address"], f"{key}:address")
+            continue
+        targets = [t for t in ("server", "port", "fixed_ip") if fip.get(t)]
+        if len(targets) != 1:
+            _fail(key, "name exactly one of server, port or fixed_ip")
+        if not isinstance(fip[targets[0]], str):
+            _fail(f"{key}:{targets[0]}", "must be a name (a string)")
+        if fip.get("fixed_ip"):
+            _check_ipv4(fip["fixed_ip"], f"{key}:fixed_ip")
+        if fip.get("address"):
+            _check_ipv4(fip["address"], f"{key}:address")
+        elif not (fip.get("network") or openstack.get("external_network")):
+            _fail(f"{key}:network", "required without address (or set hastack:openstack:external_network)")
+    return {"addresses": addresses, "applies": bool(set(roles) & set(fips["roles"]))}
 
 
 def _validate_pacemaker(pcmk, roles):

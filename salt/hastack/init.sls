@@ -2,7 +2,7 @@
 {%- from "hastack/map.jinja" import hastack with context %}
 include:
   - hastack.ceph
-{%- for service in ('glance', 'cinder', 'nova', 'libvirt', 'pacemaker') %}
+{%- for service in ('glance', 'cinder', 'nova', 'libvirt', 'pacemaker', 'floating_ips') %}
 {%-   if hastack.get(service, {}).get('applies') %}
   - hastack.{{ service }}
 {%-   endif %}

@@ -1,0 +1,446 @@
+"""
+Floating IPs and L3 routers by name, through openstacksdk.
+
+The recipe's UUID chase (``net-list`` -> ``floatingip-create`` -> ``port-list`` ->
+``floatingip-associate FIP_ID PORT_ID``) becomes one call::
+
+    salt-call floating_ip.associate server=web1 network=ext_net
+
+A target is named by server (through Nova), port name, or fixed IP; the address is an
+existing floating address, or a new one from a network named by argument or by
+``hastack:openstack:external_network``. Every write to an existing floating IP carries
+Neutron's ``If-Match: revision_number=N`` precondition, so a change someone made since
+it was read is detected (HTTP 412) and never overwritten. Connection errors and 5xx
+answers are retried with bounded backoff; work on many floating IPs runs with bounded
+concurrency.
+
+Connection: ``cloud`` (argument) or ``hastack:openstack:cloud`` (pillar or config): the
+name of a ``clouds.yaml`` entry, or a dict of openstacksdk connection arguments (e.g.
+``{auth_type: none, network_endpoint_override: http://127.0.0.1:9696/}``). One
+connection per process and cloud is kept.
+
+:depends: openstacksdk
+"""
+
+import concurrent.futures
+import json
+import logging
+import threading
+import time
+
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+try:
+    import openstack
+    import openstack.exceptions
+    from keystoneauth1 import exceptions as ksa_exceptions
+
+    HAS_SDK = True
+except ImportError:
+    HAS_SDK = False
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "floating_ip"
+# Bounded: at most this many tries of one request, backoff doubling from RETRY_BASE.
+RETRIES = 4
+RETRY_BASE = 0.25
+# Per-request timeout (seconds): a Neutron that does not answer becomes an error.
+API_TIMEOUT = 30
+CONCURRENCY = 8
+
+_CONNECTIONS = {}
+_CONNECTIONS_LOCK = threading.Lock()
+
+
+def __virtual__():
+    if not HAS_SDK:
+        return (False, "floating_ip: openstacksdk is missing (pip install openstacksdk)")
+    return __virtualname__
+
+
+# --------------------------------------------------------------------------- connection
+
+
+def _cloud(cloud):
+    cloud = cloud or __salt__["config.get"]("hastack:openstack:cloud", None)
+    if not cloud:
+        raise SaltInvocationError(
+            "cloud: no OpenStack cloud given (argument cloud=, or pillar hastack:openstack:cloud: "
+            "a clouds.yaml entry name or openstacksdk connection arguments)")
+    if not isinstance(cloud, (str, dict)):
+        raise SaltInvocationError("hastack:openstack:cloud: must be a clouds.yaml entry name or a dict")
+    return cloud
+
+
+def _conn(cloud=None):
+    cloud = _cloud(cloud)
+    key = cloud if isinstance(cloud, str) else json.dumps(cloud, sort_keys=True)
+    with _CONNECTIONS_LOCK:
+        if key not in _CONNECTIONS:
+            args = {"cloud": cloud} if isinstance(cloud, str) else dict(cloud)
+            args.setdefault("api_timeout", API_TIMEOUT)
+            try:
+                _CONNECTIONS[key] = openstack.connect(**args)
+            except openstack.exceptions.SDKException as err:
+                raise CommandExecutionError(f"cannot set up the OpenStack connection "
+                                            f"(hastack:openstack:cloud): {err}") from err
+        return _CONNECTIONS[key]
+
+
+def _transient(err):
+    if isinstance(err, (ksa_exceptions.ConnectFailure, ksa_exceptions.ConnectTimeout,
+                        ksa_exceptions.DiscoveryFailure)):
+        return True
+    status = getattr(err, "status_code", None)
+    return isinstance(err, openstack.exceptions.HttpException) and status is not None and status >= 500
+
+
+def _call(what, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` retried on connection errors and 5xx answers (bounded);
+    other failures become CommandExecutionError naming ``what``."""
+    for attempt in range(RETRIES):
+        try:
+            return fn(*args, **kwargs)
+        except openstack.exceptions.PreconditionFailedException:
+            raise
+        except Exception as err:  # pylint: disable=broad-except
+            if _transient(err) and attempt < RETRIES - 1:
+                delay = RETRY_BASE * 2 ** attempt
+                log.info("floating_ip: %s failed (%s); retry in %.2f s", what, err, delay)
+                time.sleep(delay)
+                continue
+            if isinstance(err, (ksa_exceptions.ConnectFailure, ksa_exceptions.ConnectTimeout,
+                                ksa_exceptions.DiscoveryFailure)):
+                raise CommandExecutionError(
+                    f"Neutron is unreachable ({what}, {RETRIES} tries): {err}") from err
+            if isinstance(err, openstack.exceptions.SDKException):
+                raise CommandExecutionError(f"{what}: {_neutron_message(err)}") from err
+            raise
+    raise AssertionError("unreachable")
+
+
+def _neutron_message(err):
+    details = getattr(err, "details", None)
+    return details or str(err)
+
+
+# --------------------------------------------------------------------------- lookups
+
+
+def _one(items, what, arg):
+    items = list(items)
+    if not items:
+        raise SaltInvocationError(f"{arg}: no {what}")
+    if len(items) > 1:
+        ids = ", ".join(sorted(i.id for i in items))
+        raise SaltInvocationError(f"{arg}: {what} is ambiguous ({len(items)} match); use an ID: {ids}")
+    return items[0]
+
+
+def _network(conn, name):
+    nets = _call(f"look up network {name}", lambda: list(conn.network.networks(name=name)))
+    if not nets:
+        nets = [n for n in _call("list networks", lambda: list(conn.network.networks())) if n.id == name]
+    net = _one(nets, f"network named '{name}'", "network")
+    if not net.is_router_external:
+        raise SaltInvocationError(f"network: '{name}' is not an external network (router:external "
+                                  "is false): floating IPs come from external networks")
+    return net
+
+
+def _server_ports(conn, name):
+    """The ports of the server named ``name`` (through Nova)."""
+    try:
+        compute = conn.compute
+        servers = _call(f"look up server {name}",
+                        lambda: [s for s in compute.servers(name=f"^{name}$", all_projects=True)
+                                 if s.name == name])
+    except openstack.exceptions.EndpointNotFound as err:
+        raise SaltInvocationError(
+            f"server: the cloud has no compute (Nova) endpoint to find '{name}'; name the port "
+            "(port=) or the fixed IP (fixed_ip=)") from err
+    server = _one(servers, f"server named '{name}'", "server")
+    ports = _call(f"ports of server {name}", lambda: list(conn.network.ports(device_id=server.id)))
+    if not ports:
+        raise SaltInvocationError(f"server: '{name}' ({server.id}) has no port")
+    return ports
+
+
+def _target_port(conn, server=None, port=None, fixed_ip=None):
+    given = [(k, v) for k, v in (("server", server), ("port", port), ("fixed_ip", fixed_ip)) if v]
+    if len(given) != 1:
+        raise SaltInvocationError("name exactly one target: server=, port= or fixed_ip=")
+    if port:
+        found = _call(f"look up port {port}", lambda: list(conn.network.ports(name=port)))
+        return _one(found, f"port named '{port}'", "port")
+    if fixed_ip:
+        found = _call(f"look up fixed IP {fixed_ip}",
+                      lambda: list(conn.network.ports(fixed_ips=[f"ip_address={fixed_ip}"])))
+        return _one(found, f"port with fixed IP {fixed_ip}", "fixed_ip")
+    ports = _server_ports(conn, server)
+    return _one(ports, f"port of server '{server}' (name the port instead)", "server") \
+        if len(ports) > 1 else ports[0]
+
+
+def _fip_by_address(conn, address):
+    found = _call(f"look up floating IP {address}",
+                  lambda: list(conn.network.ips(floating_ip_address=address)))
+    return _one(found, f"floating IP {address}", "address")
+
+
+def _data(fip, ports=None):
+    port = (ports or {}).get(fip.port_id)
+    return {
+        "id": fip.id,
+        "address": fip.floating_ip_address,
+        "network_id": fip.floating_network_id,
+        "port_id": fip.port_id,
+        "port_name": port.name if port is not None else None,
+        "server_id": port.device_id if port is not None else None,
+        "host": port.binding_host_id if port is not None else None,
+        "fixed_ip": fip.fixed_ip_address,
+        "router_id": fip.router_id,
+        "status": fip.status,
+        "revision": fip.revision_number,
+    }
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def list_ips(server=None, host=None, router=None, network=None, cloud=None):
+    """
+    Floating IPs as plain data (``address``, ``port_id``, ``port_name``, ``server_id``,
+    ``host``, ``fixed_ip``, ``router_id``, ``status``, ``revision``): all, or those of
+    one server (by name), of the ports bound to one host, behind one router (name or
+    ID), or from one network (name).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call floating_ip.list_ips host=alice
+    """
+    conn = _conn(cloud)
+    query = {}
+    if network:
+        query["floating_network_id"] = _network(conn, network).id
+    if router:
+        routers = _call(f"look up router {router}", lambda: list(conn.network.routers(name=router)))
+        routers = routers or [r for r in _call("list routers", lambda: list(conn.network.routers()))
+                              if r.id == router]
+        query["router_id"] = _one(routers, f"router named '{router}'", "router").id
+    fips = _call("list floating IPs", lambda: list(conn.network.ips(**query)))
+    ports = {p.id: p for p in _call("list ports", lambda: list(conn.network.ports()))}
+    out = [_data(f, ports) for f in fips]
+    if server:
+        wanted = {p.id for p in _server_ports(conn, server)}
+        out = [f for f in out if f["port_id"] in wanted]
+    if host:
+        out = [f for f in out if f["host"] == host]
+    return sorted(out, key=lambda f: f["address"])
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _put_association(conn, fip, port_id):
+    # Sent as is: openstacksdk's update_ip drops a port_id equal to the one it holds,
+    # and a reissue is exactly that PUT.
+    resp = conn.network.put(f"/floatingips/{fip.id}", json={"floatingip": {"port_id": port_id}},
+                            headers={"If-Match": f"revision_number={fip.revision_number}"})
+    openstack.exceptions.raise_from_response(resp)
+    return resp.json()["floatingip"]
+
+
+def _update(conn, fip, port_id, what):
+    """PUT the association guarded by the revision this decision was made on."""
+    try:
+        return _call(what, _put_association, conn, fip, port_id)
+    except openstack.exceptions.PreconditionFailedException as err:
+        raise CommandExecutionError(
+            f"floating IP {fip.floating_ip_address} changed since it was read (revision "
+            f"{fip.revision_number}); nothing was overwritten: read it again ({what})") from err
+
+
+def associate(server=None, port=None, fixed_ip=None, address=None, network=None, cloud=None,
+              test=False):
+    """
+    Give a server (by name), a port (by name) or a fixed IP a floating IP: ``address``
+    (an existing, unassociated floating address), else a new one from ``network`` (else
+    ``hastack:openstack:external_network``). Idempotent: when the port already has that
+    address (or, without ``address``, any floating IP from the network) nothing changes.
+    Returns ``{changed, address, port_id, old_port_id}`` (``address`` is None when a new
+    one would be allocated under ``test``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call floating_ip.associate server=web1 network=ext_net
+        salt-call floating_ip.associate port=web1-port address=192.168.144.77
+    """
+    conn = _conn(cloud)
+    target = _target_port(conn, server, port, fixed_ip)
+    held = _call("floating IPs of the port", lambda: list(conn.network.ips(port_id=target.id)))
+    if address:
+        fip = _fip_by_address(conn, address)
+        if fip.port_id == target.id:
+            return {"changed": False, "address": address, "port_id": target.id, "old_port_id": target.id}
+        if held:
+            raise SaltInvocationError(
+                f"the port {target.name or target.id} already has floating IP "
+                f"{held[0].floating_ip_address}; disassociate it first")
+        if fip.port_id:
+            raise SaltInvocationError(
+                f"address: {address} is associated with port {fip.port_id}; use floating_ip.move "
+                "to take it from there")
+        if not test:
+            _update(conn, fip, target.id, f"associate {address}")
+        return {"changed": True, "address": address, "port_id": target.id, "old_port_id": None}
+
+    network = network or __salt__["config.get"]("hastack:openstack:external_network", None)
+    if not network:
+        raise SaltInvocationError("network: name the external network (network=, or pillar "
+                                  "hastack:openstack:external_network), or give address=")
+    net = _network(conn, network)
+    for fip in held:
+        if fip.floating_network_id == net.id:
+            return {"changed": False, "address": fip.floating_ip_address, "port_id": target.id,
+                    "old_port_id": target.id}
+    if held:
+        raise SaltInvocationError(
+            f"the port {target.name or target.id} already has floating IP "
+            f"{held[0].floating_ip_address} from another network")
+    if test:
+        return {"changed": True, "address": None, "port_id": target.id, "old_port_id": None}
+    try:
+        fip = _call(f"allocate a floating IP on {network}", conn.network.create_ip,
+                    floating_network_id=net.id, port_id=target.id)
+    except CommandExecutionError as err:
+        if "No more IP addresses" in str(err):
+            raise CommandExecutionError(f"network: no free floating address left on '{network}'") from err
+        raise
+    return {"changed": True, "address": fip.floating_ip_address, "port_id": target.id, "old_port_id": None}
+
+
+def disassociate(address, cloud=None, test=False):
+    """
+    Detach the floating IP ``address`` from its port (the address stays allocated).
+    Returns ``{changed, address, old_port_id}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call floating_ip.disassociate 192.168.144.77
+    """
+    conn = _conn(cloud)
+    fip = _fip_by_address(conn, address)
+    old_port_id = fip.port_id  # the update below changes the object in place
+    if not old_port_id:
+        return {"changed": False, "address": address, "old_port_id": None}
+    if not test:
+        _update(conn, fip, None, f"disassociate {address}")
+    return {"changed": True, "address": address, "old_port_id": old_port_id}
+
+
+def release(address, cloud=None, test=False):
+    """
+    Give the floating IP ``address`` back to its network (delete it), guarded by its
+    revision. Returns ``{changed, address, old_port_id}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call floating_ip.release 192.168.144.77
+    """
+    conn = _conn(cloud)
+    found = _call(f"look up floating IP {address}",
+                  lambda: list(conn.network.ips(floating_ip_address=address)))
+    if not found:
+        return {"changed": False, "address": address, "old_port_id": None}
+    fip = _one(found, f"floating IP {address}", "address")
+    if not test:
+        try:
+            _call(f"release {address}", conn.network.delete_ip, fip, if_revision=fip.revision_number)
+        except openstack.exceptions.PreconditionFailedException as err:
+            raise CommandExecutionError(f"floating IP {address} changed since it was read; "
+                                        "not released") from err
+    return {"changed": True, "address": address, "old_port_id": fip.port_id}
+
+
+def move(address, server=None, port=None, fixed_ip=None, cloud=None, test=False):
+    """
+    Move the floating IP ``address`` to another server, port or fixed IP (e.g. a standby
+    server's port), in one guarded write. Returns ``{changed, address, port_id,
+    old_port_id}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call floating_ip.move 192.168.144.77 server=web1-standby
+    """
+    conn = _conn(cloud)
+    target = _target_port(conn, server, port, fixed_ip)
+    fip = _fip_by_address(conn, address)
+    if fip.port_id == target.id:
+        return {"changed": False, "address": address, "port_id": target.id, "old_port_id": target.id}
+    held = _call("floating IPs of the port", lambda: list(conn.network.ips(port_id=target.id)))
+    if held:
+        raise SaltInvocationError(f"the port {target.name or target.id} already has floating IP "
+                                  f"{held[0].floating_ip_address}")
+    old_port_id = fip.port_id
+    if not test:
+        _update(conn, fip, target.id, f"move {address}")
+    return {"changed": True, "address": address, "port_id": target.id, "old_port_id": old_port_id}
+
+
+def reissue(addresses=None, host=None, server=None, cloud=None, concurrency=CONCURRENCY, test=False):
+    """
+    Associate floating IPs again with the port their server has now, so Neutron
+    re-programs them (after a network node or a compute failed): the given
+    ``addresses``, or those of the ports bound to ``host``, or of ``server``. Each is one
+    guarded PUT; at most ``concurrency`` run at once. Returns ``{reissued: [addresses],
+    failed: {address: error}}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call floating_ip.reissue host=alice
+        salt-call floating_ip.reissue '[192.168.144.77, 192.168.144.78]'
+    """
+    conn = _conn(cloud)
+    if addresses:
+        wanted = set([addresses] if isinstance(addresses, str) else addresses)
+        fips = [f for f in _call("list floating IPs", lambda: list(conn.network.ips()))
+                if f.floating_ip_address in wanted]
+        missing = wanted - {f.floating_ip_address for f in fips}
+        if missing:
+            raise SaltInvocationError(f"addresses: no floating IP {', '.join(sorted(missing))}")
+    elif host or server:
+        chosen = {f["id"] for f in list_ips(server=server, host=host, cloud=cloud)}
+        fips = [f for f in _call("list floating IPs", lambda: list(conn.network.ips())) if f.id in chosen]
+    else:
+        raise SaltInvocationError("name what to reissue: addresses=, host= or server=")
+    fips = [f for f in fips if f.port_id]
+    if test:
+        return {"reissued": sorted(f.floating_ip_address for f in fips), "failed": {}}
+
+    def one(fip):
+        _update(conn, fip, fip.port_id, f"reissue {fip.floating_ip_address}")
+        return fip.floating_ip_address
+
+    reissued, failed = [], {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, int(concurrency))) as pool:
+        futures = {pool.submit(one, fip): fip.floating_ip_address for fip in fips}
+        for future in concurrent.futures.as_completed(futures):
+            try:
+                reissued.append(future.result())
+            except (CommandExecutionError, SaltInvocationError) as err:
+                failed[futures[future]] = str(err)
+    return {"reissued": sorted(reissued), "failed": failed}

@@ -1,0 +1,263 @@
+"""A real Neutron API server on 127.0.0.1, with its own PostgreSQL, for tests and demo.
+
+Debian's ``neutron-server`` with no Keystone (``auth_strategy = noauth``: every request
+is admin), ML2 with flat + vxlan type drivers, the router service plugin and
+``transport_url = fake:/`` (no broker, no agents, no dataplane). The database is a
+private PostgreSQL instance (Debian's binaries, run as the ``postgres`` user, on a free
+loopback port, socket in the lab directory) migrated with the real
+``neutron-db-manage upgrade heads``. SQLite is not an option (LAB-NOTES: failed
+migrations, ``database is locked`` under load).
+
+``start(d)`` returns facts: ``url`` (the API root), ``cloud`` (openstacksdk connection
+arguments), ``db_url``, the PIDs; ``stop(d)`` ends only those PIDs. The directory must be
+reachable by the ``postgres`` user: it defaults under /var/tmp.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+FACTS = "lab.json"
+DB_PASSWORD = "lab-only-neutron-db"  # a throwaway database on loopback
+
+
+class LabError(RuntimeError):
+    pass
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def closed_port():
+    """A loopback port nothing listens on (for the unreachable-Neutron case)."""
+    return _free_port()
+
+
+def _as_postgres(argv, **kwargs):
+    return subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True,
+                          capture_output=True, text=True, **kwargs)
+
+
+def _neutron_conf(d, api_port, db_url, workers):
+    return f"""[DEFAULT]
+bind_host = 127.0.0.1
+bind_port = {api_port}
+auth_strategy = noauth
+core_plugin = ml2
+service_plugins = router
+transport_url = fake:/
+api_workers = {workers}
+rpc_workers = 0
+rpc_state_report_workers = 0
+notify_nova_on_port_status_changes = false
+notify_nova_on_port_data_changes = false
+dhcp_agent_notification = false
+router_auto_schedule = false
+allow_automatic_l3agent_failover = false
+api_paste_config = /etc/neutron/api-paste.ini
+state_path = {d}/state
+log_dir = {d}/log
+use_stderr = false
+
+[database]
+connection = {db_url}
+
+[oslo_concurrency]
+lock_path = {d}/lock
+
+[quotas]
+quota_network = -1
+quota_subnet = -1
+quota_port = -1
+quota_router = -1
+quota_floatingip = -1
+quota_security_group = -1
+quota_security_group_rule = -1
+
+[agent]
+report_interval = 30
+
+[ml2]
+type_drivers = flat,vxlan
+tenant_network_types = vxlan
+mechanism_drivers =
+extension_drivers = port_security
+
+[ml2_type_flat]
+flat_networks = public,spare
+
+[ml2_type_vxlan]
+vni_ranges = 1:1000
+"""
+
+
+def _wait(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise LabError(f"{what} did not come up within {timeout} s")
+
+
+def _pg_ready(sock_dir, port):
+    res = subprocess.run([os.path.join(PG_BIN, "pg_isready"), "-h", sock_dir, "-p", str(port)],
+                         capture_output=True, check=False)
+    return res.returncode == 0
+
+
+def _api_ready(url):
+    try:
+        with urllib.request.urlopen(url + "v2.0/networks", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def start(d=None, workers=1, timeout=90):
+    """Start PostgreSQL and neutron-server in ``d``; return the facts."""
+    d = os.path.abspath(d or os.path.join("/var/tmp", f"hastack-neutron-{os.getpid()}"))
+    os.makedirs(d, exist_ok=True)
+    os.chmod(d, 0o755)  # the postgres user works in here
+    for sub in ("state", "log", "lock"):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+    facts = {"dir": d, "pids": {}}
+    pgdata, sock_dir = os.path.join(d, "pgdata"), os.path.join(d, "pgsock")
+    for owned in (pgdata, sock_dir):
+        os.makedirs(owned, mode=0o700, exist_ok=True)
+        shutil.chown(owned, "postgres", "postgres")
+    pg_port = _free_port()
+    try:
+        _as_postgres([os.path.join(PG_BIN, "initdb"), "-D", pgdata, "-A", "trust", "-U", "postgres",
+                      "--no-sync"])
+        with open(os.path.join(d, "log", "postgres.log"), "w", encoding="utf-8") as log:
+            # fsync off: a lab database that is thrown away.
+            pg = subprocess.Popen(  # pylint: disable=consider-using-with
+                ["runuser", "-u", "postgres", "--", os.path.join(PG_BIN, "postgres"), "-D", pgdata,
+                 "-p", str(pg_port), "-k", sock_dir, "-c", "listen_addresses=127.0.0.1",
+                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        facts["pids"]["postgres"] = pg.pid
+        _write(d, facts)
+        _wait(lambda: _pg_ready(sock_dir, pg_port), 30, "PostgreSQL")
+        psql = [os.path.join(PG_BIN, "psql"), "-h", sock_dir, "-p", str(pg_port), "-U", "postgres",
+                "-v", "ON_ERROR_STOP=1", "-q", "-c"]
+        _as_postgres(psql + [f"CREATE USER neutron PASSWORD '{DB_PASSWORD}'"])
+        _as_postgres(psql + ["CREATE DATABASE neutron OWNER neutron"])
+        db_url = f"postgresql+psycopg2://neutron:{DB_PASSWORD}@127.0.0.1:{pg_port}/neutron"
+        api_port = _free_port()
+        conf = os.path.join(d, "neutron.conf")
+        with open(conf, "w", encoding="utf-8") as fh:
+            fh.write(_neutron_conf(d, api_port, db_url, workers))
+        started = time.monotonic()
+        subprocess.run(["neutron-db-manage", "--config-file", conf, "upgrade", "heads"], check=True,
+                       capture_output=True, text=True)
+        facts["migrate_seconds"] = round(time.monotonic() - started, 1)
+        with open(os.path.join(d, "log", "neutron-server.stdout"), "w", encoding="utf-8") as log:
+            server = subprocess.Popen(  # pylint: disable=consider-using-with
+                ["neutron-server", "--config-file", conf], stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        facts["pids"]["neutron-server"] = server.pid
+        url = f"http://127.0.0.1:{api_port}/"
+        facts.update(url=url, conf=conf, db_url=db_url, pg_port=pg_port, pg_socket_dir=sock_dir,
+                     cloud={"auth_type": "none", "network_endpoint_override": url})
+        _write(d, facts)
+        _wait(lambda: _api_ready(url), timeout, "neutron-server")
+    except (subprocess.CalledProcessError, LabError) as err:
+        detail = getattr(err, "stderr", "") or ""
+        stop(d)
+        raise LabError(f"the Neutron lab did not start: {err} {detail[-2000:]}") from err
+    return facts
+
+
+def _write(d, facts):
+    with open(os.path.join(d, FACTS), "w", encoding="utf-8") as fh:
+        json.dump(facts, fh)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # our own child that has exited: collect it
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def stop(d):
+    """Stop neutron-server, then PostgreSQL: only the PIDs this lab started (and
+    neutron-server's API workers, which are in its session)."""
+    d = os.path.abspath(d)
+    try:
+        with open(os.path.join(d, FACTS), encoding="utf-8") as fh:
+            facts = json.load(fh)
+    except FileNotFoundError:
+        return
+    for name in ("neutron-server", "postgres"):
+        pid = facts["pids"].get(name)
+        if not pid:
+            continue
+        try:
+            # Each was started in its own session: its group is the server and its workers.
+            os.killpg(pid, signal.SIGTERM if name == "neutron-server" else signal.SIGINT)
+        except ProcessLookupError:
+            continue
+        deadline = time.monotonic() + 15
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    os.remove(os.path.join(d, FACTS))
+
+
+def workshop_topology(conn, ports=()):
+    """The workshop's network through the API: ``ext_net`` (router:external, flat on
+    ``public``, 192.168.144.0/24), ``admin-net`` 10.5.5.0/24, ``admin-router`` with its
+    gateway on ext_net and an interface on admin-net, and one ``compute:nova`` port per
+    ``(name, host)`` in ``ports`` standing in for a VM. Returns {name: resource}."""
+    made = {}
+    made["ext_net"] = conn.network.create_network(
+        name="ext_net", is_router_external=True, provider_network_type="flat",
+        provider_physical_network="public")
+    made["ext_subnet"] = conn.network.create_subnet(
+        network_id=made["ext_net"].id, name="ext_subnet", cidr="192.168.144.0/24", ip_version=4,
+        enable_dhcp=False)
+    made["admin-net"] = conn.network.create_network(name="admin-net")
+    made["admin-subnet"] = conn.network.create_subnet(
+        network_id=made["admin-net"].id, name="admin-subnet", cidr="10.5.5.0/24", ip_version=4)
+    made["admin-router"] = conn.network.create_router(
+        name="admin-router", external_gateway_info={"network_id": made["ext_net"].id})
+    conn.network.add_interface_to_router(made["admin-router"], subnet=made["admin-subnet"].id)
+    for name, host in ports:
+        made[name] = vm_port(conn, made["admin-net"], name, host)
+    return made
+
+
+def vm_port(conn, network, name, host, device_id=None):
+    """A port as Nova makes one for a VM (``compute:nova``, bound to ``host``)."""
+    import uuid  # pylint: disable=import-outside-toplevel
+
+    return conn.network.create_port(network_id=network.id, name=name, device_owner="compute:nova",
+                                    device_id=device_id or str(uuid.uuid4()), binding_host_id=host)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "start":
+        print(json.dumps(start(sys.argv[2] if len(sys.argv) > 2 else None), indent=2))
+    else:
+        stop(sys.argv[2])

@@ -1,0 +1,217 @@
+"""Floating IPs by name against a real neutron-server (lab/neutronlab.py: Debian's
+neutron-server, noauth, ML2 flat + vxlan, router plugin, its own PostgreSQL). Every
+result is read back from Neutron with openstacksdk. The one stand-in is Nova's server
+listing (lab/novastub.py: no Nova can run here): it only maps a server name to its id;
+the ports it owns are real Neutron ports."""
+
+import shutil
+import tempfile
+import time
+
+import openstack
+import pytest
+from salt.exceptions import CommandExecutionError
+
+from lab import neutronlab, novastub, saltlocal
+from tests.helpers import load_module, merge
+
+
+@pytest.fixture(scope="module")
+def neutron():
+    d = tempfile.mkdtemp(prefix="hastack-neutron-", dir="/var/tmp")
+    facts = neutronlab.start(d)
+    nova = novastub.NovaStub()
+    try:
+        facts["cloud"] = dict(facts["cloud"], compute_endpoint_override=nova.url)
+        facts["conn"] = openstack.connect(**facts["cloud"])
+        facts["made"] = neutronlab.workshop_topology(facts["conn"])
+        facts["nova"] = nova
+        yield facts
+    finally:
+        nova.stop()
+        neutronlab.stop(d)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def minion(neutron, tmp_path_factory):
+    overlay = {"hastack": {"openstack": {"cloud": neutron["cloud"], "external_network": "ext_net"}}}
+    return saltlocal.Minion(str(tmp_path_factory.mktemp("fip-minion")), "alice", overlay, example=False)
+
+
+def vm(neutron, name, host="alice"):
+    """A VM: a real compute:nova port, and its server name in the Nova stand-in."""
+    port = neutronlab.vm_port(neutron["conn"], neutron["made"]["admin-net"], f"{name}-port", host)
+    neutron["nova"].add(name, port.device_id)
+    return port
+
+
+def fips_of(neutron, port):
+    return [f.floating_ip_address for f in neutron["conn"].network.ips(port_id=port.id)]
+
+
+def call(minion, *args, test=False):
+    rc, out = minion.call(*args, test=test)
+    assert rc == 0, minion.last_output
+    return out
+
+
+def fails(minion, *args):
+    rc, _ = minion.call(*args)
+    assert rc != 0, minion.last_output
+    return minion.last_output
+
+
+def test_associate_by_server_name_is_one_call_and_idempotent(neutron, minion):
+    port = vm(neutron, "web1")
+    planned = call(minion, "floating_ip.associate", "server=web1", test=True)
+    assert planned["changed"] is True and planned["address"] is None
+    assert fips_of(neutron, port) == []  # test=True wrote nothing
+
+    done = call(minion, "floating_ip.associate", "server=web1")  # network from pillar
+    assert done["changed"] is True and done["port_id"] == port.id
+    assert fips_of(neutron, port) == [done["address"]]
+    assert done["address"].startswith("192.168.144.")
+    again = call(minion, "floating_ip.associate", "server=web1", "network=ext_net")
+    assert again == {"changed": False, "address": done["address"], "port_id": port.id,
+                     "old_port_id": port.id}
+    listed = call(minion, "floating_ip.list_ips", "server=web1")
+    assert [(f["address"], f["port_name"], f["host"], f["fixed_ip"]) for f in listed] == [
+        (done["address"], "web1-port", "alice", port.fixed_ips[0]["ip_address"])]
+    assert listed[0]["router_id"] == neutron["made"]["admin-router"].id
+
+
+def test_existing_address_by_port_name_and_fixed_ip_then_disassociate(neutron, minion):
+    conn = neutron["conn"]
+    port = vm(neutron, "db1")
+    fip = conn.network.create_ip(floating_network_id=neutron["made"]["ext_net"].id)
+    address = fip.floating_ip_address
+    done = call(minion, "floating_ip.associate", "port=db1-port", f"address={address}")
+    assert done["changed"] and fips_of(neutron, port) == [address]
+    fixed = port.fixed_ips[0]["ip_address"]
+    assert call(minion, "floating_ip.associate", f"fixed_ip={fixed}", f"address={address}")["changed"] is False
+
+    assert call(minion, "floating_ip.disassociate", address, test=True)["changed"] is True
+    assert fips_of(neutron, port) == [address]
+    assert call(minion, "floating_ip.disassociate", address) == {
+        "changed": True, "address": address, "old_port_id": port.id}
+    assert fips_of(neutron, port) == []
+    assert conn.network.get_ip(fip.id).port_id is None  # still allocated, detached
+    assert call(minion, "floating_ip.disassociate", address)["changed"] is False
+
+
+def test_move_to_a_standby_server_and_reissue_by_host(neutron, minion):
+    conn = neutron["conn"]
+    app, standby = vm(neutron, "app1", host="bob"), vm(neutron, "app1-standby", host="charlie")
+    address = call(minion, "floating_ip.associate", "server=app1")["address"]
+    moved = call(minion, "floating_ip.move", address, "server=app1-standby")
+    assert moved == {"changed": True, "address": address, "port_id": standby.id, "old_port_id": app.id}
+    assert fips_of(neutron, app) == [] and fips_of(neutron, standby) == [address]
+    assert call(minion, "floating_ip.move", address, "server=app1-standby")["changed"] is False
+
+    before = conn.network.get_ip(conn.network.ips(floating_ip_address=address).__next__().id)
+    planned = call(minion, "floating_ip.reissue", "host=charlie", test=True)
+    assert address in planned["reissued"]
+    result = call(minion, "floating_ip.reissue", "host=charlie")
+    assert address in result["reissued"] and result["failed"] == {}
+    after = conn.network.get_ip(before.id)
+    assert after.port_id == standby.id
+    assert after.revision_number > before.revision_number  # Neutron took a write
+
+
+def test_a_change_between_read_and_write_is_detected_not_overwritten(neutron, minion):
+    conn = neutron["conn"]
+    one, other = vm(neutron, "race1"), vm(neutron, "race2")
+    fip = conn.network.create_ip(floating_network_id=neutron["made"]["ext_net"].id)
+    module = load_module("_modules", "floating_ip")
+    stale = conn.network.get_ip(fip.id)
+    # Someone else associates it after we read it...
+    conn.network.update_ip(fip.id, port_id=other.id)
+    # ...so our write, made from the stale read, must not overwrite theirs.
+    # Every write to an existing floating IP goes through _update.
+    with pytest.raises(CommandExecutionError, match="changed since it was read"):
+        module._update(conn, stale, one.id, "associate")  # pylint: disable=protected-access
+    assert conn.network.get_ip(fip.id).port_id == other.id
+
+
+def test_states_are_idempotent_and_test_mode_predicts(neutron, minion, tmp_path):
+    vm(neutron, "api1")
+    port = vm(neutron, "api2")
+    fip = neutron["conn"].network.create_ip(floating_network_id=neutron["made"]["ext_net"].id)
+    extra = {"hastack": {"floating_ips": {"roles": ["controller"], "addresses": {
+        "api1": {"server": "api1"},
+        "api2": {"port": "api2-port", "address": fip.floating_ip_address}}}}}
+    m = saltlocal.Minion(str(tmp_path / "m"), "alice", merge(minion_overlay(neutron), extra), example=False)
+    predicted = call(m, "state.sls", "hastack.floating_ips", test=True)
+    assert fips_of(neutron, port) == []
+    applied = call(m, "state.sls", "hastack.floating_ips")
+    assert saltlocal.changes_by_id(predicted).keys() == saltlocal.changes_by_id(applied).keys() == {
+        "hastack-floating-ip-api1", "hastack-floating-ip-api2"}
+    assert saltlocal.changes_by_id(applied)["hastack-floating-ip-api2"]["address"]["new"] == fip.floating_ip_address
+    assert fips_of(neutron, port) == [fip.floating_ip_address]
+    assert saltlocal.changes_by_id(call(m, "state.sls", "hastack.floating_ips")) == {}
+
+    extra["hastack"]["floating_ips"]["addresses"]["api2"] = {"absent": True, "address": fip.floating_ip_address}
+    m.set_overlay(merge(minion_overlay(neutron), extra))
+    detached = saltlocal.changes_by_id(call(m, "state.sls", "hastack.floating_ips"))
+    assert detached == {"hastack-floating-ip-api2": {"port": {"old": port.id, "new": None}}}
+    assert fips_of(neutron, port) == []
+
+
+def minion_overlay(neutron):
+    return {"hastack": {"openstack": {"cloud": neutron["cloud"], "external_network": "ext_net"}}}
+
+
+def test_errors_a_person_can_act_on(neutron, minion):
+    conn = neutron["conn"]
+    vm(neutron, "busy1")
+    call(minion, "floating_ip.associate", "server=busy1")
+    other = conn.network.create_ip(floating_network_id=neutron["made"]["ext_net"].id)
+    assert "server: no server named 'nosuch'" in fails(minion, "floating_ip.associate", "server=nosuch")
+    assert "network: no network named 'nonet'" in fails(
+        minion, "floating_ip.associate", "server=busy1", "network=nonet")
+    assert "'admin-net' is not an external network" in fails(
+        minion, "floating_ip.associate", "server=busy1", "network=admin-net")
+    assert "already has floating IP" in fails(
+        minion, "floating_ip.associate", "server=busy1", f"address={other.floating_ip_address}")
+    # Two servers with one name: their IDs are listed.
+    twins = [vm(neutron, "twin"), vm(neutron, "twin")]
+    out = fails(minion, "floating_ip.associate", "server=twin")
+    assert "server: server named 'twin' is ambiguous (2 match); use an ID" in out
+    assert all(t.device_id in out for t in twins)
+
+    # An external network with no free address.
+    tiny = conn.network.create_network(name="tiny_ext", is_router_external=True,
+                                       provider_network_type="flat", provider_physical_network="spare")
+    conn.network.create_subnet(network_id=tiny.id, cidr="192.168.145.0/30", ip_version=4,
+                               enable_dhcp=False, gateway_ip=None,
+                               allocation_pools=[{"start": "192.168.145.1", "end": "192.168.145.1"}])
+    conn.network.create_ip(floating_network_id=tiny.id)
+    vm(neutron, "full1")
+    assert "no free floating address left on 'tiny_ext'" in fails(
+        minion, "floating_ip.associate", "server=full1", "network=tiny_ext")
+
+
+def test_neutron_unreachable_is_a_clear_error_in_bounded_time(tmp_path):
+    closed = neutronlab.closed_port()
+    overlay = {"hastack": {"openstack": {"cloud": {
+        "auth_type": "none", "network_endpoint_override": f"http://127.0.0.1:{closed}/"}}}}
+    m = saltlocal.Minion(str(tmp_path / "m"), "alice", overlay, example=False)
+    started = time.monotonic()
+    rc, _ = m.call("floating_ip.list_ips")
+    assert rc != 0 and "Neutron is unreachable" in m.last_output, m.last_output
+    assert time.monotonic() - started < 20
+
+
+def test_bad_pillar_is_named_and_changes_nothing(neutron, tmp_path):
+    port = vm(neutron, "bad1")
+    for extra, message in (
+            ({"bad1": {"server": "bad1", "port": "bad1-port"}},
+             "hastack:floating_ips:addresses:bad1: name exactly one of server, port or fixed_ip"),
+            ({"bad1": {"server": "bad1", "address": "192.168.144.300"}},
+             "hastack:floating_ips:addresses:bad1:address: not an IPv4 address")):
+        overlay = merge(minion_overlay(neutron), {"hastack": {"floating_ips": {"addresses": extra}}})
+        m = saltlocal.Minion(str(tmp_path / "m"), "alice", overlay, example=False)
+        rc, _ = m.call("state.sls", "hastack.floating_ips")
+        assert rc != 0 and message in m.last_output, m.last_output
+    assert fips_of(neutron, port) == []
