@@ -444,3 +444,104 @@ def reissue(addresses=None, host=None, server=None, cloud=None, concurrency=CONC
             except (CommandExecutionError, SaltInvocationError) as err:
                 failed[futures[future]] = str(err)
     return {"reissued": sorted(reissued), "failed": failed}
+
+
+# --------------------------------------------------------------------------- L3 agents
+
+
+def _l3_agents(conn):
+    return _call("list L3 agents", lambda: list(conn.network.agents(agent_type="L3 agent")))
+
+
+def l3_agents(cloud=None):
+    """
+    The L3 agents: ``[{id, host, alive, admin_state_up, routers: [names]}]`` (``alive``
+    is Neutron's view from the agent's heartbeats).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call floating_ip.l3_agents
+    """
+    conn = _conn(cloud)
+    out = []
+    for agent in _l3_agents(conn):
+        routers = _call(f"routers on {agent.host}", lambda a=agent: list(conn.network.agent_hosted_routers(a)))
+        out.append({"id": agent.id, "host": agent.host, "alive": agent.is_alive,
+                    "admin_state_up": agent.is_admin_state_up,
+                    "routers": sorted(r.name or r.id for r in routers)})
+    return sorted(out, key=lambda a: a["host"])
+
+
+def routers_on_agent(host=None, agent=None, cloud=None):
+    """
+    The routers an L3 agent (by ``host`` or agent ``id``) serves: ``[{id, name}]``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call floating_ip.routers_on_agent host=alice
+    """
+    conn = _conn(cloud)
+    agents = [a for a in _l3_agents(conn) if a.host == host or a.id == agent]
+    found = _one(agents, f"L3 agent on '{host or agent}'", "host" if host else "agent")
+    routers = _call(f"routers on {found.host}", lambda: list(conn.network.agent_hosted_routers(found)))
+    return sorted(({"id": r.id, "name": r.name} for r in routers), key=lambda r: (r["name"] or "", r["id"]))
+
+
+def move_routers(from_host=None, to_host=None, cloud=None, test=False):
+    """
+    Move the routers off dead L3 agents (or off the agent on ``from_host``, dead or not)
+    onto live ones: onto ``to_host``'s agent, else each onto the live agent serving the
+    fewest routers. Moving a router re-serves every floating IP behind it at once: the
+    fewest writes for a network node failure. Returns ``{moved: {router: {from, to}},
+    floating_ips: [addresses behind the moved routers], failed: {router: error}}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call floating_ip.move_routers
+        salt-call floating_ip.move_routers from_host=alice to_host=bob test=True
+    """
+    conn = _conn(cloud)
+    agents = _l3_agents(conn)
+    if from_host:
+        sources = [a for a in agents if a.host == from_host]
+        if not sources:
+            raise SaltInvocationError(f"from_host: no L3 agent on '{from_host}'")
+    else:
+        sources = [a for a in agents if not a.is_alive]
+    live = [a for a in agents if a.is_alive and a.is_admin_state_up and a not in sources]
+    if to_host:
+        live = [a for a in live if a.host == to_host]
+        if not live:
+            raise SaltInvocationError(f"to_host: no live L3 agent on '{to_host}'")
+    load = {a.id: len(_call(f"routers on {a.host}", lambda a=a: list(conn.network.agent_hosted_routers(a))))
+            for a in live}
+    plan = []
+    for source in sources:
+        for router in _call(f"routers on {source.host}", lambda s=source: list(conn.network.agent_hosted_routers(s))):
+            if not live:
+                raise CommandExecutionError(f"no live L3 agent to take router {router.name or router.id}")
+            target = min(live, key=lambda a: (load[a.id], a.host))
+            load[target.id] += 1
+            plan.append((router, source, target))
+    moved, failed = {}, {}
+    for router, source, target in plan:
+        name = router.name or router.id
+        if not test:
+            try:
+                _call(f"remove router {name} from {source.host}", conn.network.remove_router_from_agent,
+                      source, router)
+                _call(f"add router {name} to {target.host}", conn.network.add_router_to_agent, target, router)
+            except CommandExecutionError as err:
+                failed[name] = str(err)
+                continue
+        moved[name] = {"from": source.host, "to": target.host}
+    routers = {r.id for r, _, _ in plan if (r.name or r.id) in moved}
+    fips = [f.floating_ip_address for f in _call("list floating IPs", lambda: list(conn.network.ips()))
+            if f.router_id in routers]
+    return {"moved": moved, "floating_ips": sorted(fips), "failed": failed}

@@ -26,6 +26,8 @@ import urllib.request
 PG_BIN = "/usr/lib/postgresql/15/bin"
 FACTS = "lab.json"
 DB_PASSWORD = "lab-only-neutron-db"  # a throwaway database on loopback
+HERE = os.path.dirname(os.path.abspath(__file__))
+L3_HOSTS = ("alice", "bob", "charlie")
 
 
 class LabError(RuntimeError):
@@ -48,7 +50,7 @@ def _as_postgres(argv, **kwargs):
                           capture_output=True, text=True, **kwargs)
 
 
-def _neutron_conf(d, api_port, db_url, workers):
+def _neutron_conf(d, api_port, db_url):
     return f"""[DEFAULT]
 bind_host = 127.0.0.1
 bind_port = {api_port}
@@ -56,8 +58,10 @@ auth_strategy = noauth
 core_plugin = ml2
 service_plugins = router
 transport_url = fake:/
-api_workers = {workers}
+# The API in neutron-server's own process, where the L3 agents' stand-in answers.
+api_workers = 0
 rpc_workers = 0
+rpc_response_timeout = 10
 rpc_state_report_workers = 0
 notify_nova_on_port_status_changes = false
 notify_nova_on_port_data_changes = false
@@ -124,8 +128,9 @@ def _api_ready(url):
         return False
 
 
-def start(d=None, workers=1, timeout=90):
-    """Start PostgreSQL and neutron-server in ``d``; return the facts."""
+def start(d=None, l3_hosts=L3_HOSTS, timeout=90):
+    """Start PostgreSQL and neutron-server in ``d``; return the facts. ``l3_hosts`` are
+    the hosts whose L3 agent the lab can register (``report_l3_agents``)."""
     d = os.path.abspath(d or os.path.join("/var/tmp", f"hastack-neutron-{os.getpid()}"))
     os.makedirs(d, exist_ok=True)
     os.chmod(d, 0o755)  # the postgres user works in here
@@ -158,15 +163,17 @@ def start(d=None, workers=1, timeout=90):
         api_port = _free_port()
         conf = os.path.join(d, "neutron.conf")
         with open(conf, "w", encoding="utf-8") as fh:
-            fh.write(_neutron_conf(d, api_port, db_url, workers))
+            fh.write(_neutron_conf(d, api_port, db_url))
         started = time.monotonic()
         subprocess.run(["neutron-db-manage", "--config-file", conf, "upgrade", "heads"], check=True,
                        capture_output=True, text=True)
         facts["migrate_seconds"] = round(time.monotonic() - started, 1)
         with open(os.path.join(d, "log", "neutron-server.stdout"), "w", encoding="utf-8") as log:
+            # Debian's neutron-server, plus the L3 agents' RPC endpoint (lab/neutron_server.py).
             server = subprocess.Popen(  # pylint: disable=consider-using-with
-                ["neutron-server", "--config-file", conf], stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                ["/usr/bin/python3", os.path.join(HERE, "neutron_server.py"), "--config-file", conf],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env=dict(os.environ, HASTACK_LAB_L3_HOSTS=",".join(l3_hosts)))
         facts["pids"]["neutron-server"] = server.pid
         url = f"http://127.0.0.1:{api_port}/"
         facts.update(url=url, conf=conf, db_url=db_url, pg_port=pg_port, pg_socket_dir=sock_dir,
@@ -246,6 +253,23 @@ def workshop_topology(conn, ports=()):
     for name, host in ports:
         made[name] = vm_port(conn, made["admin-net"], name, host)
     return made
+
+
+def report_l3_agents(facts, *hosts):
+    """Register (or refresh) an L3 agent on each host the way Neutron does on an agent's
+    state report (lab/neutron_agent_report.py runs Neutron's own handler)."""
+    script = os.path.join(HERE, "neutron_agent_report.py")
+    subprocess.run(["/usr/bin/python3", script, facts["conf"], *hosts], check=True,
+                   capture_output=True, text=True)
+
+
+def age_agent(facts, host, seconds=3600):
+    """Make the agents on ``host`` look dead: their last heartbeat ``seconds`` ago (what
+    Neutron sees when an agent stops reporting)."""
+    _as_postgres([os.path.join(PG_BIN, "psql"), "-h", facts["pg_socket_dir"], "-p", str(facts["pg_port"]),
+                  "-U", "postgres", "-d", "neutron", "-v", "ON_ERROR_STOP=1", "-q", "-c",
+                  f"UPDATE agents SET heartbeat_timestamp = heartbeat_timestamp - interval '{int(seconds)} "
+                  f"seconds' WHERE host = '{host}'"])
 
 
 def vm_port(conn, network, name, host, device_id=None):

@@ -215,3 +215,40 @@ def test_bad_pillar_is_named_and_changes_nothing(neutron, tmp_path):
         rc, _ = m.call("state.sls", "hastack.floating_ips")
         assert rc != 0 and message in m.last_output, m.last_output
     assert fips_of(neutron, port) == []
+
+
+def test_routers_move_off_a_dead_l3_agent_and_take_their_floating_ips(neutron, minion):
+    """L3 agents are registered through Neutron's own state-report handler, and
+    neutron-server's messages to them are acknowledged by the lab (lab/neutron_server.py):
+    no L3 agent or dataplane can run here. alice's agent dies by an old heartbeat."""
+    conn, ext = neutron["conn"], neutron["made"]["ext_net"]
+    neutronlab.report_l3_agents(neutron, "alice", "bob", "charlie")
+    agents = {a.host: a for a in conn.network.agents(agent_type="L3 agent")}
+    second = conn.network.create_router(name="second-router", external_gateway_info={"network_id": ext.id})
+    for router in (neutron["made"]["admin-router"], second):
+        conn.network.add_router_to_agent(agents["alice"], router)
+    port = vm(neutron, "edge1")
+    address = call(minion, "floating_ip.associate", "server=edge1")["address"]
+    neutronlab.age_agent(neutron, "alice")
+
+    by_host = {a["host"]: a for a in call(minion, "floating_ip.l3_agents")}
+    assert by_host["alice"]["alive"] is False and by_host["bob"]["alive"] is True
+    assert by_host["alice"]["routers"] == ["admin-router", "second-router"]
+
+    planned = call(minion, "floating_ip.move_routers", test=True)
+    assert planned["moved"] == {"admin-router": {"from": "alice", "to": "bob"},
+                                "second-router": {"from": "alice", "to": "charlie"}}
+    assert [r["name"] for r in call(minion, "floating_ip.routers_on_agent", "host=alice")] == [
+        "admin-router", "second-router"]
+
+    moved = call(minion, "floating_ip.move_routers")
+    assert moved["moved"] == planned["moved"] and moved["failed"] == {}
+    assert address in moved["floating_ips"]
+    hosting = {r: [a.host for a in conn.network.routers_hosting_l3_agents(r)]
+               for r in (neutron["made"]["admin-router"].id, second.id)}
+    assert hosting == {neutron["made"]["admin-router"].id: ["bob"], second.id: ["charlie"]}
+    assert conn.network.get_ip(next(conn.network.ips(port_id=port.id)).id).router_id == \
+        neutron["made"]["admin-router"].id  # the address is served by the moved router
+    assert call(minion, "floating_ip.move_routers")["moved"] == {}
+    out = fails(minion, "floating_ip.move_routers", "from_host=bob", "to_host=alice")
+    assert "to_host: no live L3 agent on 'alice'" in out
