@@ -6,11 +6,13 @@ PY := $(VENV)/bin/python
 # Debian packages the lab and the modules use: the ceph/rbd CLIs and a Ceph cluster,
 # libvirtd and virsh (the benchmark's peer), what libvirt-python builds against, the
 # rados/rbd Python bindings that glance_store needs (Debian ships them only), the
-# Pacemaker tools, corosync + Pacemaker for the live 3-node lab (Dummy agents), and crm
-# shell and pcs (the Pacemaker benchmark's peers).
+# Pacemaker tools, corosync + Pacemaker for the live 3-node lab (Dummy agents), crm
+# shell and pcs (the Pacemaker benchmark's peers), and neutron-server with PostgreSQL
+# for the floating-IP lab.
 DEB_PACKAGES := ceph-mon ceph-osd ceph-common python3-venv python3-rados python3-rbd \
 	libvirt-daemon libvirt-clients libvirt-dev pkg-config pacemaker-cli-utils \
-	pacemaker corosync pacemaker-resource-agents crmsh pcs
+	pacemaker corosync pacemaker-resource-agents crmsh pcs \
+	neutron-server postgresql python3-psycopg2
 # The venv gets Debian's rados/rbd bindings (and nothing else from dist-packages).
 SITE_PACKAGES = $(VENV)/lib/python3.11/site-packages
 PYTEST_ARGS ?=
@@ -51,6 +53,7 @@ bench: setup
 	$(PY) -m bench.ceph_client
 	$(PY) -m bench.libvirt_secret
 	$(PY) -m bench.pacemaker
+	$(PY) -W ignore -m bench.floating_ip
 
 lab-start: setup
 	$(PY) -m lab.cephlab start .lab/ceph

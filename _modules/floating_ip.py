@@ -268,8 +268,8 @@ def associate(server=None, port=None, fixed_ip=None, address=None, network=None,
               test=False):
     """
     Give a server (by name), a port (by name) or a fixed IP a floating IP: ``address``
-    (an existing, unassociated floating address), else a new one from ``network`` (else
-    ``hastack:openstack:external_network``). Idempotent: when the port already has that
+    (an unassociated floating address, allocated from the network first if it is not
+    yet), else a new one from ``network`` (else ``hastack:openstack:external_network``). Idempotent: when the port already has that
     address (or, without ``address``, any floating IP from the network) nothing changes.
     Returns ``{changed, address, port_id, old_port_id}`` (``address`` is None when a new
     one would be allocated under ``test``).
@@ -284,8 +284,26 @@ def associate(server=None, port=None, fixed_ip=None, address=None, network=None,
     conn = _conn(cloud)
     target = _target_port(conn, server, port, fixed_ip)
     held = _call("floating IPs of the port", lambda: list(conn.network.ips(port_id=target.id)))
+    network = network or __salt__["config.get"]("hastack:openstack:external_network", None)
     if address:
-        fip = _fip_by_address(conn, address)
+        found = _call(f"look up floating IP {address}",
+                      lambda: list(conn.network.ips(floating_ip_address=address)))
+        if not found:
+            # Not allocated yet: take exactly this address from the network.
+            if held:
+                raise SaltInvocationError(
+                    f"the port {target.name or target.id} already has floating IP "
+                    f"{held[0].floating_ip_address}; disassociate it first")
+            if not network:
+                raise SaltInvocationError(
+                    f"address: {address} is not allocated; name the network to take it from "
+                    "(network=, or pillar hastack:openstack:external_network)")
+            net = _network(conn, network)
+            if not test:
+                _call(f"allocate {address} on {network}", conn.network.create_ip,
+                      floating_network_id=net.id, floating_ip_address=address, port_id=target.id)
+            return {"changed": True, "address": address, "port_id": target.id, "old_port_id": None}
+        fip = _one(found, f"floating IP {address}", "address")
         if fip.port_id == target.id:
             return {"changed": False, "address": address, "port_id": target.id, "old_port_id": target.id}
         if held:
@@ -300,7 +318,6 @@ def associate(server=None, port=None, fixed_ip=None, address=None, network=None,
             _update(conn, fip, target.id, f"associate {address}")
         return {"changed": True, "address": address, "port_id": target.id, "old_port_id": None}
 
-    network = network or __salt__["config.get"]("hastack:openstack:external_network", None)
     if not network:
         raise SaltInvocationError("network: name the external network (network=, or pillar "
                                   "hastack:openstack:external_network), or give address=")

@@ -9,7 +9,9 @@ client.cinder with only the files hastack wrote, the libvirt secret's value
 driver storing an image with the rendered glance-api.conf, and the rendered Cinder
 and Nova values. Then a failover drill on a live 3-node corosync + Pacemaker cluster:
 Listing 2 applied from alice, alice killed, ``pacemaker.shift_away`` run on bob, and
-crm_mon's placement compared with the simulated plan. Stops every service at the end
+crm_mon's placement compared with the simulated plan. Last, the example's floating IPs
+by server and port name on a real neutron-server, and a dead L3 agent's router moved.
+Stops every service at the end
 (``KEEP=1`` keeps Ceph and libvirtd running).
 """
 
@@ -22,12 +24,14 @@ import subprocess
 import sys
 import time
 
-from lab import cephlab, libvirtlab, pcmklab, saltlocal
+import openstack
+
+from lab import cephlab, libvirtlab, neutronlab, novastub, pcmklab, saltlocal
 
 REPO = saltlocal.REPO
 DEMO_DIR = os.path.join(REPO, ".lab", "demo")
-# The Pacemaker nodes have their own /tmp: their lab lives under /var/tmp.
-PCMK_DEMO_DIR = "/var/tmp/hastack-demo"
+# Pacemaker nodes have their own /tmp, PostgreSQL runs as postgres: those labs live here.
+VAR_DEMO_DIR = "/var/tmp/hastack-demo"
 
 
 def rbd(conf, user, *args, keyring=None):
@@ -86,7 +90,7 @@ def openstack_checks(alice, virt, conf_dir, etc_dir):
 def pacemaker_drill():
     """Listing 2 on a live 3-node cluster, alice killed, shift_away on bob."""
     print("\n== 7. Failover drill: a live 3-node corosync + Pacemaker cluster on 127.0.0.1-3")
-    pcmk_dir = os.path.join(PCMK_DEMO_DIR, "pacemaker")
+    pcmk_dir = os.path.join(VAR_DEMO_DIR, "pacemaker")
     if os.path.exists(os.path.join(pcmk_dir, pcmklab.FACTS)):
         pcmklab.stop(pcmk_dir)
     shutil.rmtree(pcmk_dir, ignore_errors=True)
@@ -124,7 +128,58 @@ def pacemaker_drill():
         return live == shifted["placement"] and live.get("p_nova-compute-host1") == "bob"
     finally:
         pcmklab.stop(pcmk_dir)
-        shutil.rmtree(PCMK_DEMO_DIR, ignore_errors=True)
+        shutil.rmtree(pcmk_dir, ignore_errors=True)
+
+
+def floating_ip_drill(alice, overlay_for):
+    """The example's floating IPs by name on a real neutron-server, then a network node's
+    L3 agent dies and its router moves."""
+    print("\n== 8. Floating IPs by name on a real neutron-server (own PostgreSQL) on 127.0.0.1")
+    neutron_dir = os.path.join(VAR_DEMO_DIR, "neutron")
+    if os.path.exists(os.path.join(neutron_dir, neutronlab.FACTS)):
+        neutronlab.stop(neutron_dir)
+    shutil.rmtree(neutron_dir, ignore_errors=True)
+    started = time.monotonic()
+    facts = neutronlab.start(neutron_dir)
+    nova = novastub.NovaStub()
+    try:
+        cloud = dict(facts["cloud"], compute_endpoint_override=nova.url)
+        conn = openstack.connect(**cloud)
+        made = neutronlab.workshop_topology(conn)
+        web1 = neutronlab.vm_port(conn, made["admin-net"], "web1-port", "alice")
+        nova.add("web1", web1.device_id)  # Nova's name -> id is the one stand-in here
+        db1 = neutronlab.vm_port(conn, made["admin-net"], "db1-port", "bob")
+        neutronlab.report_l3_agents(facts, "alice", "bob")
+        print(f"  neutron-server up with ext_net, admin-net, admin-router, VMs web1 and db1 "
+              f"({time.monotonic() - started:.1f} s)")
+        alice.set_overlay(overlay_for(cloud))
+        rc, applied = alice.call("state.sls", "hastack.floating_ips")
+        print(f"  alice: state.sls hastack.floating_ips (pillar/hastack/openstack.sls): rc {rc}")
+        if rc != 0:
+            print(alice.last_output)
+            return False
+        for sid, changes in sorted(saltlocal.changes_by_id(applied).items()):
+            print(f"    {sid}: address {changes['address']['new']} -> port {changes['port']['new']}")
+        for name, port in (("web1", web1), ("db1", db1)):
+            held = [f.floating_ip_address for f in conn.network.ips(port_id=port.id)]
+            print(f"  Neutron says {name}'s port has {held}")
+        rc2, again = alice.call("state.sls", "hastack.floating_ips")
+        print(f"  second apply: rc {rc2}, {len(saltlocal.changes_by_id(again))} changes")
+
+        agent = {a.host: a for a in conn.network.agents(agent_type="L3 agent")}["alice"]
+        conn.network.add_router_to_agent(agent, made["admin-router"])
+        neutronlab.age_agent(facts, "alice")
+        print("  alice's L3 agent stops reporting (its heartbeat an hour old)")
+        rc3, moved = alice.call("floating_ip.move_routers")
+        for router, step in (moved.get("moved") or {}).items() if rc3 == 0 else ():
+            print(f"  floating_ip.move_routers: {router} {step['from']} -> {step['to']}, "
+                  f"re-serving {', '.join(moved['floating_ips'])}")
+        return (rc == 0 and rc2 == 0 and not saltlocal.changes_by_id(again) and rc3 == 0
+                and moved["moved"] == {"admin-router": {"from": "alice", "to": "bob"}})
+    finally:
+        nova.stop()
+        neutronlab.stop(neutron_dir)
+        shutil.rmtree(neutron_dir, ignore_errors=True)
 
 
 def summarize(ret):
@@ -190,6 +245,9 @@ def main():
         ok &= openstack_checks(alice, virt, conf_dir, etc_dir)
 
         ok &= pacemaker_drill()
+
+        ok &= floating_ip_drill(alice, lambda cloud: saltlocal.lab_overlay(
+            facts, conf_dir, etc_dir, virt["uri"], cloud=cloud))
     finally:
         if os.environ.get("KEEP") == "1":
             print(f"\nLab kept running: python -m lab.cephlab stop {ceph_dir}; "

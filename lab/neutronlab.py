@@ -134,6 +134,11 @@ def start(d=None, l3_hosts=L3_HOSTS, timeout=90):
     d = os.path.abspath(d or os.path.join("/var/tmp", f"hastack-neutron-{os.getpid()}"))
     os.makedirs(d, exist_ok=True)
     os.chmod(d, 0o755)  # the postgres user works in here
+    parent = os.path.dirname(d)
+    while parent != "/":
+        if not os.stat(parent).st_mode & 0o001:
+            raise LabError(f"the postgres user cannot reach {d}: {parent} is not searchable by others")
+        parent = os.path.dirname(parent)
     for sub in ("state", "log", "lock"):
         os.makedirs(os.path.join(d, sub), exist_ok=True)
     facts = {"dir": d, "pids": {}}

@@ -17,9 +17,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SALT_CALL = os.path.join(os.path.dirname(sys.executable), "salt-call")
 
 
-def lab_overlay(facts, conf_dir, etc_dir=None, libvirt_uri=None):
+def lab_overlay(facts, conf_dir, etc_dir=None, libvirt_uri=None, cloud=None):
     """Pillar that points the example at a lab cluster (and lab libvirtd), with keyring
-    owners that exist here and the OpenStack files under ``etc_dir`` (created)."""
+    owners that exist here and the OpenStack files under ``etc_dir`` (created). The
+    example's floating IPs apply only with ``cloud`` (a lab Neutron's connection)."""
     overlay = {
         "hastack": {
             "ceph": {
@@ -51,6 +52,10 @@ def lab_overlay(facts, conf_dir, etc_dir=None, libvirt_uri=None):
                                            "properties": {"stonith-enabled": "false"}}
     if libvirt_uri:
         overlay["hastack"]["libvirt"] = {"uri": libvirt_uri}
+    if cloud:
+        overlay["hastack"]["openstack"] = {"cloud": cloud}
+    else:
+        overlay["hastack"]["floating_ips"] = {"roles": []}
     return overlay
 
 

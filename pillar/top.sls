@@ -4,6 +4,7 @@ base:
   '*':
     - hastack.common
     - hastack.pacemaker
+    - hastack.openstack
   alice:
     - hastack.nodes.alice
   bob:

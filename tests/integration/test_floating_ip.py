@@ -136,17 +136,20 @@ def test_a_change_between_read_and_write_is_detected_not_overwritten(neutron, mi
 
 def test_states_are_idempotent_and_test_mode_predicts(neutron, minion, tmp_path):
     vm(neutron, "api1")
-    port = vm(neutron, "api2")
+    port, third = vm(neutron, "api2"), vm(neutron, "api3")
     fip = neutron["conn"].network.create_ip(floating_network_id=neutron["made"]["ext_net"].id)
     extra = {"hastack": {"floating_ips": {"roles": ["controller"], "addresses": {
         "api1": {"server": "api1"},
-        "api2": {"port": "api2-port", "address": fip.floating_ip_address}}}}}
+        "api2": {"port": "api2-port", "address": fip.floating_ip_address},
+        # Not allocated yet: taken from ext_net as this very address.
+        "api3": {"port": "api3-port", "address": "192.168.144.200"}}}}}
     m = saltlocal.Minion(str(tmp_path / "m"), "alice", merge(minion_overlay(neutron), extra), example=False)
     predicted = call(m, "state.sls", "hastack.floating_ips", test=True)
     assert fips_of(neutron, port) == []
     applied = call(m, "state.sls", "hastack.floating_ips")
     assert saltlocal.changes_by_id(predicted).keys() == saltlocal.changes_by_id(applied).keys() == {
-        "hastack-floating-ip-api1", "hastack-floating-ip-api2"}
+        "hastack-floating-ip-api1", "hastack-floating-ip-api2", "hastack-floating-ip-api3"}
+    assert fips_of(neutron, third) == ["192.168.144.200"]
     assert saltlocal.changes_by_id(applied)["hastack-floating-ip-api2"]["address"]["new"] == fip.floating_ip_address
     assert fips_of(neutron, port) == [fip.floating_ip_address]
     assert saltlocal.changes_by_id(call(m, "state.sls", "hastack.floating_ips")) == {}
@@ -222,9 +225,10 @@ def test_routers_move_off_a_dead_l3_agent_and_take_their_floating_ips(neutron, m
     neutron-server's messages to them are acknowledged by the lab (lab/neutron_server.py):
     no L3 agent or dataplane can run here. alice's agent dies by an old heartbeat."""
     conn, ext = neutron["conn"], neutron["made"]["ext_net"]
+    # Made before any agent exists, so Neutron's scheduler has not placed it yet.
+    second = conn.network.create_router(name="second-router", external_gateway_info={"network_id": ext.id})
     neutronlab.report_l3_agents(neutron, "alice", "bob", "charlie")
     agents = {a.host: a for a in conn.network.agents(agent_type="L3 agent")}
-    second = conn.network.create_router(name="second-router", external_gateway_info={"network_id": ext.id})
     for router in (neutron["made"]["admin-router"], second):
         conn.network.add_router_to_agent(agents["alice"], router)
     port = vm(neutron, "edge1")
