@@ -149,7 +149,11 @@ def floating_ip_drill(alice, overlay_for):
         web1 = neutronlab.vm_port(conn, made["admin-net"], "web1-port", "alice")
         nova.add("web1", web1.device_id)  # Nova's name -> id is the one stand-in here
         db1 = neutronlab.vm_port(conn, made["admin-net"], "db1-port", "bob")
+        # Network nodes alice and bob; alice's L3 agent serves the router (placed before
+        # any other write lets Neutron's scheduler place it).
         neutronlab.report_l3_agents(facts, "alice", "bob")
+        agent = {a.host: a for a in conn.network.agents(agent_type="L3 agent")}["alice"]
+        conn.network.add_router_to_agent(agent, made["admin-router"])
         print(f"  neutron-server up with ext_net, admin-net, admin-router, VMs web1 and db1 "
               f"({time.monotonic() - started:.1f} s)")
         alice.set_overlay(overlay_for(cloud))
@@ -166,15 +170,16 @@ def floating_ip_drill(alice, overlay_for):
         rc2, again = alice.call("state.sls", "hastack.floating_ips")
         print(f"  second apply: rc {rc2}, {len(saltlocal.changes_by_id(again))} changes")
 
-        agent = {a.host: a for a in conn.network.agents(agent_type="L3 agent")}["alice"]
-        conn.network.add_router_to_agent(agent, made["admin-router"])
         neutronlab.age_agent(facts, "alice")
         print("  alice's L3 agent stops reporting (its heartbeat an hour old)")
         rc3, moved = alice.call("floating_ip.move_routers")
-        for router, step in (moved.get("moved") or {}).items() if rc3 == 0 else ():
+        if rc3 != 0:
+            print(alice.last_output)
+            return False
+        for router, step in moved["moved"].items():
             print(f"  floating_ip.move_routers: {router} {step['from']} -> {step['to']}, "
                   f"re-serving {', '.join(moved['floating_ips'])}")
-        return (rc == 0 and rc2 == 0 and not saltlocal.changes_by_id(again) and rc3 == 0
+        return (rc == 0 and rc2 == 0 and not saltlocal.changes_by_id(again)
                 and moved["moved"] == {"admin-router": {"from": "alice", "to": "bob"}})
     finally:
         nova.stop()
