@@ -264,12 +264,28 @@ def _update(conn, fip, port_id, what):
             f"{fip.revision_number}); nothing was overwritten: read it again ({what})") from err
 
 
+def _held_by_standby(conn, standby, address, network):
+    """The standby's floating IP that stands for this association (after a ``move``)."""
+    if not standby:
+        return None
+    target = _target_port(conn, standby.get("server"), standby.get("port"), standby.get("fixed_ip"))
+    for fip in _call("floating IPs of the standby", lambda: list(conn.network.ips(port_id=target.id))):
+        if fip.floating_ip_address == address or (not address and network
+                                                  and fip.floating_network_id == _network(conn, network).id):
+            return {"changed": False, "address": fip.floating_ip_address, "port_id": target.id,
+                    "old_port_id": target.id, "standby": True}
+    return None
+
+
 def associate(server=None, port=None, fixed_ip=None, address=None, network=None, cloud=None,
-              test=False):
+              standby=None, test=False):
     """
     Give a server (by name), a port (by name) or a fixed IP a floating IP: ``address``
     (an unassociated floating address, allocated from the network first if it is not
-    yet), else a new one from ``network`` (else ``hastack:openstack:external_network``). Idempotent: when the port already has that
+    yet), else a new one from ``network`` (else ``hastack:openstack:external_network``).
+    With ``standby`` (``{server: ...}``, ``{port: ...}`` or ``{fixed_ip: ...}``), a
+    floating IP that ``move`` put on the standby counts as this association: nothing
+    is taken back or allocated anew (``standby: True`` in the result). Idempotent: when the port already has that
     address (or, without ``address``, any floating IP from the network) nothing changes.
     Returns ``{changed, address, port_id, old_port_id}`` (``address`` is None when a new
     one would be allocated under ``test``).
@@ -285,6 +301,11 @@ def associate(server=None, port=None, fixed_ip=None, address=None, network=None,
     target = _target_port(conn, server, port, fixed_ip)
     held = _call("floating IPs of the port", lambda: list(conn.network.ips(port_id=target.id)))
     network = network or __salt__["config.get"]("hastack:openstack:external_network", None)
+    if not held:
+        # Failed over to its standby (floating_ip.move): that is this association, held there.
+        on_standby = _held_by_standby(conn, standby, address, network)
+        if on_standby:
+            return on_standby
     if address:
         found = _call(f"look up floating IP {address}",
                       lambda: list(conn.network.ips(floating_ip_address=address)))
@@ -389,19 +410,57 @@ def release(address, cloud=None, test=False):
     return {"changed": True, "address": address, "old_port_id": fip.port_id}
 
 
+def _standby(conn, address):
+    """The standby target the pillar names for ``address`` (a label in
+    ``hastack:floating_ips:addresses``, or the address an entry holds), and the floating
+    address to move."""
+    entries = __salt__["config.get"]("hastack:floating_ips:addresses", {}) or {}
+    label = address if address in entries else None
+    if label is None:
+        label = next((k for k, v in entries.items() if (v or {}).get("address") == address), None)
+    if label is None:
+        raise SaltInvocationError(
+            f"address: '{address}' is neither a label nor an address in hastack:floating_ips:addresses; "
+            "name the target (server=, port= or fixed_ip=)")
+    entry = entries[label]
+    standby = entry.get("standby") or {}
+    if not standby:
+        raise SaltInvocationError(f"hastack:floating_ips:addresses:{label}:standby: not set; name the "
+                                  "target (server=, port= or fixed_ip=)")
+    if entry.get("address"):
+        return standby, entry["address"]
+    # An address the primary got from the network: read it from the primary's port.
+    primary = _target_port(conn, entry.get("server"), entry.get("port"), entry.get("fixed_ip"))
+    held = _call("floating IPs of the port", lambda: list(conn.network.ips(port_id=primary.id)))
+    if held:
+        return standby, held[0].floating_ip_address
+    # Already moved (or never associated): the standby's own, if it has one.
+    target = _target_port(conn, standby.get("server"), standby.get("port"), standby.get("fixed_ip"))
+    held = _call("floating IPs of the port", lambda: list(conn.network.ips(port_id=target.id)))
+    if held:
+        return standby, held[0].floating_ip_address
+    raise SaltInvocationError(f"address: '{label}' has no floating IP on its server or its standby")
+
+
 def move(address, server=None, port=None, fixed_ip=None, cloud=None, test=False):
     """
     Move the floating IP ``address`` to another server, port or fixed IP (e.g. a standby
-    server's port), in one guarded write. Returns ``{changed, address, port_id,
-    old_port_id}``.
+    server's port), in one guarded write. Without a target, ``address`` may be a label
+    in ``hastack:floating_ips:addresses`` (or the address an entry holds): the target is
+    that entry's ``standby`` (``{server: ...}``, ``{port: ...}`` or ``{fixed_ip: ...}``).
+    Returns ``{changed, address, port_id, old_port_id}``.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt-call floating_ip.move 192.168.144.77 server=web1-standby
+        salt-call floating_ip.move web1          # to the standby the pillar names
     """
     conn = _conn(cloud)
+    if not (server or port or fixed_ip):
+        standby, address = _standby(conn, address)
+        server, port, fixed_ip = standby.get("server"), standby.get("port"), standby.get("fixed_ip")
     target = _target_port(conn, server, port, fixed_ip)
     fip = _fip_by_address(conn, address)
     if fip.port_id == target.id:

@@ -125,7 +125,8 @@ def _validate_floating_ips(fips, openstack, roles):
         key = f"{base}:addresses:{label}"
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", str(label)):
             _fail(key, "the label must be letters, digits, '.', '_' or '-'")
-        _check_keys(fip, key, ("server", "port", "fixed_ip", "address", "network", "absent", "release"))
+        _check_keys(fip, key, ("server", "port", "fixed_ip", "address", "network", "absent", "release",
+                               "standby"))
         if fip.get("absent"):
             if not fip.get("address"):
                 _fail(f"{key}:address", "required with absent: the floating address to detach")
@@ -138,6 +139,11 @@ def _validate_floating_ips(fips, openstack, roles):
             _fail(f"{key}:{targets[0]}", "must be a name (a string)")
         if fip.get("fixed_ip"):
             _check_ipv4(fip["fixed_ip"], f"{key}:fixed_ip")
+        if "standby" in fip:
+            standby = fip["standby"]
+            _check_keys(standby, f"{key}:standby", ("server", "port", "fixed_ip"))
+            if len([t for t in ("server", "port", "fixed_ip") if standby.get(t)]) != 1:
+                _fail(f"{key}:standby", "name exactly one of server, port or fixed_ip")
         if fip.get("address"):
             _check_ipv4(fip["address"], f"{key}:address")
         elif not (fip.get("network") or openstack.get("external_network")):

@@ -29,21 +29,27 @@ def __virtual__():
     return __virtualname__
 
 
-def associated(name, server=None, port=None, fixed_ip=None, address=None, network=None, cloud=None):
+def associated(name, server=None, port=None, fixed_ip=None, address=None, network=None, cloud=None,
+               standby=None):
     """
     The server, port or fixed IP has a floating IP (``address``, or any from ``network``).
 
     name
         A label for the association (e.g. the server's role).
+    standby
+        Where ``floating_ip.move`` sends it on failure (``{server: ...}``, ``{port: ...}``
+        or ``{fixed_ip: ...}``): held there, the association counts as kept, and a
+        highstate neither takes it back nor allocates another.
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     args = {"server": server, "port": port, "fixed_ip": fixed_ip, "address": address,
-            "network": network, "cloud": cloud}
+            "network": network, "cloud": cloud, "standby": standby}
     try:
         plan = __salt__["floating_ip.associate"](test=True, **args)
         target = server or port or fixed_ip
         if not plan["changed"]:
-            ret["comment"] = f"{target} has floating IP {plan['address']}"
+            where = " (on its standby: floating_ip.move it back when ready)" if plan.get("standby") else ""
+            ret["comment"] = f"{target} has floating IP {plan['address']}{where}"
             return ret
         new_address = plan["address"] or f"(new from {network or 'the external network'})"
         if __opts__["test"]:

@@ -148,13 +148,15 @@ def floating_ip_drill(alice, overlay_for):
         made = neutronlab.workshop_topology(conn)
         web1 = neutronlab.vm_port(conn, made["admin-net"], "web1-port", "alice")
         nova.add("web1", web1.device_id)  # Nova's name -> id is the one stand-in here
+        web1_standby = neutronlab.vm_port(conn, made["admin-net"], "web1-standby-port", "bob")
+        nova.add("web1-standby", web1_standby.device_id)
         db1 = neutronlab.vm_port(conn, made["admin-net"], "db1-port", "bob")
         # Network nodes alice and bob; alice's L3 agent serves the router (placed before
         # any other write lets Neutron's scheduler place it).
         neutronlab.report_l3_agents(facts, "alice", "bob")
         agent = {a.host: a for a in conn.network.agents(agent_type="L3 agent")}["alice"]
         conn.network.add_router_to_agent(agent, made["admin-router"])
-        print(f"  neutron-server up with ext_net, admin-net, admin-router, VMs web1 and db1 "
+        print(f"  neutron-server up with ext_net, admin-net, admin-router, VMs web1, web1-standby, db1 "
               f"({time.monotonic() - started:.1f} s)")
         alice.set_overlay(overlay_for(cloud))
         rc, applied = alice.call("state.sls", "hastack.floating_ips")
@@ -169,6 +171,12 @@ def floating_ip_drill(alice, overlay_for):
             print(f"  Neutron says {name}'s port has {held}")
         rc2, again = alice.call("state.sls", "hastack.floating_ips")
         print(f"  second apply: rc {rc2}, {len(saltlocal.changes_by_id(again))} changes")
+        rc4, moved_ip = alice.call("floating_ip.move", "web1")
+        if rc4 != 0:
+            print(alice.last_output)
+            return False
+        print(f"  floating_ip.move web1 (to the standby in pillar): {moved_ip['address']} now on "
+              f"web1-standby; Neutron says {[f.floating_ip_address for f in conn.network.ips(port_id=web1_standby.id)]}")
 
         neutronlab.age_agent(facts, "alice")
         print("  alice's L3 agent stops reporting (its heartbeat an hour old)")

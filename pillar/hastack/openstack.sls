@@ -10,6 +10,9 @@ hastack:
       # The recipe's UUID chase, by name: web1 gets an address from ext_net.
       web1:
         server: web1
+        # Where `salt-call floating_ip.move web1` sends it when web1 fails.
+        standby:
+          server: web1-standby
       # A fixed address for the database's port.
       db1:
         port: db1-port

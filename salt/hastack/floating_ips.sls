@@ -9,7 +9,7 @@ hastack-floating-ip-{{ label }}:
     - release: {{ fip.get('release', False) }}
 {%-   else %}
   floating_ip.associated:
-{%-     for arg in ('server', 'port', 'fixed_ip', 'address', 'network') %}
+{%-     for arg in ('server', 'port', 'fixed_ip', 'address', 'network', 'standby') %}
 {%-       if fip.get(arg) %}
     - {{ arg }}: {{ fip[arg] | json }}
 {%-       endif %}

@@ -136,10 +136,11 @@ def test_a_change_between_read_and_write_is_detected_not_overwritten(neutron, mi
 
 def test_states_are_idempotent_and_test_mode_predicts(neutron, minion, tmp_path):
     vm(neutron, "api1")
+    standby = vm(neutron, "api1-standby", host="charlie")
     port, third = vm(neutron, "api2"), vm(neutron, "api3")
     fip = neutron["conn"].network.create_ip(floating_network_id=neutron["made"]["ext_net"].id)
     extra = {"hastack": {"floating_ips": {"roles": ["controller"], "addresses": {
-        "api1": {"server": "api1"},
+        "api1": {"server": "api1", "standby": {"server": "api1-standby"}},
         "api2": {"port": "api2-port", "address": fip.floating_ip_address},
         # Not allocated yet: taken from ext_net as this very address.
         "api3": {"port": "api3-port", "address": "192.168.144.200"}}}}}
@@ -153,6 +154,15 @@ def test_states_are_idempotent_and_test_mode_predicts(neutron, minion, tmp_path)
     assert saltlocal.changes_by_id(applied)["hastack-floating-ip-api2"]["address"]["new"] == fip.floating_ip_address
     assert fips_of(neutron, port) == [fip.floating_ip_address]
     assert saltlocal.changes_by_id(call(m, "state.sls", "hastack.floating_ips")) == {}
+
+    # api1 fails over to the standby the pillar names; a highstate then keeps it there.
+    api1_address = saltlocal.changes_by_id(applied)["hastack-floating-ip-api1"]["address"]["new"]
+    moved = call(m, "floating_ip.move", "api1")
+    assert moved["address"] == api1_address and moved["port_id"] == standby.id
+    kept = call(m, "state.sls", "hastack.floating_ips")
+    assert saltlocal.changes_by_id(kept) == {}
+    assert "on its standby" in kept["floating_ip_|-hastack-floating-ip-api1_|-hastack-floating-ip-api1_|-associated"]["comment"]
+    assert fips_of(neutron, standby) == [api1_address]
 
     extra["hastack"]["floating_ips"]["addresses"]["api2"] = {"absent": True, "address": fip.floating_ip_address}
     m.set_overlay(merge(minion_overlay(neutron), extra))
@@ -248,6 +258,9 @@ def test_routers_move_off_a_dead_l3_agent_and_take_their_floating_ips(neutron, m
     moved = call(minion, "floating_ip.move_routers")
     assert moved["moved"] == planned["moved"] and moved["failed"] == {}
     assert address in moved["floating_ips"]
+    behind = [f["address"] for f in call(minion, "floating_ip.list_ips", "router=admin-router")]
+    assert address in behind and sorted(behind) == sorted(
+        f for f in moved["floating_ips"] if f in behind)
     hosting = {r: [a.host for a in conn.network.routers_hosting_l3_agents(r)]
                for r in (neutron["made"]["admin-router"].id, second.id)}
     assert hosting == {neutron["made"]["admin-router"].id: ["bob"], second.id: ["charlie"]}
