@@ -87,13 +87,19 @@ def openstack_checks(alice, virt, conf_dir, etc_dir):
     return ok
 
 
+def fresh_lab_dir(lab, name):
+    """An empty ``VAR_DEMO_DIR/name`` for ``lab`` (a run left over from an earlier demo
+    is stopped first)."""
+    d = os.path.join(VAR_DEMO_DIR, name)
+    lab.stop(d)
+    shutil.rmtree(d, ignore_errors=True)
+    return d
+
+
 def pacemaker_drill():
     """Listing 2 on a live 3-node cluster, alice killed, shift_away on bob."""
     print("\n== 7. Failover drill: a live 3-node corosync + Pacemaker cluster on 127.0.0.1-3")
-    pcmk_dir = os.path.join(VAR_DEMO_DIR, "pacemaker")
-    if os.path.exists(os.path.join(pcmk_dir, pcmklab.FACTS)):
-        pcmklab.stop(pcmk_dir)
-    shutil.rmtree(pcmk_dir, ignore_errors=True)
+    pcmk_dir = fresh_lab_dir(pcmklab, "pacemaker")
     started = time.monotonic()
     facts = pcmklab.start(pcmk_dir)
     try:
@@ -135,10 +141,7 @@ def floating_ip_drill(alice, overlay_for):
     """The example's floating IPs by name on a real neutron-server, then a network node's
     L3 agent dies and its router moves."""
     print("\n== 8. Floating IPs by name on a real neutron-server (own PostgreSQL) on 127.0.0.1")
-    neutron_dir = os.path.join(VAR_DEMO_DIR, "neutron")
-    if os.path.exists(os.path.join(neutron_dir, neutronlab.FACTS)):
-        neutronlab.stop(neutron_dir)
-    shutil.rmtree(neutron_dir, ignore_errors=True)
+    neutron_dir = fresh_lab_dir(neutronlab, "neutron")
     started = time.monotonic()
     facts = neutronlab.start(neutron_dir)
     nova = novastub.NovaStub()

@@ -23,8 +23,10 @@ import sys
 import time
 import urllib.request
 
+from lab import procs
+
 PG_BIN = "/usr/lib/postgresql/15/bin"
-FACTS = "lab.json"
+FACTS = procs.FACTS
 DB_PASSWORD = "lab-only-neutron-db"  # a throwaway database on loopback
 HERE = os.path.dirname(os.path.abspath(__file__))
 L3_HOSTS = ("alice", "bob", "charlie")
@@ -197,26 +199,12 @@ def _write(d, facts):
         json.dump(facts, fh)
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # our own child that has exited: collect it
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
-
-
 def stop(d):
     """Stop neutron-server, then PostgreSQL: only the PIDs this lab started (and
     neutron-server's API workers, which are in its session)."""
     d = os.path.abspath(d)
-    try:
-        with open(os.path.join(d, FACTS), encoding="utf-8") as fh:
-            facts = json.load(fh)
-    except FileNotFoundError:
+    facts = procs.read_facts(d)
+    if facts is None:
         return
     for name in ("neutron-server", "postgres"):
         pid = facts["pids"].get(name)
@@ -228,7 +216,7 @@ def stop(d):
         except ProcessLookupError:
             continue
         deadline = time.monotonic() + 15
-        while _alive(pid) and time.monotonic() < deadline:
+        while procs.alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         try:
             os.killpg(pid, signal.SIGKILL)

@@ -28,10 +28,12 @@ import time
 
 import yaml
 
+from lab import procs
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 NODES = {"alice": "127.0.0.1", "bob": "127.0.0.2", "charlie": "127.0.0.3"}
-FACTS = "lab.json"
+FACTS = procs.FACTS
 KNET_PORT = 5495
 # libqb's filesystem sockets (cmap, cpg, cib_rw, crmd, ...) live in /tmp here: a private
 # /tmp per node keeps one node's daemons from connecting to another's.
@@ -283,10 +285,8 @@ def stop(d):
     """Stop every node: SIGTERM (pacemakerd shuts its daemons down), SIGKILL what is left
     after 20 s. Only processes in the lab's own namespaces are signalled."""
     d = os.path.abspath(d)
-    try:
-        with open(os.path.join(d, FACTS), encoding="utf-8") as fh:
-            facts = json.load(fh)
-    except FileNotFoundError:
+    facts = procs.read_facts(d)
+    if facts is None:
         return
     for node in facts["nodes"]:
         _signal_all(node_pids(facts, node) or [facts["nodes"][node]["pid"]], signal.SIGTERM)

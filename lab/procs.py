@@ -1,8 +1,20 @@
 """Stopping the daemons a lab started, by PID only."""
 
+import json
 import os
 import signal
 import time
+
+FACTS = "lab.json"
+
+
+def read_facts(d):
+    """A lab's facts file in ``d``, or None when no lab runs there."""
+    try:
+        with open(os.path.join(os.path.abspath(d), FACTS), encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        return None
 
 
 def alive(pid):
