@@ -359,6 +359,13 @@ def associate(server=None, port=None, fixed_ip=None, address=None, network=None,
     except CommandExecutionError as err:
         if "No more IP addresses" in str(err):
             raise CommandExecutionError(f"network: no free floating address left on '{network}'") from err
+        if isinstance(err.__cause__, openstack.exceptions.ConflictException):
+            # Another minion applying the same declaration got there first (Neutron
+            # refused a second floating IP for the port and allocated nothing): done.
+            for fip in _call("floating IPs of the port", lambda: list(conn.network.ips(port_id=target.id))):
+                if fip.floating_network_id == net.id:
+                    return {"changed": False, "address": fip.floating_ip_address, "port_id": target.id,
+                            "old_port_id": target.id}
         raise
     return {"changed": True, "address": fip.floating_ip_address, "port_id": target.id, "old_port_id": None}
 

@@ -6,6 +6,7 @@ the ports it owns are real Neutron ports."""
 
 import shutil
 import tempfile
+import threading
 import time
 
 import openstack
@@ -269,3 +270,22 @@ def test_routers_move_off_a_dead_l3_agent_and_take_their_floating_ips(neutron, m
     assert call(minion, "floating_ip.move_routers")["moved"] == {}
     out = fails(minion, "floating_ip.move_routers", "from_host=bob", "to_host=alice")
     assert "to_host: no live L3 agent on 'alice'" in out
+
+
+def test_two_controllers_applying_at_once_both_succeed_with_one_address(neutron, minion):
+    """Two minions with the same declaration (roles: controller) race to give a port its
+    address: Neutron refuses the second (409) and allocates nothing; the loser then sees
+    the winner's address and reports no change."""
+    funcs, _ = minion.loader(minion_overlay(neutron))
+    for i in range(3):
+        port = vm(neutron, f"both{i}")
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(
+            funcs["floating_ip.associate"](server=f"both{i}"))) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(results) == 2, "an associate raised"
+        assert sorted(r["changed"] for r in results) == [False, True]
+        assert fips_of(neutron, port) == [results[0]["address"]] == [results[1]["address"]]
