@@ -4,6 +4,7 @@ result is read back from Neutron with openstacksdk. The one stand-in is Nova's s
 listing (lab/novastub.py: no Nova can run here): it only maps a server name to its id;
 the ports it owns are real Neutron ports."""
 
+import os
 import shutil
 import tempfile
 import threading
@@ -11,6 +12,7 @@ import time
 
 import openstack
 import pytest
+import yaml
 from salt.exceptions import CommandExecutionError
 
 from lab import neutronlab, novastub, saltlocal
@@ -289,3 +291,17 @@ def test_two_controllers_applying_at_once_both_succeed_with_one_address(neutron,
         assert len(results) == 2, "an associate raised"
         assert sorted(r["changed"] for r in results) == [False, True]
         assert fips_of(neutron, port) == [results[0]["address"]] == [results[1]["address"]]
+
+
+def test_the_cloud_can_be_a_clouds_yaml_entry(neutron, tmp_path):
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(yaml.safe_dump({"clouds": {"lab": dict(neutron["cloud"])}}))
+    m = saltlocal.Minion(str(tmp_path / "m"), "alice", {"hastack": {"openstack": {"cloud": "lab"}}},
+                         example=False)
+    rc, out = m.call("floating_ip.list_ips", "network=ext_net",
+                     env=dict(os.environ, OS_CLIENT_CONFIG_FILE=str(clouds)))
+    assert rc == 0, m.last_output
+    assert {f["address"] for f in out} == {
+        f.floating_ip_address for f in neutron["conn"].network.ips(floating_network_id=neutron["made"]["ext_net"].id)}
+    rc, _ = m.call("floating_ip.list_ips", env=dict(os.environ, OS_CLIENT_CONFIG_FILE=str(tmp_path / "none.yaml")))
+    assert rc != 0 and "hastack:openstack:cloud" in m.last_output, m.last_output
