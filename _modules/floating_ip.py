@@ -88,9 +88,13 @@ def _conn(cloud=None):
         return _CONNECTIONS[key]
 
 
+def _unreachable(err):
+    return isinstance(err, (ksa_exceptions.ConnectFailure, ksa_exceptions.ConnectTimeout,
+                            ksa_exceptions.DiscoveryFailure))
+
+
 def _transient(err):
-    if isinstance(err, (ksa_exceptions.ConnectFailure, ksa_exceptions.ConnectTimeout,
-                        ksa_exceptions.DiscoveryFailure)):
+    if _unreachable(err):
         return True
     status = getattr(err, "status_code", None)
     return isinstance(err, openstack.exceptions.HttpException) and status is not None and status >= 500
@@ -110,8 +114,7 @@ def _call(what, fn, *args, **kwargs):
                 log.info("floating_ip: %s failed (%s); retry in %.2f s", what, err, delay)
                 time.sleep(delay)
                 continue
-            if isinstance(err, (ksa_exceptions.ConnectFailure, ksa_exceptions.ConnectTimeout,
-                                ksa_exceptions.DiscoveryFailure)):
+            if _unreachable(err):
                 raise CommandExecutionError(
                     f"Neutron is unreachable ({what}, {RETRIES} tries): {err}") from err
             if isinstance(err, openstack.exceptions.SDKException):
@@ -138,11 +141,25 @@ def _one(items, what, arg):
     return items[0]
 
 
+def _by_name_or_id(listing, name, kind):
+    """The one ``kind`` (network, router) named ``name``, else with that ID."""
+    found = _call(f"look up {kind} {name}", lambda: list(listing(name=name)))
+    found = found or [r for r in _call(f"list {kind}s", lambda: list(listing())) if r.id == name]
+    return _one(found, f"{kind} named '{name}'", kind)
+
+
+def _fips(conn, what, **query):
+    """Floating IPs matching ``query`` (e.g. ``port_id=``, ``floating_ip_address=``)."""
+    return _call(what, lambda: list(conn.network.ips(**query)))
+
+
+def _port_busy(target, held, why=""):
+    return SaltInvocationError(f"the port {target.name or target.id} already has floating IP "
+                               f"{held[0].floating_ip_address}{why}")
+
+
 def _network(conn, name):
-    nets = _call(f"look up network {name}", lambda: list(conn.network.networks(name=name)))
-    if not nets:
-        nets = [n for n in _call("list networks", lambda: list(conn.network.networks())) if n.id == name]
-    net = _one(nets, f"network named '{name}'", "network")
+    net = _by_name_or_id(conn.network.networks, name, "network")
     if not net.is_router_external:
         raise SaltInvocationError(f"network: '{name}' is not an external network (router:external "
                                   "is false): floating IPs come from external networks")
@@ -178,14 +195,16 @@ def _target_port(conn, server=None, port=None, fixed_ip=None):
         found = _call(f"look up fixed IP {fixed_ip}",
                       lambda: list(conn.network.ports(fixed_ips=[f"ip_address={fixed_ip}"])))
         return _one(found, f"port with fixed IP {fixed_ip}", "fixed_ip")
-    ports = _server_ports(conn, server)
-    return _one(ports, f"port of server '{server}' (name the port instead)", "server") \
-        if len(ports) > 1 else ports[0]
+    return _one(_server_ports(conn, server), f"port of server '{server}' (name the port instead)", "server")
+
+
+def _target_of(conn, spec):
+    """The port of a target given as ``{server|port|fixed_ip: ...}`` (a pillar standby)."""
+    return _target_port(conn, spec.get("server"), spec.get("port"), spec.get("fixed_ip"))
 
 
 def _fip_by_address(conn, address):
-    found = _call(f"look up floating IP {address}",
-                  lambda: list(conn.network.ips(floating_ip_address=address)))
+    found = _fips(conn, f"look up floating IP {address}", floating_ip_address=address)
     return _one(found, f"floating IP {address}", "address")
 
 
@@ -223,23 +242,25 @@ def list_ips(server=None, host=None, router=None, network=None, cloud=None):
         salt-call floating_ip.list_ips host=alice
     """
     conn = _conn(cloud)
+    fips, ports = _selected(conn, server, host, router, network)
+    return sorted((_data(f, ports) for f in fips), key=lambda f: f["address"])
+
+
+def _selected(conn, server=None, host=None, router=None, network=None):
+    """The floating IPs the filters select, and every port by ID."""
     query = {}
     if network:
         query["floating_network_id"] = _network(conn, network).id
     if router:
-        routers = _call(f"look up router {router}", lambda: list(conn.network.routers(name=router)))
-        routers = routers or [r for r in _call("list routers", lambda: list(conn.network.routers()))
-                              if r.id == router]
-        query["router_id"] = _one(routers, f"router named '{router}'", "router").id
-    fips = _call("list floating IPs", lambda: list(conn.network.ips(**query)))
+        query["router_id"] = _by_name_or_id(conn.network.routers, router, "router").id
+    fips = _fips(conn, "list floating IPs", **query)
     ports = {p.id: p for p in _call("list ports", lambda: list(conn.network.ports()))}
-    out = [_data(f, ports) for f in fips]
     if server:
         wanted = {p.id for p in _server_ports(conn, server)}
-        out = [f for f in out if f["port_id"] in wanted]
+        fips = [f for f in fips if f.port_id in wanted]
     if host:
-        out = [f for f in out if f["host"] == host]
-    return sorted(out, key=lambda f: f["address"])
+        fips = [f for f in fips if f.port_id in ports and ports[f.port_id].binding_host_id == host]
+    return fips, ports
 
 
 # --------------------------------------------------------------------------- writing
@@ -268,10 +289,10 @@ def _held_by_standby(conn, standby, address, network):
     """The standby's floating IP that stands for this association (after a ``move``)."""
     if not standby:
         return None
-    target = _target_port(conn, standby.get("server"), standby.get("port"), standby.get("fixed_ip"))
-    for fip in _call("floating IPs of the standby", lambda: list(conn.network.ips(port_id=target.id))):
-        if fip.floating_ip_address == address or (not address and network
-                                                  and fip.floating_network_id == _network(conn, network).id):
+    target = _target_of(conn, standby)
+    net_id = _network(conn, network).id if network and not address else None
+    for fip in _fips(conn, "floating IPs of the standby", port_id=target.id):
+        if fip.floating_ip_address == address or (net_id and fip.floating_network_id == net_id):
             return {"changed": False, "address": fip.floating_ip_address, "port_id": target.id,
                     "old_port_id": target.id, "standby": True}
     return None
@@ -285,8 +306,9 @@ def associate(server=None, port=None, fixed_ip=None, address=None, network=None,
     yet), else a new one from ``network`` (else ``hastack:openstack:external_network``).
     With ``standby`` (``{server: ...}``, ``{port: ...}`` or ``{fixed_ip: ...}``), a
     floating IP that ``move`` put on the standby counts as this association: nothing
-    is taken back or allocated anew (``standby: True`` in the result). Idempotent: when the port already has that
-    address (or, without ``address``, any floating IP from the network) nothing changes.
+    is taken back or allocated anew (``standby: True`` in the result). Idempotent: when
+    the port already has that address (or, without ``address``, any floating IP from the
+    network) nothing changes.
     Returns ``{changed, address, port_id, old_port_id}`` (``address`` is None when a new
     one would be allocated under ``test``).
 
@@ -299,7 +321,7 @@ def associate(server=None, port=None, fixed_ip=None, address=None, network=None,
     """
     conn = _conn(cloud)
     target = _target_port(conn, server, port, fixed_ip)
-    held = _call("floating IPs of the port", lambda: list(conn.network.ips(port_id=target.id)))
+    held = _fips(conn, "floating IPs of the port", port_id=target.id)
     network = network or __salt__["config.get"]("hastack:openstack:external_network", None)
     if not held:
         # Failed over to its standby (floating_ip.move): that is this association, held there.
@@ -307,14 +329,11 @@ def associate(server=None, port=None, fixed_ip=None, address=None, network=None,
         if on_standby:
             return on_standby
     if address:
-        found = _call(f"look up floating IP {address}",
-                      lambda: list(conn.network.ips(floating_ip_address=address)))
+        found = _fips(conn, f"look up floating IP {address}", floating_ip_address=address)
         if not found:
             # Not allocated yet: take exactly this address from the network.
             if held:
-                raise SaltInvocationError(
-                    f"the port {target.name or target.id} already has floating IP "
-                    f"{held[0].floating_ip_address}; disassociate it first")
+                raise _port_busy(target, held, "; disassociate it first")
             if not network:
                 raise SaltInvocationError(
                     f"address: {address} is not allocated; name the network to take it from "
@@ -328,9 +347,7 @@ def associate(server=None, port=None, fixed_ip=None, address=None, network=None,
         if fip.port_id == target.id:
             return {"changed": False, "address": address, "port_id": target.id, "old_port_id": target.id}
         if held:
-            raise SaltInvocationError(
-                f"the port {target.name or target.id} already has floating IP "
-                f"{held[0].floating_ip_address}; disassociate it first")
+            raise _port_busy(target, held, "; disassociate it first")
         if fip.port_id:
             raise SaltInvocationError(
                 f"address: {address} is associated with port {fip.port_id}; use floating_ip.move "
@@ -348,9 +365,7 @@ def associate(server=None, port=None, fixed_ip=None, address=None, network=None,
             return {"changed": False, "address": fip.floating_ip_address, "port_id": target.id,
                     "old_port_id": target.id}
     if held:
-        raise SaltInvocationError(
-            f"the port {target.name or target.id} already has floating IP "
-            f"{held[0].floating_ip_address} from another network")
+        raise _port_busy(target, held, " from another network")
     if test:
         return {"changed": True, "address": None, "port_id": target.id, "old_port_id": None}
     try:
@@ -362,7 +377,7 @@ def associate(server=None, port=None, fixed_ip=None, address=None, network=None,
         if isinstance(err.__cause__, openstack.exceptions.ConflictException):
             # Another minion applying the same declaration got there first (Neutron
             # refused a second floating IP for the port and allocated nothing): done.
-            for fip in _call("floating IPs of the port", lambda: list(conn.network.ips(port_id=target.id))):
+            for fip in _fips(conn, "floating IPs of the port", port_id=target.id):
                 if fip.floating_network_id == net.id:
                     return {"changed": False, "address": fip.floating_ip_address, "port_id": target.id,
                             "old_port_id": target.id}
@@ -403,8 +418,7 @@ def release(address, cloud=None, test=False):
         salt-call floating_ip.release 192.168.144.77
     """
     conn = _conn(cloud)
-    found = _call(f"look up floating IP {address}",
-                  lambda: list(conn.network.ips(floating_ip_address=address)))
+    found = _fips(conn, f"look up floating IP {address}", floating_ip_address=address)
     if not found:
         return {"changed": False, "address": address, "old_port_id": None}
     fip = _one(found, f"floating IP {address}", "address")
@@ -437,15 +451,11 @@ def _standby(conn, address):
     if entry.get("address"):
         return standby, entry["address"]
     # An address the primary got from the network: read it from the primary's port.
-    primary = _target_port(conn, entry.get("server"), entry.get("port"), entry.get("fixed_ip"))
-    held = _call("floating IPs of the port", lambda: list(conn.network.ips(port_id=primary.id)))
-    if held:
-        return standby, held[0].floating_ip_address
-    # Already moved (or never associated): the standby's own, if it has one.
-    target = _target_port(conn, standby.get("server"), standby.get("port"), standby.get("fixed_ip"))
-    held = _call("floating IPs of the port", lambda: list(conn.network.ips(port_id=target.id)))
-    if held:
-        return standby, held[0].floating_ip_address
+    # The primary's port, or when already moved (or never associated) the standby's.
+    for spec in (entry, standby):
+        held = _fips(conn, "floating IPs of the port", port_id=_target_of(conn, spec).id)
+        if held:
+            return standby, held[0].floating_ip_address
     raise SaltInvocationError(f"address: '{label}' has no floating IP on its server or its standby")
 
 
@@ -465,17 +475,17 @@ def move(address, server=None, port=None, fixed_ip=None, cloud=None, test=False)
         salt-call floating_ip.move web1          # to the standby the pillar names
     """
     conn = _conn(cloud)
-    if not (server or port or fixed_ip):
+    if server or port or fixed_ip:
+        target = _target_port(conn, server, port, fixed_ip)
+    else:
         standby, address = _standby(conn, address)
-        server, port, fixed_ip = standby.get("server"), standby.get("port"), standby.get("fixed_ip")
-    target = _target_port(conn, server, port, fixed_ip)
+        target = _target_of(conn, standby)
     fip = _fip_by_address(conn, address)
     if fip.port_id == target.id:
         return {"changed": False, "address": address, "port_id": target.id, "old_port_id": target.id}
-    held = _call("floating IPs of the port", lambda: list(conn.network.ips(port_id=target.id)))
+    held = _fips(conn, "floating IPs of the port", port_id=target.id)
     if held:
-        raise SaltInvocationError(f"the port {target.name or target.id} already has floating IP "
-                                  f"{held[0].floating_ip_address}")
+        raise _port_busy(target, held)
     old_port_id = fip.port_id
     if not test:
         _update(conn, fip, target.id, f"move {address}")
@@ -500,14 +510,12 @@ def reissue(addresses=None, host=None, server=None, cloud=None, concurrency=CONC
     conn = _conn(cloud)
     if addresses:
         wanted = set([addresses] if isinstance(addresses, str) else addresses)
-        fips = [f for f in _call("list floating IPs", lambda: list(conn.network.ips()))
-                if f.floating_ip_address in wanted]
+        fips = [f for f in _fips(conn, "list floating IPs") if f.floating_ip_address in wanted]
         missing = wanted - {f.floating_ip_address for f in fips}
         if missing:
             raise SaltInvocationError(f"addresses: no floating IP {', '.join(sorted(missing))}")
     elif host or server:
-        chosen = {f["id"] for f in list_ips(server=server, host=host, cloud=cloud)}
-        fips = [f for f in _call("list floating IPs", lambda: list(conn.network.ips())) if f.id in chosen]
+        fips, _ = _selected(conn, server=server, host=host)
     else:
         raise SaltInvocationError("name what to reissue: addresses=, host= or server=")
     fips = [f for f in fips if f.port_id]
@@ -536,6 +544,10 @@ def _l3_agents(conn):
     return _call("list L3 agents", lambda: list(conn.network.agents(agent_type="L3 agent")))
 
 
+def _hosted(conn, agent):
+    return _call(f"routers on {agent.host}", lambda: list(conn.network.agent_hosted_routers(agent)))
+
+
 def l3_agents(cloud=None):
     """
     The L3 agents: ``[{id, host, alive, admin_state_up, routers: [names]}]`` (``alive``
@@ -550,7 +562,7 @@ def l3_agents(cloud=None):
     conn = _conn(cloud)
     out = []
     for agent in _l3_agents(conn):
-        routers = _call(f"routers on {agent.host}", lambda a=agent: list(conn.network.agent_hosted_routers(a)))
+        routers = _hosted(conn, agent)
         out.append({"id": agent.id, "host": agent.host, "alive": agent.is_alive,
                     "admin_state_up": agent.is_admin_state_up,
                     "routers": sorted(r.name or r.id for r in routers)})
@@ -570,7 +582,7 @@ def routers_on_agent(host=None, agent=None, cloud=None):
     conn = _conn(cloud)
     agents = [a for a in _l3_agents(conn) if a.host == host or a.id == agent]
     found = _one(agents, f"L3 agent on '{host or agent}'", "host" if host else "agent")
-    routers = _call(f"routers on {found.host}", lambda: list(conn.network.agent_hosted_routers(found)))
+    routers = _hosted(conn, found)
     return sorted(({"id": r.id, "name": r.name} for r in routers), key=lambda r: (r["name"] or "", r["id"]))
 
 
@@ -602,11 +614,11 @@ def move_routers(from_host=None, to_host=None, cloud=None, test=False):
         live = [a for a in live if a.host == to_host]
         if not live:
             raise SaltInvocationError(f"to_host: no live L3 agent on '{to_host}'")
-    load = {a.id: len(_call(f"routers on {a.host}", lambda a=a: list(conn.network.agent_hosted_routers(a))))
+    load = {a.id: len(_hosted(conn, a))
             for a in live}
     plan = []
     for source in sources:
-        for router in _call(f"routers on {source.host}", lambda s=source: list(conn.network.agent_hosted_routers(s))):
+        for router in _hosted(conn, source):
             if not live:
                 raise CommandExecutionError(f"no live L3 agent to take router {router.name or router.id}")
             target = min(live, key=lambda a: (load[a.id], a.host))
@@ -625,6 +637,5 @@ def move_routers(from_host=None, to_host=None, cloud=None, test=False):
                 continue
         moved[name] = {"from": source.host, "to": target.host}
     routers = {r.id for r, _, _ in plan if (r.name or r.id) in moved}
-    fips = [f.floating_ip_address for f in _call("list floating IPs", lambda: list(conn.network.ips()))
-            if f.router_id in routers]
+    fips = [f.floating_ip_address for f in _fips(conn, "list floating IPs") if f.router_id in routers]
     return {"moved": moved, "floating_ips": sorted(fips), "failed": failed}

@@ -526,8 +526,9 @@ def location_set(constraint_id, rsc, node, score, cib_file=None, test=False):
     """
     if not ID_RE.match(str(constraint_id)):
         raise SaltInvocationError(f"constraint_id: '{constraint_id}' is not a valid XML id")
-    current = configuration(cib_file)
-    _check_location(rsc, node, score, current, _cib_nodes(cib_file) or None)
+    text = cib_xml(cib_file)
+    current = parse_configuration(text)
+    _check_location(rsc, node, score, current, sorted(_cib_nodes(text)) or None)
     wanted = {"rsc": rsc, "node": node, "score": str(score)}
     old = current["locations"].get(constraint_id)
     if old == wanted:
@@ -593,16 +594,11 @@ def clear(rsc, cib_file=None, test=False):
 # --------------------------------------------------------------------------- nodes
 
 
-def _cib_nodes(cib_file=None):
-    """The node names the CIB knows (``<nodes>``)."""
-    root = ET.fromstring(cib_xml(cib_file))
-    return sorted(n.get("uname") for n in root.iter("node") if n.get("uname"))
-
-
-def _standby_nodes(cib_file=None):
-    root = ET.fromstring(cib_xml(cib_file))
-    return sorted(n.get("uname") for n in root.findall("configuration/nodes/node")
-                  if _nvpairs(n, "instance_attributes").get("standby") in ("on", "true", "1", "yes"))
+def _cib_nodes(cib_text):
+    """``{node name: in standby}`` for the nodes the CIB knows (``<nodes>``)."""
+    root = ET.fromstring(cib_text)
+    return {n.get("uname"): _nvpairs(n, "instance_attributes").get("standby") in ("on", "true", "1", "yes")
+            for n in root.findall("configuration/nodes/node") if n.get("uname")}
 
 
 def status(cib_file=None):
@@ -622,8 +618,8 @@ def status(cib_file=None):
     nodes = {n.get("name"): {k: n.get(k) == "true" for k in ("online", "standby", "maintenance")}
              for n in root.findall("nodes/node")}
     # crm_mon shows standby only for online nodes; the CIB says it for all.
-    for name in _standby_nodes(cib_file):
-        if name in nodes:
+    for name, standby in _cib_nodes(cib_xml(cib_file)).items():
+        if standby and name in nodes:
             nodes[name]["standby"] = True
     placed = {}
     for rsc in root.find("resources").iter("resource"):
@@ -641,17 +637,17 @@ def status(cib_file=None):
 
 
 def _set_standby(node, value, cib_file, test):
-    known = _cib_nodes(cib_file)
+    known = _cib_nodes(cib_xml(cib_file))
     if node not in known:
-        raise SaltInvocationError(f"node: '{node}' is not a node of the cluster ({', '.join(known)})")
-    # One attribute through crm_attribute: it changes that nvpair alone, so nothing
-    # another writer did is overwritten.
-    base = ["crm_attribute", "--node", node, "--name", "standby", "--lifetime", "forever"]
-    old = "on" if node in _standby_nodes(cib_file) else "off"
+        raise SaltInvocationError(f"node: '{node}' is not a node of the cluster ({', '.join(sorted(known))})")
+    old = "on" if known[node] else "off"
     if old == value:
         return {}
     if not test:
-        _run(base + ["--update", value], cib_file)
+        # One attribute through crm_attribute: it changes that nvpair alone, so nothing
+        # another writer did is overwritten.
+        _run(["crm_attribute", "--node", node, "--name", "standby", "--lifetime", "forever",
+              "--update", value], cib_file)
     return {"old": old, "new": value}
 
 

@@ -108,12 +108,8 @@ vni_ranges = 1:1000
 
 
 def _wait(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise LabError(f"{what} did not come up within {timeout} s")
+    if not procs.until(predicate, timeout):
+        raise LabError(f"{what} did not come up within {timeout} s")
 
 
 def _pg_ready(sock_dir, port):
@@ -215,9 +211,7 @@ def stop(d):
             os.killpg(pid, signal.SIGTERM if name == "neutron-server" else signal.SIGINT)
         except ProcessLookupError:
             continue
-        deadline = time.monotonic() + 15
-        while procs.alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        procs.until(lambda p=pid: not procs.alive(p), 15, 0.1)
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:

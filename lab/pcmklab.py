@@ -141,9 +141,8 @@ def _start_node(d, name, cluster):
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
     # The node's mount namespace names its processes (see node_pids).
-    ours, deadline = _mount_ns(os.getpid()), time.monotonic() + 5
-    while _mount_ns(proc.pid) == ours and time.monotonic() < deadline:
-        time.sleep(0.01)
+    ours = _mount_ns(os.getpid())
+    procs.until(lambda: _mount_ns(proc.pid) != ours, 5, 0.01)
     if _mount_ns(proc.pid) in (ours, None):
         raise LabError(f"node {name} did not start (unshare failed?)")
     return {"pid": proc.pid, "mnt_ns": _mount_ns(proc.pid), "addr": NODES[name]}
@@ -158,31 +157,28 @@ def start(d=None, timeout=90):
     facts = {"dir": d, "nodes": {}}
     for name in NODES:
         facts["nodes"][name] = _start_node(d, name, "hastack-lab")
-    with open(os.path.join(d, FACTS), "w", encoding="utf-8") as fh:
-        json.dump(facts, fh)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        online = online_nodes(facts, "alice")
-        if online == sorted(NODES):
-            return facts
-        time.sleep(1)
+    _save(facts)
+    if procs.until(lambda: online_nodes(facts, "alice") == sorted(NODES), timeout, 1):
+        return facts
     stop(d)
     raise LabError(f"the Pacemaker lab did not come up within {timeout} s")
+
+
+def _save(facts):
+    with open(os.path.join(facts["dir"], FACTS), "w", encoding="utf-8") as fh:
+        json.dump(facts, fh)
+
 
 
 def restart(facts, node, timeout=90):
     """Start ``node`` again after ``kill`` (a rebooted node keeps its disks: the lab
     directory) and wait until the others see it online. Updates ``facts``."""
     facts["nodes"][node] = _start_node(facts["dir"], node, "hastack-lab")
-    with open(os.path.join(facts["dir"], FACTS), "w", encoding="utf-8") as fh:
-        json.dump(facts, fh)
+    _save(facts)
     other = next(n for n in NODES if n != node)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if node in online_nodes(facts, other):
-            return facts
-        time.sleep(1)
-    raise LabError(f"{node} did not rejoin within {timeout} s")
+    if not procs.until(lambda: node in online_nodes(facts, other), timeout, 1):
+        raise LabError(f"{node} did not rejoin within {timeout} s")
+    return facts
 
 
 def wait_for_placement(minion, wanted, timeout=60):
@@ -200,11 +196,8 @@ def wait_for_placement(minion, wanted, timeout=60):
 
 def wait_until_offline(facts, node, seen_from, timeout=60):
     """Wait until ``seen_from`` no longer sees ``node`` online (after ``kill``)."""
-    deadline = time.monotonic() + timeout
-    while node in online_nodes(facts, seen_from):
-        if time.monotonic() > deadline:
-            raise LabError(f"{seen_from} still sees {node} online after {timeout} s")
-        time.sleep(0.5)
+    if not procs.until(lambda: node not in online_nodes(facts, seen_from), timeout, 0.5):
+        raise LabError(f"{seen_from} still sees {node} online after {timeout} s")
 
 
 def node_minion(facts, node, pillar):
@@ -275,9 +268,7 @@ def _reap(pid):
 def kill(facts, node):
     """A node failure: SIGKILL every process of ``node`` at once."""
     _signal_all(node_pids(facts, node), signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while node_pids(facts, node) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    procs.until(lambda: not node_pids(facts, node), 5, 0.05)
     _reap(facts["nodes"][node]["pid"])
 
 
@@ -290,9 +281,7 @@ def stop(d):
         return
     for node in facts["nodes"]:
         _signal_all(node_pids(facts, node) or [facts["nodes"][node]["pid"]], signal.SIGTERM)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and any(node_pids(facts, n) for n in facts["nodes"]):
-        time.sleep(0.2)
+    procs.until(lambda: not any(node_pids(facts, n) for n in facts["nodes"]), 20, 0.2)
     for node in facts["nodes"]:
         _signal_all(node_pids(facts, node), signal.SIGKILL)
         _reap(facts["nodes"][node]["pid"])

@@ -32,6 +32,16 @@ def alive(pid):
         return False
 
 
+def until(condition, timeout, interval=0.2):
+    """Poll ``condition`` until it holds (True) or ``timeout`` s pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
 def stop(pids, timeout=10):
     """SIGTERM these PIDs, wait up to ``timeout`` s for them all, then SIGKILL the rest."""
     for pid in pids:

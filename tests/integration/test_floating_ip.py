@@ -36,10 +36,14 @@ def neutron():
         shutil.rmtree(d, ignore_errors=True)
 
 
+def minion_overlay(neutron):
+    return {"hastack": {"openstack": {"cloud": neutron["cloud"], "external_network": "ext_net"}}}
+
+
 @pytest.fixture(scope="module")
 def minion(neutron, tmp_path_factory):
-    overlay = {"hastack": {"openstack": {"cloud": neutron["cloud"], "external_network": "ext_net"}}}
-    return saltlocal.Minion(str(tmp_path_factory.mktemp("fip-minion")), "alice", overlay, example=False)
+    return saltlocal.Minion(str(tmp_path_factory.mktemp("fip-minion")), "alice", minion_overlay(neutron),
+                            example=False)
 
 
 def vm(neutron, name, host="alice"):
@@ -172,10 +176,6 @@ def test_states_are_idempotent_and_test_mode_predicts(neutron, minion, tmp_path)
     detached = saltlocal.changes_by_id(call(m, "state.sls", "hastack.floating_ips"))
     assert detached == {"hastack-floating-ip-api2": {"port": {"old": port.id, "new": None}}}
     assert fips_of(neutron, port) == []
-
-
-def minion_overlay(neutron):
-    return {"hastack": {"openstack": {"cloud": neutron["cloud"], "external_network": "ext_net"}}}
 
 
 def test_errors_a_person_can_act_on(neutron, minion):
