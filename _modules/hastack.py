@@ -153,9 +153,9 @@ def _validate_floating_ips(fips, openstack, roles):
 
 def _validate_pacemaker(pcmk, roles):
     base = "hastack:pacemaker"
-    _check_keys(pcmk, base, ("nodes", "properties", "resource_defaults", "primitives", "groups",
-                             "clones", "locations", "colocations", "orders", "cib_file",
-                             "remove_undeclared", "roles"))
+    _check_keys(pcmk, base, ("nodes", "properties", "resource_defaults", "operation_defaults",
+                             "primitives", "groups", "clones", "locations", "colocations",
+                             "orders", "alerts", "cib_file", "remove_undeclared", "roles"))
     declared = {k: v for k, v in pcmk.items()
                 if k not in ("nodes", "cib_file", "remove_undeclared", "roles")}
     config = __salt__["pacemaker.validate"](declared, pcmk.get("nodes"), base=base)

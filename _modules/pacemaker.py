@@ -1,30 +1,57 @@
 """
 Pacemaker configuration as plain data, through the Pacemaker command-line tools.
 
-Reads the CIB (``cibadmin``) into the shape of the ``hastack:pacemaker`` pillar, builds
-a ``<configuration>`` from that shape, verifies it (``crm_verify``), predicts placement
-(``crm_simulate``, also with nodes failed) and writes a change as one patch guarded by
-the CIB's epoch (``crm_diff`` + ``cibadmin --patch``): when someone else changed the
-configuration since it was read, Pacemaker refuses the patch (rc 103) and the write is
-retried on a fresh read, so no concurrent update is lost.
+Reads the CIB (``cibadmin``) into the shape of the ``hastack:pacemaker`` pillar, edits
+the XML it read so that exactly what is declared holds, verifies the result
+(``crm_verify``), predicts placement (``crm_simulate``, also with nodes failed) and
+writes a change as one patch guarded by the CIB's epoch (``crm_diff`` + ``cibadmin
+--patch``): when someone else changed the configuration since it was read, Pacemaker
+refuses the patch (rc 103) and the edit is made again on a fresh read, so no
+concurrent update is lost.
 
-Every function works on the live cluster, or on a CIB file with ``cib_file`` (then a
-write holds an exclusive ``flock`` on ``<cib_file>.lock``: Pacemaker does not lock files).
+**Lossless.** A write changes only the elements and attributes that are declared:
+an item's undeclared parameters, meta attributes, operations and their ids, whole
+sections hastack does not model (fencing topology, tags, templates, bundles, node
+attributes, utilization, undeclared alerts and defaults) and everything Pacemaker
+keeps for itself stay as they were. ``remove_undeclared`` removes whole undeclared
+items of the declared sections only.
 
-The plain shape::
+Every function works on the live cluster, or on a CIB file with ``cib_file`` (then
+reads hold a shared and writes an exclusive ``flock`` on ``<cib_file>.lock``:
+Pacemaker's tools rewrite a CIB file in place and do not lock it).
+
+The plain shape (every value a string once normalized)::
 
     properties: {stonith-enabled: 'false'}
     resource_defaults: {resource-stickiness: '100'}
+    operation_defaults: {timeout: 90s}
     primitives:
       p_IP: {agent: 'ocf:heartbeat:IPaddr2', params: {ip: 192.168.122.130},
-             meta: {}, ops: {monitor: {interval: 120s, timeout: 60s}}}
-    groups: {g_basic_services: [p_mysql, p_rabbitmq]}
-    clones: {cl_ovs: p_ovs}
-    locations: {lo_h1_alice: {rsc: p_h1, node: alice, score: '10000'}}
-    colocations: {co_x: {rsc: p_a, with_rsc: p_IP, score: INFINITY}}
-    orders: {o_x: {first: p_IP, then: p_a, kind: Mandatory}}
+             meta: {}, utilization: {}, ops: {monitor: {interval: 120s, timeout: 60s}}}
+      p_db: {agent: 'ocf:pacemaker:Stateful',
+             ops: {monitor-promoted: {name: monitor, role: Promoted, interval: 10s}}}
+    groups: {g_basic_services: [p_mysql, p_rabbitmq]}      # or {resources: [...], meta: {}}
+    clones: {cl_ovs: p_ovs,                                # or {rsc: ..., meta: {}}
+             cl_db: {rsc: p_db, meta: {promotable: 'true', promoted-max: '1'}}}
+    locations:
+      lo_h1_alice: {rsc: p_h1, node: alice, score: '10000'}   # optional role
+      lo_h3_not_alice: {rsc: p_h3, rules: [{score: -INFINITY, expressions: [
+                        {expression: {attribute: '#uname', operation: eq, value: alice}}]}]}
+    colocations:
+      co_x: {rsc: p_a, with_rsc: cl_db, with_rsc_role: Promoted, score: INFINITY}
+      co_set: {score: -100, sets: [{resources: [p_a, p_b], sequential: 'false'}]}
+    orders:
+      o_x: {first: cl_db, first_action: promote, then: p_a, kind: Mandatory}
+      o_set: {kind: Optional, sets: [{resources: [p_a, p_b], require_all: 'false'}]}
+    alerts:
+      al_hastack: {path: /usr/local/bin/alert.sh, meta: {timeout: 10s},
+                   select: [nodes], recipients: {al_hastack_master: {value: salt}}}
 
-:depends: pacemaker-cli-utils (cibadmin, crm_diff, crm_verify, crm_simulate)
+Pillar keys are Pacemaker's XML attribute names with ``_`` for ``-`` (``with_rsc`` is
+``with-rsc``); property, meta and parameter names and rule attributes are Pacemaker's
+own.
+
+:depends: pacemaker-cli-utils (cibadmin, crm_diff, crm_verify, crm_simulate, crm_mon)
 """
 
 import contextlib
@@ -42,8 +69,15 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "pacemaker"
 
-SECTIONS = ("properties", "resource_defaults", "primitives", "groups", "clones", "locations",
-            "colocations", "orders")
+SECTIONS = ("properties", "resource_defaults", "operation_defaults", "primitives", "groups",
+            "clones", "locations", "colocations", "orders", "alerts")
+NVPAIR_SECTIONS = {  # section: (configuration child, block tag, id of a new block)
+    "properties": ("crm_config", "cluster_property_set", "cib-bootstrap-options"),
+    "resource_defaults": ("rsc_defaults", "meta_attributes", "rsc-options"),
+    "operation_defaults": ("op_defaults", "meta_attributes", "op-options"),
+}
+CONSTRAINT_TAGS = {"locations": "rsc_location", "colocations": "rsc_colocation",
+                   "orders": "rsc_order"}
 # cibadmin: "Update was older than existing configuration": someone else wrote first.
 RC_OLD_DATA = 103
 # Properties Pacemaker keeps for itself; nobody declares them.
@@ -53,6 +87,14 @@ ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 AGENT_RE = re.compile(r"^(ocf:[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+|(lsb|systemd|service|stonith):[A-Za-z0-9_.@-]+)$")
 SCORE_RE = re.compile(r"^([+-]?(INFINITY|inf|\d+))$")
 ORDER_KINDS = ("Mandatory", "Optional", "Serialize")
+ROLES = ("Started", "Stopped", "Promoted", "Unpromoted", "Master", "Slave")
+ACTIONS = ("start", "stop", "promote", "demote")
+RULE_CHILDREN = ("rule", "expression", "date_expression", "rsc_expression", "op_expression")
+ALERT_SELECT = ("nodes", "fencing", "resources", "attributes")
+RESOURCE_TAGS = ("primitive", "group", "clone", "master", "bundle")
+# Items hastack's failover and the operators' own tools own: remove_undeclared keeps them.
+SHIFT_PREFIX = "lo_hastack_shift_"
+CLI_PREFIXES = ("cli-prefer-", "cli-ban-")
 
 
 def __virtual__():
@@ -76,221 +118,742 @@ def _run(argv, cib_file=None, ok_codes=(0,), env=None):
 
 
 @contextlib.contextmanager
-def _locked(cib_file):
-    """Serialize read-modify-write on a CIB file; the live CIB needs no lock (epochs)."""
+def _locked(cib_file, exclusive=True):
+    """Serialize access to a CIB file: Pacemaker's tools rewrite it in place, so a reader
+    running beside a writer can see half a file. The live CIB needs no lock (epochs)."""
     if not cib_file:
         yield
         return
     with open(f"{cib_file}.lock", "a", encoding="utf-8") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        fcntl.flock(fh, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-# --------------------------------------------------------------------------- CIB <-> data
+# --------------------------------------------------------------------------- XML helpers
+
+
+def _parse(cib_text):
+    """The CIB as an element tree, comments kept (an operator's notes survive writes)."""
+    parser = ET.XMLParser(target=ET.TreeBuilder(insert_comments=True))
+    try:
+        return ET.fromstring(cib_text, parser=parser)
+    except ET.ParseError as err:
+        raise CommandExecutionError(f"unreadable CIB: {err}") from err
+
+
+def _text(value):
+    """A pillar value as Pacemaker writes it (YAML booleans as true/false)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _key(attr):
+    return attr.replace("-", "_")
+
+
+def _attr(key):
+    return key.replace("_", "-")
+
+
+def _role(role):
+    """Pacemaker 2.1 names for the roles (Master/Slave are the old spellings)."""
+    return {"Master": "Promoted", "Slave": "Unpromoted"}.get(role, role)
+
+
+class _Ids:
+    """The ids in use in a CIB; hands out new unique ones."""
+
+    def __init__(self, root):
+        self.used = {el.get("id") for el in root.iter() if el.get("id")}
+
+    def new(self, base):
+        base = re.sub(r"[^A-Za-z0-9_.:-]", "_", base)
+        if not re.match(r"^[A-Za-z_]", base):
+            base = f"_{base}"
+        candidate, n = base, 1
+        while candidate in self.used:
+            candidate, n = f"{base}-{n}", n + 1
+        self.used.add(candidate)
+        return candidate
+
+
+def _plain_blocks(parent, tag):
+    """The attribute blocks that apply always (no rule): the ones a declaration edits."""
+    return [b for b in parent.findall(tag) if b.find("rule") is None]
 
 
 def _nvpairs(parent, tag):
     out = {}
-    for block in parent.findall(tag):
-        out.update({nv.get("name"): nv.get("value") for nv in block.findall("nvpair")})
+    for block in _plain_blocks(parent, tag) if parent is not None else []:
+        for nv in block.findall("nvpair"):
+            if nv.get("name") is not None:
+                out.setdefault(nv.get("name"), nv.get("value"))
     return out
+
+
+def _set_nvpairs(parent, tag, block_id, values, ids, remove=()):
+    """Set ``values`` in ``parent``'s ``tag`` blocks: an existing nvpair keeps its id and
+    block, a new one goes to the first block without a rule. Nothing else is touched."""
+    blocks = _plain_blocks(parent, tag)
+    found = {}
+    for block in blocks:
+        for nv in block.findall("nvpair"):
+            found.setdefault(nv.get("name"), nv)
+    for name, value in values.items():
+        value = _text(value)
+        nv = found.get(name)
+        if nv is not None:
+            if nv.get("value") != value:
+                nv.set("value", value)
+            continue
+        if not blocks:
+            blocks.append(ET.SubElement(parent, tag, id=ids.new(block_id)))
+        found[name] = ET.SubElement(blocks[0], "nvpair", id=ids.new(f"{blocks[0].get('id')}-{name}"),
+                                    name=name, value=value)
+    for name in remove:
+        for block in blocks:
+            for nv in block.findall("nvpair"):
+                if nv.get("name") == name:
+                    block.remove(nv)
+
+
+def _parents(root):
+    return {child: parent for parent in root.iter() for child in parent}
+
+
+# --------------------------------------------------------------------------- CIB -> data
+
+
+def _op_data(op):
+    data = {k: v for k, v in op.attrib.items() if k != "id"}
+    params = _nvpairs(op, "instance_attributes")
+    if params:
+        data["params"] = params
+    return data
+
+
+def _op_key(op, taken):
+    key = op.get("name") + (f"-{_role(op.get('role')).lower()}" if op.get("role") else "")
+    if key in taken:
+        key = f"{key}-{op.get('interval', '0')}"
+    return key
 
 
 def _primitive_data(prim):
     agent = ":".join(p for p in (prim.get("class"), prim.get("provider"), prim.get("type")) if p)
-    ops = {op.get("name"): {k: v for k, v in op.attrib.items() if k not in ("id", "name")}
-           for op in prim.findall("operations/op")}
-    return {"agent": agent, "params": _nvpairs(prim, "instance_attributes"),
-            "meta": _nvpairs(prim, "meta_attributes"), "ops": ops}
+    ops = {}
+    for op in prim.findall("operations/op"):
+        ops[_op_key(op, ops)] = _op_data(op)
+    data = {"agent": agent or None, "params": _nvpairs(prim, "instance_attributes"),
+            "meta": _nvpairs(prim, "meta_attributes"), "ops": ops,
+            "utilization": _nvpairs(prim, "utilization")}
+    if prim.get("template"):
+        data["template"] = prim.get("template")
+    return data
 
 
-def parse_configuration(cib_xml):
-    """
-    A CIB's ``<configuration>`` in the plain shape (see the module docs), plus the CIB's
-    ``epoch`` and ``admin_epoch``.
+def _rule_data(el):
+    """A rule (or expression) as data: its attributes but the id, nested rules and
+    expressions under ``expressions``, a date_spec or duration under its tag."""
+    data = {k: v for k, v in el.attrib.items() if k != "id"}
+    children = []
+    for child in el:
+        if not isinstance(child.tag, str):
+            continue
+        if child.tag in RULE_CHILDREN:
+            children.append({child.tag: _rule_data(child)})
+        else:
+            data[child.tag] = {k: v for k, v in child.attrib.items() if k != "id"}
+    if children:
+        data["expressions"] = children
+    return data
 
-    CLI Example:
 
-    .. code-block:: bash
+def _set_data(rset):
+    data = {_key(k): v for k, v in rset.attrib.items() if k != "id"}
+    data["resources"] = [ref.get("id") for ref in rset.findall("resource_ref")]
+    return data
 
-        salt-call pacemaker.parse_configuration "$(cibadmin --query)"
-    """
-    try:
-        root = ET.fromstring(cib_xml)
-    except ET.ParseError as err:
-        raise CommandExecutionError(f"unreadable CIB: {err}") from err
+
+def _constraint_data(el):
+    data = {_key(k): v for k, v in el.attrib.items() if k != "id"}
+    rules = [_rule_data(r) for r in el.findall("rule")]
+    if rules:
+        data["rules"] = rules
+    sets = [_set_data(s) for s in el.findall("resource_set")]
+    if sets:
+        data["sets"] = sets
+    return data
+
+
+def _alert_data(alert):
+    data = {"path": alert.get("path"), "meta": _nvpairs(alert, "meta_attributes"),
+            "params": _nvpairs(alert, "instance_attributes"),
+            "recipients": {r.get("id"): {"value": r.get("value"),
+                                         "meta": _nvpairs(r, "meta_attributes"),
+                                         "params": _nvpairs(r, "instance_attributes")}
+                           for r in alert.findall("recipient")}}
+    select = alert.find("select")
+    if select is not None:
+        data["select"] = [child.tag[len("select_"):] for child in select
+                          if isinstance(child.tag, str) and child.tag.startswith("select_")]
+    if alert.get("description") is not None:
+        data["description"] = alert.get("description")
+    return data
+
+
+def _read_configuration(root):
+    """The plain shape of a parsed CIB (see the module docs), everything it holds."""
     conf = root.find("configuration")
+    if conf is None:
+        raise CommandExecutionError("unreadable CIB: it has no <configuration>")
     data = {name: {} for name in SECTIONS}
-    data["properties"] = _nvpairs(conf.find("crm_config"), "cluster_property_set")
+    for section, (child, tag, _) in NVPAIR_SECTIONS.items():
+        data[section] = _nvpairs(conf.find(child), tag)
     for own in OWN_PROPERTIES:
         data["properties"].pop(own, None)
-    rsc_defaults = conf.find("rsc_defaults")
-    if rsc_defaults is not None:
-        data["resource_defaults"] = _nvpairs(rsc_defaults, "meta_attributes")
     resources = conf.find("resources")
-    for prim in resources.findall("primitive"):
+    if resources is None:
+        resources = ET.Element("resources")
+    for prim in resources.iter("primitive"):
         data["primitives"][prim.get("id")] = _primitive_data(prim)
-    for group in resources.findall("group"):
-        data["groups"][group.get("id")] = [p.get("id") for p in group.findall("primitive")]
-        for prim in group.findall("primitive"):
-            data["primitives"][prim.get("id")] = _primitive_data(prim)
-    for clone in resources.findall("clone"):
-        inner = clone.find("primitive")
-        if inner is not None:
-            data["primitives"][inner.get("id")] = _primitive_data(inner)
-            data["clones"][clone.get("id")] = inner.get("id")
-    for loc in conf.findall("constraints/rsc_location"):
-        data["locations"][loc.get("id")] = {"rsc": loc.get("rsc"), "node": loc.get("node"),
-                                            "score": loc.get("score")}
-    for col in conf.findall("constraints/rsc_colocation"):
-        data["colocations"][col.get("id")] = {"rsc": col.get("rsc"),
-                                              "with_rsc": col.get("with-rsc"),
-                                              "score": col.get("score")}
-    for order in conf.findall("constraints/rsc_order"):
-        data["orders"][order.get("id")] = {k: order.get(k) for k in ("first", "then", "kind", "score")
-                                           if order.get(k) is not None}
+    for group in resources.iter("group"):
+        data["groups"][group.get("id")] = {
+            "resources": [p.get("id") for p in group.findall("primitive")],
+            "meta": _nvpairs(group, "meta_attributes")}
+    for tag in ("clone", "master"):
+        for clone in resources.iter(tag):
+            inner = [c for c in clone if c.tag in ("primitive", "group")]
+            meta = _nvpairs(clone, "meta_attributes")
+            if tag == "master":  # the pre-2.0 promotable clone
+                meta.setdefault("promotable", "true")
+            data["clones"][clone.get("id")] = {"rsc": inner[0].get("id") if inner else None,
+                                               "meta": meta}
+    for section, tag in CONSTRAINT_TAGS.items():
+        for el in conf.findall(f"constraints/{tag}"):
+            data[section][el.get("id")] = _constraint_data(el)
+    for alert in conf.findall("alerts/alert"):
+        data["alerts"][alert.get("id")] = _alert_data(alert)
+    data["resource_ids"] = sorted({el.get("id") for tag in RESOURCE_TAGS
+                                   for el in resources.iter(tag)})
     data["epoch"] = int(root.get("epoch", 0))
     data["admin_epoch"] = int(root.get("admin_epoch", 0))
     return data
 
 
-def _nv_block(parent, tag, block_id, values):
-    if values:
-        block = ET.SubElement(parent, tag, id=block_id)
-        for name, value in sorted(values.items()):
-            ET.SubElement(block, "nvpair", id=f"{block_id}-{name}", name=str(name), value=str(value))
-
-
-def _primitive_xml(parent, rid, spec):
-    parts = spec["agent"].split(":")
-    attrs = {"id": rid, "class": parts[0], "type": parts[-1]}
-    if len(parts) == 3:
-        attrs["provider"] = parts[1]
-    prim = ET.SubElement(parent, "primitive", attrs)
-    _nv_block(prim, "instance_attributes", f"{rid}-instance_attributes", spec.get("params"))
-    _nv_block(prim, "meta_attributes", f"{rid}-meta_attributes", spec.get("meta"))
-    if spec.get("ops"):
-        ops = ET.SubElement(prim, "operations")
-        for name, op in sorted(spec["ops"].items()):
-            interval = str(op.get("interval", "0s"))
-            ET.SubElement(ops, "op", {"id": f"{rid}-{name}-{interval}", "name": name,
-                                      **{k: str(v) for k, v in sorted(op.items())}})
-
-
-def _configuration_xml(config, nodes=None):
-    """A ``<configuration>`` element for the plain shape; ids derive from names."""
-    conf = ET.Element("configuration")
-    crm = ET.SubElement(conf, "crm_config")
-    _nv_block(crm, "cluster_property_set", "cib-bootstrap-options", config.get("properties"))
-    conf.append(nodes if nodes is not None else ET.Element("nodes"))
-    resources = ET.SubElement(conf, "resources")
-    primitives = config.get("primitives") or {}
-    groups, clones = config.get("groups") or {}, config.get("clones") or {}
-    inside = {m for members in groups.values() for m in members} | set(clones.values())
-    for rid in sorted(set(primitives) - inside):
-        _primitive_xml(resources, rid, primitives[rid])
-    for gid, members in sorted(groups.items()):
-        group = ET.SubElement(resources, "group", id=gid)
-        for member in members:
-            _primitive_xml(group, member, primitives[member])
-    for cid, rid in sorted(clones.items()):
-        _primitive_xml(ET.SubElement(resources, "clone", id=cid), rid, primitives[rid])
-    constraints = ET.SubElement(conf, "constraints")
-    for lid, loc in sorted((config.get("locations") or {}).items()):
-        ET.SubElement(constraints, "rsc_location", id=lid, rsc=loc["rsc"], node=loc["node"],
-                      score=str(loc["score"]))
-    for cid, col in sorted((config.get("colocations") or {}).items()):
-        ET.SubElement(constraints, "rsc_colocation", {"id": cid, "rsc": col["rsc"],
-                                                      "with-rsc": col["with_rsc"],
-                                                      "score": str(col["score"])})
-    for oid, order in sorted((config.get("orders") or {}).items()):
-        attrs = {"id": oid, "first": order["first"], "then": order["then"]}
-        attrs.update({k: str(order[k]) for k in ("kind", "score") if k in order})
-        ET.SubElement(constraints, "rsc_order", attrs)
-    _nv_block(ET.SubElement(conf, "rsc_defaults"), "meta_attributes", "rsc-options",
-              config.get("resource_defaults"))
-    return conf
-
-
-def normalize(config):
+def parse_configuration(cib_xml):
     """
-    The plain shape with every value a string, as it reads back from a CIB: compare
-    pillar data with ``configuration()`` output through this.
+    A CIB's ``<configuration>`` in the plain shape (see the module docs), every item it
+    holds, plus ``resource_ids`` (every primitive, group, clone and bundle), the CIB's
+    ``epoch`` and ``admin_epoch``.
+
+    cib_xml
+        The CIB as XML text (``cibadmin --query``).
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call pacemaker.normalize "$(salt-call --out=json pillar.get hastack:pacemaker)"
+        salt '*' pacemaker.parse_configuration "$(cibadmin --query)"
     """
-    root = ET.Element("cib", epoch="0", admin_epoch="0")
-    root.append(_configuration_xml(config))
-    data = parse_configuration(ET.tostring(root, encoding="unicode"))
-    return {name: data[name] for name in SECTIONS}
+    return _read_configuration(_parse(cib_xml))
+
+
+# --------------------------------------------------------------------------- declarations
+
+
+def _texts(mapping):
+    return {str(k): _text(v) for k, v in (mapping or {}).items()}
+
+
+def _norm_rule(data):
+    out = {}
+    for k, v in data.items():
+        if k == "expressions":
+            out[k] = [{tag: _norm_rule(body) for tag, body in child.items()} for child in v]
+        elif isinstance(v, dict):
+            out[k] = _texts(v)
+        else:
+            out[k] = _text(v)
+    return out
+
+
+def _norm_constraint(spec):
+    out = {}
+    for k, v in spec.items():
+        if k == "rules":
+            out[k] = [_norm_rule(rule) for rule in v]
+        elif k == "sets":
+            out[k] = [dict({sk: _text(sv) for sk, sv in s.items() if sk != "resources"},
+                           resources=[str(r) for r in s["resources"]]) for s in v]
+        else:
+            out[k] = _text(v)
+    return out
+
+
+def _normalize(config):
+    """A declaration in the canonical shape: strings everywhere, groups and clones as
+    mappings, only what is declared (what is not declared is not managed)."""
+    out = {section: {} for section in SECTIONS}
+    for section in NVPAIR_SECTIONS:
+        out[section] = _texts(config.get(section))
+    for rid, spec in (config.get("primitives") or {}).items():
+        prim = {"agent": str(spec["agent"])}
+        for part in ("params", "meta", "utilization"):
+            if spec.get(part):
+                prim[part] = _texts(spec[part])
+        if spec.get("ops"):
+            prim["ops"] = {str(key): {k: (_texts(v) if k == "params" else _text(v))
+                                      for k, v in (op or {}).items()}
+                           for key, op in spec["ops"].items()}
+        out["primitives"][str(rid)] = prim
+    for gid, spec in (config.get("groups") or {}).items():
+        spec = spec if isinstance(spec, dict) else {"resources": spec}
+        group = {"resources": [str(m) for m in spec["resources"]]}
+        if spec.get("meta"):
+            group["meta"] = _texts(spec["meta"])
+        out["groups"][str(gid)] = group
+    for cid, spec in (config.get("clones") or {}).items():
+        spec = spec if isinstance(spec, dict) else {"rsc": spec}
+        clone = {"rsc": str(spec["rsc"])}
+        if spec.get("meta"):
+            clone["meta"] = _texts(spec["meta"])
+        out["clones"][str(cid)] = clone
+    for section in CONSTRAINT_TAGS:
+        for cid, spec in (config.get(section) or {}).items():
+            out[section][str(cid)] = _norm_constraint(spec)
+    for aid, spec in (config.get("alerts") or {}).items():
+        alert = {"path": str(spec["path"])}
+        for part in ("meta", "params"):
+            if spec.get(part):
+                alert[part] = _texts(spec[part])
+        if "select" in spec:
+            alert["select"] = [str(s) for s in spec["select"] or []]
+        if spec.get("recipients"):
+            alert["recipients"] = {
+                str(rid): dict({"value": str(r["value"])},
+                               **{p: _texts(r[p]) for p in ("meta", "params") if r.get(p)})
+                for rid, r in spec["recipients"].items()}
+        out["alerts"][str(aid)] = alert
+    return out
+
+
+def normalize(config):
+    """
+    A declaration (the plain shape) in canonical form, as ``diff`` compares it: every
+    value a string, groups as ``{resources, meta}``, clones as ``{rsc, meta}``.
+
+    config
+        The declaration (``hastack:pacemaker`` without ``nodes``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' pacemaker.normalize "$(salt-call --out=json pillar.get hastack:pacemaker)"
+    """
+    return _normalize(config)
+
+
+def _op_matcher(ops, declared):
+    """For each declared op key, the op among ``ops`` (``(attrs, payload)`` pairs) it
+    stands for: same name and role, the same interval when several ops are declared
+    with that name and role (or when one has it), else the first of that name and role."""
+    wanted = {}
+    for key, spec in declared.items():
+        ident = (spec.get("name", key), _role(spec.get("role")))
+        wanted.setdefault(ident, []).append(key)
+    out = {}
+    for key, spec in declared.items():
+        name, role = spec.get("name", key), _role(spec.get("role"))
+        same = [p for p in ops if p[0].get("name") == name and _role(p[0].get("role")) == role]
+        exact = [p for p in same if p[0].get("interval") == spec.get("interval")]
+        if exact:
+            out[key] = exact[0]
+        elif same and len(wanted[(name, role)]) == 1:
+            out[key] = same[0]
+    return out
+
+
+def _view(current, want):
+    """``current`` cut down to what ``want`` declares: the part of an item that is
+    managed, to be compared with the declaration."""
+    if not isinstance(want, dict):
+        return current
+    if not isinstance(current, dict):
+        return None if current is None else current
+    out = {}
+    for key, wanted in want.items():
+        if key == "ops":
+            ops = [(attrs, attrs) for attrs in (current.get("ops") or {}).values()]
+            matched = _op_matcher(ops, wanted)
+            out[key] = {k: _view(matched[k][1], spec) if k in matched else None
+                        for k, spec in wanted.items()}
+        elif isinstance(wanted, dict):
+            out[key] = _view(current.get(key) or {}, wanted)
+        else:
+            out[key] = current.get(key)
+    return out
+
+
+def _kept(section, item_id, item):
+    """Undeclared items that ``remove_undeclared`` leaves alone: the failover's shifts,
+    the operators' own moves and bans (``crm_resource --move/--ban``), fencing devices."""
+    if section == "locations":
+        return item_id.startswith(SHIFT_PREFIX) or item_id.startswith(CLI_PREFIXES)
+    if section == "primitives":
+        return str(item.get("agent") or "").startswith("stonith:")
+    return False
+
+
+def _diff(current, wanted, remove_undeclared=False):
+    """``{"<section>:<id>": {old, new}}``: what a write of ``wanted`` changes."""
+    changes = {}
+    declared_primitives = set(wanted.get("primitives") or {})
+    for section in SECTIONS:
+        have, want = current.get(section) or {}, wanted.get(section) or {}
+        for item_id in sorted(want):
+            old = have.get(item_id)
+            if section == "groups" and old is not None:
+                # Undeclared primitives an operator put in a declared group stay there.
+                old = dict(old, resources=[m for m in old["resources"] if m in declared_primitives])
+            old = _view(old, want[item_id])
+            if old != want[item_id]:
+                changes[f"{section}:{item_id}"] = {"old": old, "new": want[item_id]}
+        if remove_undeclared:
+            for item_id in sorted(set(have) - set(want)):
+                if not _kept(section, item_id, have[item_id]):
+                    changes[f"{section}:{item_id}"] = {"old": have[item_id], "new": None}
+    return changes
+
+
+# --------------------------------------------------------------------------- data -> CIB
+
+
+def _child(parent, tag):
+    el = parent.find(tag)
+    if el is None:
+        el = ET.SubElement(parent, tag)
+    return el
+
+
+def _find(conf, item_id):
+    return conf.find(f".//*[@id='{item_id}']")
+
+
+def _detach(conf, el):
+    for parent in conf.iter():
+        if el in list(parent):
+            parent.remove(el)
+            return parent
+    return None
+
+
+def _declared_as(conf, item_id, tags, what):
+    el = _find(conf, item_id)
+    if el is not None and el.tag not in tags:
+        raise CommandExecutionError(
+            f"'{item_id}' is a {el.tag} in the CIB, but it is declared as {what}: "
+            "remove or rename one of them")
+    return el
+
+
+def _apply_primitive(el, spec, ids):
+    rid = el.get("id")
+    parts = spec["agent"].split(":")
+    attrs = {"class": parts[0], "provider": parts[1] if len(parts) == 3 else None, "type": parts[-1]}
+    for name, value in attrs.items():
+        if value is None:
+            el.attrib.pop(name, None)
+        elif el.get(name) != value:
+            el.set(name, value)
+    el.attrib.pop("template", None)
+    for part, tag in (("params", "instance_attributes"), ("meta", "meta_attributes"),
+                      ("utilization", "utilization")):
+        if spec.get(part):
+            _set_nvpairs(el, tag, f"{rid}-{tag}", spec[part], ids)
+    if spec.get("ops"):
+        ops_el = _child(el, "operations")
+        existing = [(op.attrib, op) for op in ops_el.findall("op")]
+        matched = _op_matcher(existing, spec["ops"])
+        for key, op_spec in spec["ops"].items():
+            name = op_spec.get("name", key)
+            op = matched[key][1] if key in matched else ET.SubElement(
+                ops_el, "op", id=ids.new(f"{rid}-{name}-interval-{op_spec.get('interval', '0s')}"),
+                name=name, interval=op_spec.get("interval", "0s"))
+            for attr, value in op_spec.items():
+                if attr == "params":
+                    _set_nvpairs(op, "instance_attributes", f"{op.get('id')}-instance_attributes",
+                                 value, ids)
+                elif op.get(attr) != value:
+                    op.set(attr, value)
+
+
+def _rule_xml(parent, tag, data, base, ids):
+    el = ET.SubElement(parent, tag, id=ids.new(base))
+    for key, value in data.items():
+        if key == "expressions":
+            for child in value:
+                for ctag, body in child.items():
+                    _rule_xml(el, ctag, body, f"{el.get('id')}-{ctag.split('_')[0]}", ids)
+        elif isinstance(value, dict):
+            ET.SubElement(el, key, dict(value, id=ids.new(f"{el.get('id')}-{key}")))
+        else:
+            el.set(key, value)
+    return el
+
+
+REFERENCE_ATTRS = ("rsc", "with-rsc", "first", "then", "rsc-role", "with-rsc-role",
+                   "first-action", "then-action")
+
+
+def _apply_constraint(el, spec, ids):
+    cid = el.get("id")
+    for key, value in spec.items():
+        if key not in ("rules", "sets") and el.get(_attr(key)) != value:
+            el.set(_attr(key), value)
+    if "rules" in spec:
+        for attr in ("node", "score"):
+            el.attrib.pop(attr, None)
+        if [_rule_data(r) for r in el.findall("rule")] != spec["rules"]:
+            for rule in el.findall("rule"):
+                el.remove(rule)
+            for rule in spec["rules"]:
+                _rule_xml(el, "rule", rule, f"{cid}-rule", ids)
+    elif "node" in spec:
+        for rule in el.findall("rule"):
+            el.remove(rule)
+    if "sets" in spec:
+        for attr in REFERENCE_ATTRS:
+            el.attrib.pop(attr, None)
+        if [_set_data(s) for s in el.findall("resource_set")] != spec["sets"]:
+            for rset in el.findall("resource_set"):
+                el.remove(rset)
+            for rset in spec["sets"]:
+                set_el = ET.SubElement(el, "resource_set", id=ids.new(f"{cid}-set"))
+                for key, value in rset.items():
+                    if key != "resources":
+                        set_el.set(_attr(key), value)
+                for ref in rset["resources"]:
+                    ET.SubElement(set_el, "resource_ref", id=ref)
+    elif any(k in spec for k in ("rsc", "with_rsc", "first", "then")):
+        for rset in el.findall("resource_set"):
+            el.remove(rset)
+
+
+def _apply_alert(conf, aid, spec, ids):
+    alerts = _child(conf, "alerts")
+    el = _declared_as(conf, aid, ("alert",), "an alert")
+    if el is None:
+        el = ET.SubElement(alerts, "alert", id=aid, path=spec["path"])
+    elif el.get("path") != spec["path"]:
+        el.set("path", spec["path"])
+    for part, tag in (("meta", "meta_attributes"), ("params", "instance_attributes")):
+        if spec.get(part):
+            _set_nvpairs(el, tag, f"{aid}-{tag}", spec[part], ids)
+    if "select" in spec and _alert_data(el).get("select") != spec["select"]:
+        for old in el.findall("select"):
+            el.remove(old)
+        if spec["select"]:
+            select = ET.Element("select")
+            for kind in spec["select"]:
+                ET.SubElement(select, f"select_{kind}")
+            recipients = [i for i, c in enumerate(el) if c.tag == "recipient"]
+            el.insert(recipients[0] if recipients else len(el), select)
+    for rid, rspec in (spec.get("recipients") or {}).items():
+        rel = _declared_as(conf, rid, ("recipient",), "an alert recipient")
+        if rel is None:
+            rel = ET.SubElement(el, "recipient", id=rid, value=rspec["value"])
+        elif rel.get("value") != rspec["value"]:
+            rel.set("value", rspec["value"])
+        for part, tag in (("meta", "meta_attributes"), ("params", "instance_attributes")):
+            if rspec.get(part):
+                _set_nvpairs(rel, tag, f"{rid}-{tag}", rspec[part], ids)
+
+
+def _apply_resources(conf, wanted, ids):
+    resources = _child(conf, "resources")
+    declared_primitives = set(wanted["primitives"])
+    for rid, spec in wanted["primitives"].items():
+        el = _declared_as(conf, rid, ("primitive",), "a primitive")
+        if el is None:
+            el = ET.SubElement(resources, "primitive", id=rid)
+        _apply_primitive(el, spec, ids)
+    for gid, spec in wanted["groups"].items():
+        el = _declared_as(conf, gid, ("group",), "a group")
+        if el is None:
+            el = ET.SubElement(resources, "group", id=gid)
+        members = [c for c in el if c.tag == "primitive"]
+        if [m.get("id") for m in members if m.get("id") in declared_primitives] != spec["resources"]:
+            for member in members:
+                el.remove(member)
+            for rid in spec["resources"]:
+                member = next((m for m in members if m.get("id") == rid), None)
+                if member is None:
+                    member = _find(conf, rid)
+                    _detach(conf, member)
+                el.append(member)
+            for member in members:
+                if member.get("id") in spec["resources"]:
+                    continue
+                # A declared primitive this group no longer lists goes where it is declared
+                # (top level unless another group or a clone takes it); an operator's own
+                # primitive stays in the group.
+                (resources if member.get("id") in declared_primitives else el).append(member)
+        if spec.get("meta"):
+            _set_nvpairs(el, "meta_attributes", f"{gid}-meta_attributes", spec["meta"], ids)
+    for cid, spec in wanted["clones"].items():
+        el = _declared_as(conf, cid, ("clone", "master"), "a clone")
+        if el is None:
+            el = ET.SubElement(resources, "clone", id=cid)
+        inner = [c for c in el if c.tag in ("primitive", "group")]
+        if [c.get("id") for c in inner] != [spec["rsc"]]:
+            for child in inner:
+                el.remove(child)
+                resources.append(child)
+            child = _find(conf, spec["rsc"])
+            _detach(conf, child)
+            el.append(child)
+        meta = dict(spec.get("meta") or {})
+        if el.tag == "master":  # promotable by its tag
+            meta.pop("promotable", None)
+        if meta:
+            _set_nvpairs(el, "meta_attributes", f"{cid}-meta_attributes", meta, ids)
+
+
+def _remove_items(conf, item_ids, keep):
+    """Remove items by id; what they hold that is declared (``keep``) moves to the top
+    level of ``<resources>`` instead of going with them."""
+    resources = _child(conf, "resources")
+    for item_id in item_ids:
+        el = _find(conf, item_id)
+        if el is None:
+            continue
+        for child in list(el):
+            if child.get("id") in keep and child.tag in ("primitive", "group"):
+                el.remove(child)
+                resources.append(child)
+        _detach(conf, el)
+
+
+def _drop_empty_containers(conf):
+    """A group or clone that a move left without resources is not valid: it goes."""
+    changed = True
+    while changed:
+        changed = False
+        for el in list(conf.iter()):
+            if el.tag in ("group", "clone", "master") and not [
+                    c for c in el if c.tag in ("primitive", "group")]:
+                _detach(conf, el)
+                changed = True
+
+
+def _apply(root, wanted, remove_undeclared=False, remove=()):
+    """Edit the parsed CIB ``root`` in place so that ``wanted`` (canonical) holds; with
+    ``remove_undeclared`` remove what the declared sections do not name; remove the
+    items in ``remove``. Nothing else changes."""
+    wanted = {section: wanted.get(section) or {} for section in SECTIONS}
+    conf = root.find("configuration")
+    current = _read_configuration(root)
+    ids = _Ids(root)
+    for section, (child, tag, block_id) in NVPAIR_SECTIONS.items():
+        drop = [n for n in current[section] if n not in wanted[section]] if remove_undeclared else []
+        if wanted[section] or drop:
+            _set_nvpairs(_child(conf, child), tag, block_id, wanted[section], ids, remove=drop)
+    if wanted["primitives"] or wanted["groups"] or wanted["clones"]:
+        _apply_resources(conf, wanted, ids)
+    for section, tag in CONSTRAINT_TAGS.items():
+        for cid, spec in wanted[section].items():
+            el = _declared_as(conf, cid, (tag,), f"a {tag}")
+            if el is None:
+                el = ET.SubElement(_child(conf, "constraints"), tag, id=cid)
+            _apply_constraint(el, spec, ids)
+    for aid, spec in wanted["alerts"].items():
+        _apply_alert(conf, aid, spec, ids)
+    doomed = list(remove)
+    if remove_undeclared:
+        for section in ("primitives", "groups", "clones", "locations", "colocations", "orders",
+                        "alerts"):
+            doomed += [item_id for item_id, item in current[section].items()
+                       if item_id not in wanted[section] and not _kept(section, item_id, item)]
+    keep = set(wanted["primitives"]) | set(wanted["groups"])
+    _remove_items(conf, doomed, keep)
+    _drop_empty_containers(conf)
+    return root
+
+
+def _candidate(cib_text, config, remove_undeclared=False):
+    """The CIB text with ``config`` (canonical) applied."""
+    root = _apply(_parse(cib_text), config, remove_undeclared)
+    return ET.tostring(root, encoding="unicode")
 
 
 # --------------------------------------------------------------------------- reading
+
+
+def _query(cib_file):
+    return _run(["cibadmin", "--query"], cib_file)["stdout"]
 
 
 def cib_xml(cib_file=None):
     """
     The whole CIB as XML text.
 
+    cib_file
+        Read this CIB file instead of the live cluster's CIB.
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call pacemaker.cib_xml cib_file=/tmp/cib.xml
+        salt '*' pacemaker.cib_xml cib_file=/tmp/cib.xml
     """
-    return _run(["cibadmin", "--query"], cib_file)["stdout"]
+    with _locked(cib_file, exclusive=False):
+        return _query(cib_file)
 
 
 def configuration(cib_file=None):
     """
-    The cluster's configuration in the plain shape (see the module docs).
+    The cluster's configuration in the plain shape (see the module docs): every item
+    the CIB holds, declared or not.
+
+    cib_file
+        Read this CIB file instead of the live cluster's CIB.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call pacemaker.configuration
+        salt '*' pacemaker.configuration
     """
     return parse_configuration(cib_xml(cib_file))
 
 
-def _with_undeclared(current, wanted):
-    """The declaration plus the items it does not name (kept, not removed). An undeclared
-    group or clone holding a primitive the declaration places elsewhere goes: it would
-    put that primitive in the CIB twice."""
-    merged = {}
-    for section in SECTIONS:
-        merged[section] = dict(current.get(section) or {})
-        merged[section].update(wanted.get(section) or {})
-    placed = {m for members in (wanted.get("groups") or {}).values() for m in members}
-    placed |= set((wanted.get("clones") or {}).values())
-    for gid in set(merged["groups"]) - set(wanted.get("groups") or {}):
-        if placed & set(merged["groups"][gid]):
-            del merged["groups"][gid]
-    for cid in set(merged["clones"]) - set(wanted.get("clones") or {}):
-        if merged["clones"][cid] in placed:
-            del merged["clones"][cid]
-    return merged
+def diff(config, cib_file=None, remove_undeclared=False):
+    """
+    What a write of ``config`` would change: ``{"<section>:<id>": {old, new}}`` with,
+    for each declared item, only its declared part (``old`` is ``None`` for a new item;
+    ``new`` is ``None`` for an item ``remove_undeclared`` removes).
 
+    config
+        The declaration (the plain shape; see ``validate``).
+    cib_file
+        Compare with this CIB file instead of the live cluster's CIB.
+    remove_undeclared
+        Also list the undeclared items of the declared sections, which a write with
+        ``remove_undeclared`` removes.
 
-def _candidate(cib_text, config, remove_undeclared=True):
-    """The given CIB with its configuration replaced by ``config`` (its nodes kept; and
-    unless ``remove_undeclared``, the items ``config`` does not name)."""
-    if not remove_undeclared:
-        config = _with_undeclared(parse_configuration(cib_text), config)
-    root = ET.fromstring(cib_text)
-    old = root.find("configuration")
-    new = _configuration_xml(config, nodes=old.find("nodes"))
-    root.remove(old)
-    root.insert(0, new)
-    return ET.tostring(root, encoding="unicode")
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' pacemaker.diff "$(salt-call --out=json pillar.get hastack:pacemaker)"
+    """
+    return _diff(configuration(cib_file), _normalize(config), remove_undeclared)
 
 
 def verify(config=None, cib_file=None, remove_undeclared=False):
@@ -298,54 +861,82 @@ def verify(config=None, cib_file=None, remove_undeclared=False):
     ``crm_verify`` on the CIB (live or file), or with ``config`` on the candidate CIB
     that ``write`` would give. Returns ``{valid, messages}``.
 
+    config
+        A declaration to check as written (default: check the CIB as it is).
+    cib_file
+        Work on this CIB file instead of the live cluster's CIB.
+    remove_undeclared
+        Check the candidate with the undeclared items removed.
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call pacemaker.verify cib_file=/tmp/cib.xml
+        salt '*' pacemaker.verify cib_file=/tmp/cib.xml
     """
     with tempfile.TemporaryDirectory(prefix="hastack-pcmk-") as tmp:
         path = os.path.join(tmp, "cib.xml")
         text = cib_xml(cib_file)
+        if config is not None:
+            text = _candidate(text, _normalize(config), remove_undeclared)
         with open(path, "w", encoding="utf-8") as fh:
-            fh.write(_candidate(text, config, remove_undeclared) if config is not None else text)
+            fh.write(text)
         res = _run(["crm_verify", "--xml-file", path], ok_codes=range(256))
     messages = [line.strip() for line in (res["stderr"] + res["stdout"]).splitlines() if line.strip()]
     return {"valid": res["retcode"] == 0, "messages": messages}
 
 
-def _placement(sim_output):
-    root = ET.fromstring(sim_output)
-    status = root.find("revised_cluster_status")
-    if status is None:
-        status = root.find("cluster_status")
-    seen = {}
-    for rsc in status.iter("resource"):
-        node = rsc.find("node")
-        seen.setdefault(rsc.get("id"), []).append(node.get("name") if node is not None else None)
-    # A clone's instances share an id: they give the sorted list of nodes they run on.
-    return {rid: nodes[0] if len(nodes) == 1 else sorted(n for n in nodes if n)
-            for rid, nodes in seen.items()}
+ACTIVE_ROLES = ("Started", "Promoted", "Unpromoted", "Master", "Slave")
 
 
-def simulate(online, failed=None, config=None, cib_file=None):
-    """
-    Where every resource would run, ``{resource: node or None}`` (a clone: the list of
-    its nodes): the ``online`` nodes
-    up with quorum, then the ``failed`` nodes failed. With ``config``, for the candidate
-    configuration instead of the current one.
+def _placement_tree(resources):
+    """``{id: {nodes, promoted, cloned}}`` from a ``<resources>`` status element
+    (crm_mon, crm_simulate): a group or clone lists the nodes of what it holds."""
+    tree = {}
 
-    CLI Example:
+    def entry(rid, cloned):
+        return tree.setdefault(rid, {"nodes": [], "promoted": [], "cloned": cloned})
 
-    .. code-block:: bash
+    def walk(el, owners, cloned):
+        for child in el:
+            rid = (child.get("id") or "").split(":")[0]
+            if child.tag == "resource":
+                running = ([n.get("name") for n in child.findall("node")]
+                           if child.get("role") in ACTIVE_ROLES else [])
+                for target in [rid] + owners:
+                    item = entry(target, cloned)
+                    item["nodes"] += running
+                    if _role(child.get("role")) == "Promoted":
+                        item["promoted"] += running
+            elif child.tag in ("group", "clone", "bundle"):
+                inner_cloned = cloned or child.tag != "group"
+                entry(rid, inner_cloned)
+                walk(child, owners + [rid], inner_cloned)
+            elif child.tag == "replica":
+                walk(child, owners, cloned)
 
-        salt-call pacemaker.simulate '[alice, bob, charlie]' failed='[alice]' cib_file=/tmp/cib.xml
-    """
+    if resources is not None:
+        walk(resources, [], False)
+    for item in tree.values():
+        item["nodes"] = sorted(set(item["nodes"]))
+        item["promoted"] = sorted(set(item["promoted"]))
+    return tree
+
+
+def _flatten(tree):
+    """``{id: node or None}``; what is cloned: the sorted list of its nodes."""
+    return {rid: (item["nodes"] if item["cloned"] else
+                  (item["nodes"][0] if len(item["nodes"]) == 1 else (item["nodes"] or None)))
+            for rid, item in tree.items()}
+
+
+def _simulated(cib_text, online, failed=(), scores=False):
+    """crm_simulate's XML for the CIB text with the ``online`` nodes up (with quorum),
+    then the ``failed`` ones failed."""
     with tempfile.TemporaryDirectory(prefix="hastack-pcmk-") as tmp:
         start, up = os.path.join(tmp, "start.xml"), os.path.join(tmp, "up.xml")
-        text = cib_xml(cib_file)
         with open(start, "w", encoding="utf-8") as fh:
-            fh.write(_candidate(text, config) if config is not None else text)
+            fh.write(cib_text)
         # crm_simulate writes temporary files; keep them out of /var/lib/pacemaker.
         env = {"CIB_shadow_dir": tmp}
         argv = ["crm_simulate", "--xml-file", start, "--simulate", "--quorum", "1",
@@ -354,9 +945,65 @@ def simulate(online, failed=None, config=None, cib_file=None):
             argv += ["--node-up", node]
         _run(argv, env=env)
         argv = ["crm_simulate", "--xml-file", up, "--simulate", "--output-as=xml"]
+        if scores:
+            argv.append("--show-scores")
         for node in failed or []:
             argv += ["--node-fail", node]
-        return _placement(_run(argv, env=env)["stdout"])
+        return ET.fromstring(_run(argv, env=env)["stdout"])
+
+
+def _simulated_tree(result):
+    status = result.find("revised_cluster_status")
+    if status is None:
+        status = result.find("cluster_status")
+    return _placement_tree(status.find("resources"))
+
+
+def _allocation_scores(result):
+    """``{resource: {node: score}}`` as Pacemaker weighed each node when it placed the
+    resource (the first assignment step that names it: a group's, a clone's, a
+    primitive's own)."""
+    scores, step = {}, {}
+    for weight in result.iter("node_weight"):
+        rid, function = weight.get("id"), weight.get("function")
+        if step.setdefault(rid, function) == function:
+            scores.setdefault(rid, {})[weight.get("node")] = weight.get("score")
+    return scores
+
+
+def simulate(online, failed=None, config=None, cib_file=None, roles=False):
+    """
+    Where every resource would run: ``{resource: node or None}``; a group runs where
+    its primitives do; a clone, a promotable clone and what they hold give the sorted
+    list of their nodes. The ``online`` nodes come up with quorum, then the ``failed``
+    nodes fail.
+
+    online
+        The nodes to bring up (usually every node of the cluster).
+    failed
+        The nodes to fail after that.
+    config
+        Simulate the CIB as a write of this declaration would leave it.
+    cib_file
+        Work on this CIB file instead of the live cluster's CIB.
+    roles
+        Return ``{resource: {nodes, promoted}}`` instead (``promoted``: where a
+        promotable clone's instances are promoted).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' pacemaker.simulate '[alice, bob, charlie]' failed='[alice]'
+    """
+    text = cib_xml(cib_file)
+    if config is not None:
+        text = _candidate(text, _normalize(config))
+    tree = _simulated_tree(_simulated(text, online, failed))
+    if roles:
+        return {rid: {"nodes": item["nodes"], "promoted": item["promoted"]}
+                for rid, item in tree.items()}
+    return _flatten(tree)
 
 
 # --------------------------------------------------------------------------- writing
@@ -364,41 +1011,50 @@ def simulate(online, failed=None, config=None, cib_file=None):
 
 def write(config, cib_file=None, remove_undeclared=False, retries=5):
     """
-    Make the CIB's configuration hold ``config`` (and, unless ``remove_undeclared``,
-    keep the items it does not name) in one patch guarded by the epoch: if someone else
-    changed it meanwhile, Pacemaker refuses (rc 103) and the patch is made again from a
-    fresh read, up to ``retries`` times. Returns the new epoch.
+    Make the CIB hold ``config``: exactly the declared items and attributes change;
+    with ``remove_undeclared`` the undeclared items of the declared sections also go.
+    One patch guarded by the epoch: if someone else changed the CIB meanwhile,
+    Pacemaker refuses it (rc 103) and the edit is made again on a fresh read, up to
+    ``retries`` times. Returns the new epoch.
+
+    config
+        The declaration (the plain shape; see ``validate``).
+    cib_file
+        Write this CIB file instead of the live cluster's CIB.
+    remove_undeclared
+        Remove undeclared primitives, groups, clones, constraints, alerts, properties
+        and defaults (never the failover's shifts, ``crm_resource`` moves and bans, or
+        fencing devices).
+    retries
+        How often to re-read and retry when another writer came first.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call pacemaker.write "$(cat config.json)" cib_file=/tmp/cib.xml
+        salt '*' pacemaker.write "$(cat config.json)" cib_file=/tmp/cib.xml
     """
-    if remove_undeclared:
-        return _write_edit(lambda current: config, cib_file, retries)
-    return _write_edit(lambda current: _with_undeclared(current, config), cib_file, retries)
+    wanted = _normalize(config)
+    return _write_edit(lambda root: _apply(root, wanted, remove_undeclared), cib_file, retries)
 
 
 def _write_edit(edit, cib_file=None, retries=5):
-    """Write ``edit(configuration as read)`` as one epoch-guarded patch. ``edit`` runs on
-    every fresh read, so a change made from a stale read never reverts someone else's."""
+    """Write ``edit(parsed CIB)`` as one epoch-guarded patch. ``edit`` runs on every
+    fresh read, so a change made from a stale read never reverts someone else's."""
     for attempt in range(retries + 1):
         with _locked(cib_file), tempfile.TemporaryDirectory(prefix="hastack-pcmk-") as tmp:
             old_path, new_path = os.path.join(tmp, "old.xml"), os.path.join(tmp, "new.xml")
-            old = cib_xml(cib_file)
+            old = _query(cib_file)
+            root = _parse(old)
+            epoch = int(root.get("epoch", 0))
+            new = ET.tostring(edit(root), encoding="unicode")
             with open(old_path, "w", encoding="utf-8") as fh:
                 fh.write(old)
             with open(new_path, "w", encoding="utf-8") as fh:
-                fh.write(_candidate(old, edit(parse_configuration(old))))
-            diff = _run(["crm_diff", "--original", old_path, "--new", new_path],
-                        ok_codes=(0, 1))["stdout"]
-            if not diff.strip():
-                return parse_configuration(old)["epoch"]
-            # The version without num_updates (source and target): the patch then applies
-            # only to the very configuration it was made from (rc 103 otherwise).
-            head, sep, tail = diff.partition("</version>")
-            patch = re.sub(r' num_updates="\d+"', "", head) + sep + tail
+                fh.write(new)
+            patch = _patch(old_path, new_path)
+            if patch is None:
+                return epoch
             patch_path = os.path.join(tmp, "patch.xml")
             with open(patch_path, "w", encoding="utf-8") as fh:
                 fh.write(patch)
@@ -409,101 +1065,243 @@ def _write_edit(edit, cib_file=None, retries=5):
                     log.info("pacemaker: the CIB changed under us; re-reading (try %s)", attempt + 2)
                     continue
                 raise
-        return configuration(cib_file)["epoch"]
+            return int(_parse(_query(cib_file)).get("epoch", 0))
     raise CommandExecutionError("pacemaker: the CIB kept changing; gave up")
+
+
+def _patch(old_path, new_path):
+    """The epoch-guarded patch from one CIB to the other, or None when they are equal."""
+    diff_text = _run(["crm_diff", "--original", old_path, "--new", new_path],
+                     ok_codes=(0, 1))["stdout"]
+    if not diff_text.strip():
+        return None
+    # The version without num_updates (source and target): the patch then applies only
+    # to the very configuration it was made from (rc 103 otherwise).
+    head, sep, tail = diff_text.partition("</version>")
+    return re.sub(r' num_updates="\d+"', "", head) + sep + tail
 
 
 # --------------------------------------------------------------------------- pillar
 
 
+def _need(cond, key, message):
+    if not cond:
+        raise SaltInvocationError(f"{key}: {message}")
+
+
+def _check_score(value, key):
+    _need(value is not None and SCORE_RE.match(str(value)), key,
+          f"not a score (an integer or [+-]INFINITY): {value!r}")
+
+
+def _check_mapping(value, key, what="a mapping"):
+    _need(isinstance(value, dict), key, f"must be {what}")
+    for name, item in value.items():
+        _need(not isinstance(item, (dict, list)), f"{key}:{name}", "must be a plain value")
+
+
+def _check_rule(rule, key, top=True):
+    _need(isinstance(rule, dict), key, "a rule: a mapping with score and expressions")
+    if top:
+        _need("score" in rule or "score-attribute" in rule, key,
+              "a location rule needs a score (or score-attribute)")
+    if "score" in rule:
+        _check_score(rule["score"], f"{key}:score")
+    if "boolean-op" in rule:
+        _need(rule["boolean-op"] in ("and", "or"), f"{key}:boolean-op", "and or or")
+    expressions = rule.get("expressions")
+    _need(isinstance(expressions, list) and expressions, f"{key}:expressions",
+          "a list of expressions, e.g. [{expression: {attribute: '#uname', operation: eq, value: alice}}]")
+    for i, child in enumerate(expressions):
+        ckey = f"{key}:expressions:{i}"
+        _need(isinstance(child, dict) and len(child) == 1 and next(iter(child)) in RULE_CHILDREN,
+              ckey, f"one of {', '.join(RULE_CHILDREN)} with its attributes")
+        tag, body = next(iter(child.items()))
+        if tag == "rule":
+            _check_rule(body, f"{ckey}:rule", top=False)
+        else:
+            _need(isinstance(body, dict), f"{ckey}:{tag}", "a mapping of attributes")
+
+
+def _check_sets(sets, key, resources):
+    _need(isinstance(sets, list) and sets, f"{key}:sets", "a list of resource sets")
+    for i, rset in enumerate(sets):
+        skey = f"{key}:sets:{i}"
+        _need(isinstance(rset, dict), skey, "a mapping with resources")
+        unknown = set(rset) - {"resources", "sequential", "require_all", "role", "action",
+                               "ordering", "score", "kind"}
+        _need(not unknown, skey, f"unknown setting(s): {', '.join(sorted(unknown))}")
+        members = rset.get("resources")
+        _need(isinstance(members, list) and members, f"{skey}:resources", "a list of resources")
+        for member in members:
+            _need(member in resources, f"{skey}:resources", f"unknown resource {member!r}")
+        for flag in ("sequential", "require_all"):
+            if flag in rset:
+                _need(_text(rset[flag]) in ("true", "false"), f"{skey}:{flag}", "true or false")
+        if "role" in rset:
+            _need(rset["role"] in ROLES, f"{skey}:role", f"one of {', '.join(ROLES)}")
+        if "action" in rset:
+            _need(rset["action"] in ACTIONS, f"{skey}:action", f"one of {', '.join(ACTIONS)}")
+
+
+def _check_constraint(spec, key, pair, extras, resources):
+    """A constraint is either the ``pair`` of resources (with ``extras``) or ``sets``."""
+    _need(isinstance(spec, dict), key, "must be a mapping")
+    unknown = set(spec) - set(pair) - set(extras) - {"sets"}
+    _need(not unknown, key, f"unknown setting(s): {', '.join(sorted(unknown))}")
+    if "sets" in spec:
+        _need(not set(pair) & set(spec), key, f"either {' and '.join(pair)}, or sets; not both")
+        _check_sets(spec["sets"], key, resources)
+    else:
+        for ref in pair:
+            _need(spec.get(ref) in resources, f"{key}:{ref}", f"unknown resource {spec.get(ref)!r}")
+    for role in ("role", "rsc_role", "with_rsc_role"):
+        if role in spec:
+            _need(spec[role] in ROLES, f"{key}:{role}", f"one of {', '.join(ROLES)}")
+    for action in ("first_action", "then_action"):
+        if action in spec:
+            _need(spec[action] in ACTIONS, f"{key}:{action}", f"one of {', '.join(ACTIONS)}")
+    if "score" in spec:
+        _check_score(spec["score"], f"{key}:score")
+
+
 def validate(config, nodes, base="hastack:pacemaker"):
     """
-    Check a declaration (the plain shape plus ``nodes``) and return it normalized.
-    Every error names the pillar key: unknown resources in groups, clones and
-    constraints, bad scores, ids used twice, malformed agents, unknown nodes.
+    Check a declaration (the plain shape plus ``nodes``) and return it in canonical form.
+    Every error names the pillar key: unknown resources in groups, clones, constraints
+    and sets, bad scores, roles and actions, ids used twice, malformed agents, rules and
+    alerts, unknown nodes.
+
+    config
+        The declaration (``hastack:pacemaker`` without ``nodes``).
+    nodes
+        The cluster's node names.
+    base
+        The pillar path errors are named under.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call pacemaker.validate "$(salt-call --out=json pillar.get hastack:pacemaker)" '[alice, bob]'
+        salt '*' pacemaker.validate "$(salt-call --out=json pillar.get hastack:pacemaker)" '[alice, bob]'
     """
-
-    def need(cond, key, message):
-        if not cond:
-            raise SaltInvocationError(f"{key}: {message}")
-
-    need(isinstance(config, dict), base, "must be a mapping")
-    need(isinstance(nodes, list) and nodes, f"{base}:nodes", "a list of the cluster's node names")
+    _need(isinstance(config, dict), base, "must be a mapping")
+    _need(isinstance(nodes, list) and nodes, f"{base}:nodes", "a list of the cluster's node names")
+    unknown = set(config) - set(SECTIONS)
+    _need(not unknown, base, f"unknown section(s): {', '.join(sorted(map(str, unknown)))}")
+    for section in NVPAIR_SECTIONS:
+        _check_mapping(config.get(section) or {}, f"{base}:{section}", "a mapping of names to values")
     seen = {}
-    for section in ("primitives", "groups", "clones", "locations", "colocations", "orders"):
+    for section in SECTIONS:
+        if section in NVPAIR_SECTIONS:
+            continue
         items = config.get(section) or {}
-        need(isinstance(items, dict), f"{base}:{section}", "must be a mapping of id to settings")
+        _need(isinstance(items, dict), f"{base}:{section}", "must be a mapping of id to settings")
         for item_id in items:
             key = f"{base}:{section}:{item_id}"
-            need(ID_RE.match(str(item_id)), key, "not a valid XML id")
-            need(item_id not in seen, key, f"id '{item_id}' is already used in {base}:{seen.get(item_id)}")
+            _need(ID_RE.match(str(item_id)), key, "not a valid XML id")
+            _need(item_id not in seen, key, f"id '{item_id}' is already used in {base}:{seen.get(item_id)}")
             seen[item_id] = section
     primitives = config.get("primitives") or {}
     for rid, spec in primitives.items():
         key = f"{base}:primitives:{rid}"
-        need(isinstance(spec, dict), key, "must be a mapping")
-        unknown = set(spec) - {"agent", "params", "meta", "ops"}
-        need(not unknown, key, f"unknown setting(s): {', '.join(sorted(unknown))}")
-        need(isinstance(spec.get("agent"), str) and AGENT_RE.match(spec["agent"]), f"{key}:agent",
-             f"not an agent like 'ocf:heartbeat:IPaddr2': {spec.get('agent')!r}")
-        for part in ("params", "meta", "ops"):
-            need(isinstance(spec.get(part) or {}, dict), f"{key}:{part}", "must be a mapping")
-    resources = set(primitives) | set(config.get("groups") or {}) | set(config.get("clones") or {})
+        _need(isinstance(spec, dict), key, "must be a mapping")
+        unknown = set(spec) - {"agent", "params", "meta", "ops", "utilization"}
+        _need(not unknown, key, f"unknown setting(s): {', '.join(sorted(unknown))}")
+        _need(isinstance(spec.get("agent"), str) and AGENT_RE.match(spec["agent"]), f"{key}:agent",
+              f"not an agent like 'ocf:heartbeat:IPaddr2': {spec.get('agent')!r}")
+        for part in ("params", "meta", "utilization"):
+            _check_mapping(spec.get(part) or {}, f"{key}:{part}")
+        ops = spec.get("ops") or {}
+        _need(isinstance(ops, dict), f"{key}:ops", "a mapping of operation name to its settings")
+        for op_key, op in ops.items():
+            _need(isinstance(op or {}, dict), f"{key}:ops:{op_key}", "a mapping of settings")
+            if "role" in (op or {}):
+                _need(op["role"] in ROLES, f"{key}:ops:{op_key}:role", f"one of {', '.join(ROLES)}")
+    groups, clones = config.get("groups") or {}, config.get("clones") or {}
     members = {}
-    for gid, group in (config.get("groups") or {}).items():
-        need(isinstance(group, list) and group, f"{base}:groups:{gid}", "a list of primitives")
+    for gid, group in groups.items():
+        key = f"{base}:groups:{gid}"
+        if isinstance(group, dict):
+            _need(not set(group) - {"resources", "meta"}, key, "a list of primitives, or {resources, meta}")
+            _check_mapping(group.get("meta") or {}, f"{key}:meta")
+            group = group.get("resources")
+        _need(isinstance(group, list) and group, key, "a list of primitives")
         for member in group:
-            need(member in primitives, f"{base}:groups:{gid}", f"'{member}' is not a primitive here")
-            need(member not in members, f"{base}:groups:{gid}", f"'{member}' is already in {members.get(member)}")
+            _need(member in primitives, key, f"'{member}' is not a primitive here")
+            _need(member not in members, key, f"'{member}' is already in {members.get(member)}")
             members[member] = gid
-    for cid, rid in (config.get("clones") or {}).items():
-        need(rid in primitives, f"{base}:clones:{cid}", f"'{rid}' is not a primitive here")
-        need(rid not in members, f"{base}:clones:{cid}", f"'{rid}' is already in {members.get(rid)}")
-        members[rid] = cid
-
-    def score(value, key):
-        need(SCORE_RE.match(str(value)), key, f"not a score (an integer or [+-]INFINITY): {value!r}")
-
+    for cid, clone in clones.items():
+        key = f"{base}:clones:{cid}"
+        if isinstance(clone, dict):
+            _need(not set(clone) - {"rsc", "meta"}, key, "a primitive or group, or {rsc, meta}")
+            _check_mapping(clone.get("meta") or {}, f"{key}:meta")
+            clone = clone.get("rsc")
+        _need(clone in primitives or clone in groups, key, f"'{clone}' is not a primitive or group here")
+        _need(clone not in members, key, f"'{clone}' is already in {members.get(clone)}")
+        members[clone] = cid
+    resources = set(primitives) | set(groups) | set(clones)
     for lid, loc in (config.get("locations") or {}).items():
         key = f"{base}:locations:{lid}"
-        need(loc.get("rsc") in resources, f"{key}:rsc", f"unknown resource {loc.get('rsc')!r}")
-        need(loc.get("node") in nodes, f"{key}:node", f"unknown node {loc.get('node')!r} (nodes: {', '.join(nodes)})")
-        score(loc.get("score"), f"{key}:score")
+        _check_constraint(loc, key, ("rsc",), ("node", "score", "role", "resource_discovery",
+                                               "rules"), resources)
+        _need("sets" not in loc, f"{key}:sets", "not supported in locations: name one rsc")
+        if "rules" in loc:
+            _need("node" not in loc and "score" not in loc, key,
+                  "either node and score, or rules (each with its score); not both")
+            _need(isinstance(loc["rules"], list) and loc["rules"], f"{key}:rules", "a list of rules")
+            for i, rule in enumerate(loc["rules"]):
+                _check_rule(rule, f"{key}:rules:{i}")
+        else:
+            _need(loc.get("node") in nodes, f"{key}:node",
+                  f"unknown node {loc.get('node')!r} (nodes: {', '.join(nodes)})")
+            _check_score(loc.get("score"), f"{key}:score")
+        if "resource_discovery" in loc:
+            _need(loc["resource_discovery"] in ("always", "never", "exclusive"),
+                  f"{key}:resource_discovery", "always, never or exclusive")
     for cid, col in (config.get("colocations") or {}).items():
         key = f"{base}:colocations:{cid}"
-        for ref in ("rsc", "with_rsc"):
-            need(col.get(ref) in resources, f"{key}:{ref}", f"unknown resource {col.get(ref)!r}")
-        score(col.get("score"), f"{key}:score")
+        _check_constraint(col, key, ("rsc", "with_rsc"),
+                          ("score", "rsc_role", "with_rsc_role", "node_attribute", "influence"),
+                          resources)
+        _check_score(col.get("score"), f"{key}:score")
     for oid, order in (config.get("orders") or {}).items():
         key = f"{base}:orders:{oid}"
-        for ref in ("first", "then"):
-            need(order.get(ref) in resources, f"{key}:{ref}", f"unknown resource {order.get(ref)!r}")
+        _check_constraint(order, key, ("first", "then"),
+                          ("kind", "score", "first_action", "then_action", "symmetrical",
+                           "require_all"), resources)
         if "kind" in order:
-            need(order["kind"] in ORDER_KINDS, f"{key}:kind", f"one of {', '.join(ORDER_KINDS)}")
-        if "score" in order:
-            score(order["score"], f"{key}:score")
-    return normalize(config)
+            _need(order["kind"] in ORDER_KINDS, f"{key}:kind", f"one of {', '.join(ORDER_KINDS)}")
+    for aid, alert in (config.get("alerts") or {}).items():
+        key = f"{base}:alerts:{aid}"
+        _need(isinstance(alert, dict), key, "must be a mapping")
+        unknown = set(alert) - {"path", "meta", "params", "select", "recipients"}
+        _need(not unknown, key, f"unknown setting(s): {', '.join(sorted(unknown))}")
+        _need(isinstance(alert.get("path"), str) and alert["path"].startswith("/"), f"{key}:path",
+              "the alert agent's absolute path")
+        for part in ("meta", "params"):
+            _check_mapping(alert.get(part) or {}, f"{key}:{part}")
+        select = alert.get("select") or []
+        _need(isinstance(select, list) and not set(select) - set(ALERT_SELECT), f"{key}:select",
+              f"a list among {', '.join(ALERT_SELECT)}")
+        recipients = alert.get("recipients") or {}
+        _need(isinstance(recipients, dict), f"{key}:recipients", "a mapping of id to {value}")
+        for rid, rcpt in recipients.items():
+            rkey = f"{key}:recipients:{rid}"
+            _need(ID_RE.match(str(rid)), rkey, "not a valid XML id")
+            _need(rid not in seen, rkey, f"id '{rid}' is already used in {base}:{seen.get(rid)}")
+            seen[rid] = f"alerts:{aid}:recipients"
+            _need(isinstance(rcpt, dict) and rcpt.get("value"), f"{rkey}:value", "required")
+            for part in ("meta", "params"):
+                _check_mapping(rcpt.get(part) or {}, f"{rkey}:{part}")
+    return _normalize(config)
 
 
 # --------------------------------------------------------------------------- locations
 
 
-def _locations_changed(current, set_=None, remove=()):
-    config = {section: dict(current.get(section) or {}) for section in SECTIONS}
-    for lid in remove:
-        config["locations"].pop(lid, None)
-    config["locations"].update(set_ or {})
-    return config
-
-
 def _check_location(rsc, node, score, current, nodes=None):
-    if rsc not in set(current["primitives"]) | set(current["groups"]) | set(current["clones"]):
+    if rsc not in current["resource_ids"]:
         raise SaltInvocationError(f"rsc: no resource, group or clone '{rsc}' in the CIB")
     if nodes is not None and node not in nodes:
         raise SaltInvocationError(f"node: '{node}' is not a node of the cluster ({', '.join(nodes)})")
@@ -511,30 +1309,47 @@ def _check_location(rsc, node, score, current, nodes=None):
         raise SaltInvocationError(f"score: '{score}' is not a Pacemaker score (an integer or INFINITY)")
 
 
+def _remove_ids(item_ids, cib_file):
+    _write_edit(lambda root: _apply(root, {}, remove=item_ids), cib_file)
+
+
 def location_set(constraint_id, rsc, node, score, cib_file=None, test=False):
     """
     Declare that ``rsc`` prefers (positive ``score``) or avoids (negative) ``node``,
     as the location constraint ``constraint_id`` (created or changed), in one
-    epoch-guarded write. Returns ``{old, new}`` of the constraint, or ``{}`` when it is
-    already so. With ``test=True`` nothing is written.
+    epoch-guarded write; what else the constraint holds (a role, resource-discovery)
+    stays. Returns ``{old, new}`` of the constraint, or ``{}`` when it is already so.
+
+    constraint_id
+        The location constraint's id.
+    rsc
+        A primitive, group or clone of the CIB.
+    node
+        A node of the cluster.
+    score
+        An integer or ``[+-]INFINITY``.
+    cib_file
+        Work on this CIB file instead of the live cluster's CIB.
+    test
+        Only say what would change.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call pacemaker.location_set lo_host1_prefer_alice p_nova-compute-host1 alice 10000
+        salt '*' pacemaker.location_set lo_host1_prefer_alice p_nova-compute-host1 alice 10000
     """
     if not ID_RE.match(str(constraint_id)):
         raise SaltInvocationError(f"constraint_id: '{constraint_id}' is not a valid XML id")
     text = cib_xml(cib_file)
     current = parse_configuration(text)
     _check_location(rsc, node, score, current, sorted(_cib_nodes(text)) or None)
-    wanted = {"rsc": rsc, "node": node, "score": str(score)}
-    old = current["locations"].get(constraint_id)
+    wanted = {"rsc": str(rsc), "node": str(node), "score": str(score)}
+    old = _view(current["locations"].get(constraint_id), wanted)
     if old == wanted:
         return {}
     if not test:
-        _write_edit(lambda cur: _locations_changed(cur, set_={constraint_id: wanted}), cib_file)
+        _write_edit(lambda root: _apply(root, {"locations": {constraint_id: wanted}}), cib_file)
     return {"old": old, "new": wanted}
 
 
@@ -543,17 +1358,24 @@ def location_remove(constraint_id, cib_file=None, test=False):
     Remove the location constraint ``constraint_id``. Returns ``{old, new: None}``, or
     ``{}`` when there is no such constraint.
 
+    constraint_id
+        The location constraint's id.
+    cib_file
+        Work on this CIB file instead of the live cluster's CIB.
+    test
+        Only say what would change.
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call pacemaker.location_remove lo_host1_prefer_alice
+        salt '*' pacemaker.location_remove lo_host1_prefer_alice
     """
     old = configuration(cib_file)["locations"].get(constraint_id)
     if old is None:
         return {}
     if not test:
-        _write_edit(lambda cur: _locations_changed(cur, remove=[constraint_id]), cib_file)
+        _remove_ids([constraint_id], cib_file)
     return {"old": old, "new": None}
 
 
@@ -563,11 +1385,20 @@ def move(rsc, node, cib_file=None, test=False):
     ``cli-prefer-<rsc>`` with score INFINITY (``clear`` and ``crm_resource --clear``
     remove it). Returns ``{old, new}`` or ``{}``.
 
+    rsc
+        A primitive, group or clone of the CIB.
+    node
+        A node of the cluster.
+    cib_file
+        Work on this CIB file instead of the live cluster's CIB.
+    test
+        Only say what would change.
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call pacemaker.move g_keystone bob
+        salt '*' pacemaker.move g_keystone bob
     """
     return location_set(f"cli-prefer-{rsc}", rsc, node, "INFINITY", cib_file, test)
 
@@ -577,17 +1408,24 @@ def clear(rsc, cib_file=None, test=False):
     Remove what ``move``, ``crm_resource --move`` and ``crm_resource --ban`` left for
     ``rsc`` (``cli-prefer-<rsc>``, ``cli-ban-<rsc>-on-<node>``). Returns the removed ids.
 
+    rsc
+        A primitive, group or clone.
+    cib_file
+        Work on this CIB file instead of the live cluster's CIB.
+    test
+        Only say what would be removed.
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call pacemaker.clear g_keystone
+        salt '*' pacemaker.clear g_keystone
     """
     ids = sorted(lid for lid, loc in configuration(cib_file)["locations"].items()
-                 if loc["rsc"] == rsc and (lid == f"cli-prefer-{rsc}"
-                                           or lid.startswith(f"cli-ban-{rsc}-on-")))
+                 if loc.get("rsc") == rsc and (lid == f"cli-prefer-{rsc}"
+                                               or lid.startswith(f"cli-ban-{rsc}-on-")))
     if ids and not test:
-        _write_edit(lambda cur: _locations_changed(cur, remove=ids), cib_file)
+        _remove_ids(ids, cib_file)
     return ids
 
 
@@ -604,16 +1442,20 @@ def _cib_nodes(cib_text):
 def status(cib_file=None):
     """
     The cluster as ``crm_mon`` sees it: ``{dc, quorum, nodes: {name: {online, standby,
-    maintenance}}, resources: {rsc: node or None}}`` (a clone: the sorted list of the
-    nodes it runs on).
+    maintenance}}, resources: {rsc: node or None}}`` (a group: where its primitives
+    run; a clone and what it holds: the sorted list of its nodes).
+
+    cib_file
+        Read this CIB file instead of the live cluster.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call pacemaker.status
+        salt '*' pacemaker.status
     """
-    root = ET.fromstring(_run(["crm_mon", "--one-shot", "--output-as=xml"], cib_file)["stdout"])
+    with _locked(cib_file, exclusive=False):
+        root = ET.fromstring(_run(["crm_mon", "--one-shot", "--output-as=xml"], cib_file)["stdout"])
     dc = root.find("summary/current_dc")
     nodes = {n.get("name"): {k: n.get(k) == "true" for k in ("online", "standby", "maintenance")}
              for n in root.findall("nodes/node")}
@@ -621,18 +1463,11 @@ def status(cib_file=None):
     for name, standby in _cib_nodes(cib_xml(cib_file)).items():
         if standby and name in nodes:
             nodes[name]["standby"] = True
-    placed = {}
-    for rsc in root.find("resources").iter("resource"):
-        running = [n.get("name") for n in rsc.findall("node")]
-        if rsc.get("role") not in ("Started", "Promoted", "Unpromoted", "Master", "Slave"):
-            running = []
-        placed.setdefault(rsc.get("id"), []).extend(running)
     return {
         "dc": dc.get("name") if dc is not None and dc.get("present") == "true" else None,
         "quorum": dc is not None and dc.get("with_quorum") == "true",
         "nodes": nodes,
-        "resources": {rid: (where[0] if len(where) == 1 else (sorted(where) or None))
-                      for rid, where in placed.items()},
+        "resources": _flatten(_placement_tree(root.find("resources"))),
     }
 
 
@@ -646,8 +1481,9 @@ def _set_standby(node, value, cib_file, test):
     if not test:
         # One attribute through crm_attribute: it changes that nvpair alone, so nothing
         # another writer did is overwritten.
-        _run(["crm_attribute", "--node", node, "--name", "standby", "--lifetime", "forever",
-              "--update", value], cib_file)
+        with _locked(cib_file):
+            _run(["crm_attribute", "--node", node, "--name", "standby", "--lifetime", "forever",
+                  "--update", value], cib_file)
     return {"old": old, "new": value}
 
 
@@ -660,7 +1496,7 @@ def node_standby(node, cib_file=None, test=False):
 
     .. code-block:: bash
 
-        salt-call pacemaker.node_standby alice
+        salt '*' pacemaker.node_standby alice
     """
     return _set_standby(node, "on", cib_file, test)
 
@@ -673,7 +1509,7 @@ def node_online(node, cib_file=None, test=False):
 
     .. code-block:: bash
 
-        salt-call pacemaker.node_online alice
+        salt '*' pacemaker.node_online alice
     """
     return _set_standby(node, "off", cib_file, test)
 
@@ -681,80 +1517,228 @@ def node_online(node, cib_file=None, test=False):
 # --------------------------------------------------------------------------- failover
 
 
-SHIFT_PREFIX = "lo_hastack_shift_"
+def _shift_id(rsc, node, role=None):
+    suffix = f"_{_role(role).lower()}" if role and _role(role) != "Started" else ""
+    return f"{SHIFT_PREFIX}{rsc}_from_{node}{suffix}"
 
 
-def _shift_id(rsc, node):
-    return f"{SHIFT_PREFIX}{rsc}_from_{node}"
+def _score_value(score):
+    text = str(score).lstrip("+")
+    if text in ("INFINITY", "inf"):
+        return 1000000
+    if text in ("-INFINITY", "-inf"):
+        return -1000000
+    return max(-1000000, min(1000000, int(text)))
+
+
+def _preference(loc, node):
+    """The score with which location ``loc`` draws its resources to ``node``, or None:
+    ``node=`` with a positive score, or a rule with a positive score that holds on
+    ``node`` by name (``#uname eq node``: how ``crm_resource --move --lifetime`` and
+    ``pcs constraint location ... rule`` say it)."""
+    if loc.get("node") == node and loc.get("score") is not None:
+        return loc["score"] if _score_value(loc["score"]) > 0 else None
+    for rule in loc.get("rules") or []:
+        if rule.get("boolean-op", "and") != "and" or "score" not in rule:
+            continue
+        if _score_value(rule["score"]) <= 0:
+            continue
+        for child in rule.get("expressions") or []:
+            body = child.get("expression") or {}
+            if (body.get("attribute"), body.get("operation"), body.get("value")) == ("#uname", "eq", node):
+                return rule["score"]
+    return None
+
+
+def _lineage(conf, rsc):
+    """``rsc`` and what holds it (its group, its clone)."""
+    line = [rsc]
+    for gid, group in conf["groups"].items():
+        if rsc in group["resources"]:
+            line.append(gid)
+    for cid, clone in conf["clones"].items():
+        if clone["rsc"] in line:
+            line.append(cid)
+    return line
+
+
+def _not_shiftable(conf, rsc):
+    """Why ``rsc`` is left alone by a shift, in an operator's words, or None."""
+    for rid in _lineage(conf, rsc):
+        item = conf["primitives"].get(rid) or conf["groups"].get(rid) or conf["clones"].get(rid) or {}
+        meta = item.get("meta") or {}
+        if str(meta.get("target-role", "")).lower() == "stopped":
+            return f"stopped on purpose (target-role=Stopped on {rid})"
+        if str(meta.get("is-managed", "true")).lower() in ("false", "no", "off", "0"):
+            return f"not managed by Pacemaker (is-managed=false on {rid})"
+    return None
+
+
+def _preferring(conf, node):
+    """``{(rsc, role): score}`` for what prefers ``node`` (the failover's own shifts and
+    bans aside); several preferences for one resource: the strongest."""
+    out = {}
+    for lid, loc in sorted(conf["locations"].items()):
+        if lid.startswith(SHIFT_PREFIX) or lid.startswith("cli-ban-"):
+            continue
+        score = _preference(loc, node)
+        if score is None:
+            continue
+        rscs = [loc["rsc"]] if loc.get("rsc") else [r for s in loc.get("sets") or []
+                                                      for r in s["resources"]]
+        role = _role(loc.get("role")) if loc.get("role") and _role(loc["role"]) != "Started" else None
+        for rsc in rscs:
+            key = (rsc, role)
+            if key not in out or _score_value(score) > _score_value(out[key]):
+                out[key] = score
+    return out
+
+
+def _where(tree, rsc, role):
+    item = tree.get(rsc) or {"nodes": [], "promoted": []}
+    return item["promoted"] if role == "Promoted" else item["nodes"]
 
 
 def shift_away(node, nodes, fallback=None, cib_file=None, test=False):
     """
-    Move every resource that prefers ``node`` (a location constraint with a positive
-    score) to a surviving node, and confirm by simulation that nothing is left on
-    ``node``. The target is the first surviving node in ``fallback`` (an ordered list),
-    else the least loaded node in the simulated placement with ``node`` failed. The
-    original preferences stay; one constraint ``lo_hastack_shift_<rsc>_from_<node>`` per
-    resource, with the same score, is added in one epoch-guarded write, so ``restore``
-    undoes exactly this. With ``test=True`` only the plan is returned.
+    Move everything that prefers ``node`` (a location with a positive score for it, by
+    ``node=`` or by a ``#uname eq`` rule, for a primitive, group, clone or promotable
+    clone) to a surviving node, and confirm by simulation with ``node`` failed that each
+    lands on its target. A target is a survivor the cluster allows (its allocation
+    score is not -INFINITY): the first in ``fallback`` (an ordered list), else the least
+    loaded; when the simulation places a resource elsewhere (anti-affinity, a ban), the
+    next candidate is tried. The original preferences stay; one constraint
+    ``lo_hastack_shift_<rsc>_from_<node>`` per resource, with the same score and role,
+    is added in one epoch-guarded write, so ``restore`` undoes exactly this. A
+    resource stopped or unmanaged on purpose is skipped and does not hold back the rest.
 
-    Returns ``{"plan": {rsc: {from, to, constraint}}, "placement": {...}}``.
+    Returns ``{plan: {rsc: {from, to, constraint, score[, role]}}, skipped: {rsc:
+    reason}, refused: {rsc: reason}, placement: {...}}``; the call fails (retcode 1)
+    when something could not be shifted.
+
+    node
+        The node that is gone.
+    nodes
+        Every node of the cluster.
+    fallback
+        Preferred targets, in order.
+    cib_file
+        Work on this CIB file instead of the live cluster's CIB.
+    test
+        Only plan and simulate; nothing is written. The plan is the one a real run makes.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call pacemaker.shift_away alice '[alice, bob, charlie]' fallback='[bob, charlie]'
+        salt '*' pacemaker.shift_away alice '[alice, bob, charlie]' fallback='[bob, charlie]'
     """
     if node not in nodes:
         raise SaltInvocationError(f"node: '{node}' is not one of {', '.join(nodes)}")
     survivors = [n for n in nodes if n != node]
-    current = configuration(cib_file)
-    preferring = {lid: loc for lid, loc in current["locations"].items()
-                  if loc["node"] == node and not lid.startswith(SHIFT_PREFIX)
-                  and not str(loc["score"]).startswith("-")}
-    before = simulate(nodes, failed=[node], cib_file=cib_file)
-    load = {n: 0 for n in survivors}
-    for where in before.values():
-        for placed in where if isinstance(where, list) else [where]:
-            if placed in load:
-                load[placed] += 1
-    plan, config = {}, {s: dict(current[s]) for s in SECTIONS}
-    for lid, loc in sorted(preferring.items()):
-        ordered = [n for n in (fallback or []) if n in survivors]
-        target = ordered[0] if ordered else min(survivors, key=lambda n: (load[n], n))
-        load[target] += 1
-        shift = _shift_id(loc["rsc"], node)
-        plan[loc["rsc"]] = {"from": node, "to": target, "constraint": shift}
-        config["locations"][shift] = {"rsc": loc["rsc"], "node": target, "score": loc["score"]}
-    placement = simulate(nodes, failed=[node], config=config, cib_file=cib_file)
-    left = [r for r, where in placement.items()
-            if where == node or (isinstance(where, list) and node in where)]
-    wrong = [r for r, step in plan.items() if placement.get(r) != step["to"]]
-    if left or wrong:
-        raise CommandExecutionError(
-            f"the simulated placement after the shift does not hold: still on {node}: {left}; "
-            f"not on their target: {wrong}"
-        )
+    text = cib_xml(cib_file)
+    conf = parse_configuration(text)
+    base = _simulated(text, nodes, [node], scores=True)
+    base_tree, scores = _simulated_tree(base), _allocation_scores(base)
+    load = {n: sum(1 for rid in conf["primitives"] if n in (base_tree.get(rid) or {}).get("nodes", []))
+            for n in survivors}
+    preferred = [n for n in (fallback or []) if n in survivors]
+    skipped, refused, todo = {}, {}, {}
+    for (rsc, role), score in sorted(_preferring(conf, node).items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        label = rsc if role is None else f"{rsc} ({role})"
+        reason = _not_shiftable(conf, rsc)
+        if reason:
+            skipped[label] = reason
+            continue
+        allowed = [n for n in survivors if (scores.get(rsc) or {}).get(n) != "-INFINITY"]
+        if not allowed:
+            refused[label] = ("no surviving node may run it (allocation score -INFINITY on "
+                              f"{', '.join(survivors)})")
+            continue
+        size = sum(1 for rid in conf["primitives"] if rsc in _lineage(conf, rid)) or 1
+        todo[label] = {"rsc": rsc, "role": role, "score": score, "allowed": allowed, "size": size,
+                       "tried": {}}
+
+    def shifts(targets):
+        out = {}
+        for label, target in targets.items():
+            item = todo[label]
+            loc = {"rsc": item["rsc"], "node": target, "score": item["score"]}
+            if item["role"]:
+                loc["role"] = item["role"]
+            out[_shift_id(item["rsc"], node, item["role"])] = loc
+        return out
+
+    targets, tree = {}, base_tree
+    for _ in range(len(survivors) + 1):
+        targets, loads = {}, dict(load)
+        for label, item in todo.items():
+            candidates = [n for n in item["allowed"] if n not in item["tried"]]
+            ordered = [n for n in preferred if n in candidates]
+            target = ordered[0] if ordered else min(candidates, key=lambda n: (loads[n], n))
+            loads[target] += item["size"]
+            targets[label] = target
+        if not targets:
+            break
+        tree = _simulated_tree(_simulated(_candidate(text, {"locations": shifts(targets)}),
+                                          nodes, [node]))
+        missed = {label: _where(tree, todo[label]["rsc"], todo[label]["role"])
+                  for label, target in targets.items()
+                  if target not in _where(tree, todo[label]["rsc"], todo[label]["role"])}
+        if not missed:
+            break
+        for label, placed in missed.items():
+            item = todo[label]
+            item["tried"][targets[label]] = placed
+            if not [n for n in item["allowed"] if n not in item["tried"]]:
+                tried = "; ".join(f"to {t}: the cluster put it on {', '.join(p) or 'no node'}"
+                                  for t, p in item["tried"].items())
+                refused[label] = f"no survivor takes it ({tried})"
+                del todo[label]
+    else:
+        for label in list(todo):
+            refused[label] = "no stable target was found"
+            del todo[label]
+    targets = {label: target for label, target in targets.items() if label in todo}
+    left = sorted(rid for rid, item in tree.items() if node in item["nodes"])
+    if left:
+        raise CommandExecutionError(f"the simulation still places {', '.join(left)} on {node}")
+    plan = {}
+    for label, target in targets.items():
+        item = todo[label]
+        plan[label] = {"from": node, "to": target, "constraint": _shift_id(item["rsc"], node, item["role"]),
+                       "score": item["score"]}
+        if item["role"]:
+            plan[label]["role"] = item["role"]
     if plan and not test:
-        added = {step["constraint"]: config["locations"][step["constraint"]] for step in plan.values()}
-        _write_edit(lambda cur: _locations_changed(cur, set_=added), cib_file)
-    return {"plan": plan, "placement": placement}
+        added = shifts(targets)
+        _write_edit(lambda root: _apply(root, {"locations": added}), cib_file)
+    if refused:
+        __context__["retcode"] = 1
+    return {"plan": plan, "skipped": skipped, "refused": refused, "placement": _flatten(tree)}
 
 
 def restore(node, cib_file=None, test=False):
     """
-    Undo ``shift_away(node)``: remove the ``lo_hastack_shift_*_from_<node>`` constraints,
-    so the original preferences for ``node`` apply again. Returns the removed ids.
+    Undo ``shift_away(node)``: remove its ``lo_hastack_shift_*_from_<node>``
+    constraints, so the original preferences for ``node`` apply again and the
+    constraints are exactly as they were before the shift. Returns the removed ids.
+
+    node
+        The node that is back.
+    cib_file
+        Work on this CIB file instead of the live cluster's CIB.
+    test
+        Only say what would be removed.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call pacemaker.restore alice
+        salt '*' pacemaker.restore alice
     """
-    removed = sorted(lid for lid in configuration(cib_file)["locations"]
-                     if lid.startswith(SHIFT_PREFIX) and lid.endswith(f"_from_{node}"))
+    mine = re.compile(rf"^{SHIFT_PREFIX}.+_from_{re.escape(node)}(_promoted|_unpromoted)?$")
+    removed = sorted(lid for lid in configuration(cib_file)["locations"] if mine.match(lid))
     if removed and not test:
-        _write_edit(lambda cur: _locations_changed(cur, remove=removed), cib_file)
+        _remove_ids(removed, cib_file)
     return removed

@@ -8,39 +8,24 @@ The control plane's Pacemaker configuration, declared as pillar data.
         - nodes: [alice, bob, charlie]
         - config: {properties: ..., primitives: ..., groups: ..., locations: ...}
 
-Every attribute of every item is compared (not just that an id exists). ``changes``
-are ``{"<section>:<id>": {old, new}}``. The candidate is checked with ``crm_verify``
-before it is written; the write is one epoch-guarded patch, retried on a fresh read
-when someone else wrote first, so applying from several nodes at once loses nothing.
+Every declared attribute of every declared item is compared (not just that an id
+exists), and only those are written: what an operator set beside them (other
+parameters, meta attributes, operations, whole sections) stays as it is. ``changes``
+are ``{"<section>:<id>": {old, new}}`` with the declared part of each item. The
+candidate is checked with ``crm_verify`` before it is written; the write is one
+epoch-guarded patch, retried on a fresh read when someone else wrote first, so
+applying from several nodes at once loses nothing.
 """
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "pacemaker"
-SECTIONS = ("properties", "resource_defaults", "primitives", "groups", "clones", "locations",
-            "colocations", "orders")
 
 
 def __virtual__():
-    if "pacemaker.configuration" not in __salt__:
+    if "pacemaker.diff" not in __salt__:
         return (False, "pacemaker state: the pacemaker execution module is not available")
     return __virtualname__
-
-
-def _diff(current, wanted, remove_undeclared):
-    changes = {}
-    for section in SECTIONS:
-        have, want = current.get(section) or {}, wanted.get(section) or {}
-        if section in ("properties", "resource_defaults"):
-            keys = set(want) | (set(have) if remove_undeclared else set())
-            for name in sorted(keys):
-                if have.get(name) != want.get(name):
-                    changes[f"{section}:{name}"] = {"old": have.get(name), "new": want.get(name)}
-            continue
-        for item_id in sorted(set(want) | (set(have) if remove_undeclared else set())):
-            if have.get(item_id) != want.get(item_id):
-                changes[f"{section}:{item_id}"] = {"old": have.get(item_id), "new": want.get(item_id)}
-    return changes
 
 
 def configured(name, config, nodes, cib_file=None, remove_undeclared=False):
@@ -56,13 +41,15 @@ def configured(name, config, nodes, cib_file=None, remove_undeclared=False):
     cib_file
         Work on a CIB file instead of the live cluster.
     remove_undeclared
-        Also remove items the declaration does not name (default: leave them).
+        Also remove whole items of the declared sections that the declaration does not
+        name (default: leave them). The failover's shifts, ``crm_resource`` moves and
+        bans, and fencing devices always stay.
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     try:
         wanted = __salt__["pacemaker.validate"](config, nodes)
-        current = __salt__["pacemaker.configuration"](cib_file=cib_file)
-        changes = _diff(current, wanted, remove_undeclared)
+        changes = __salt__["pacemaker.diff"](wanted, cib_file=cib_file,
+                                             remove_undeclared=remove_undeclared)
         if not changes:
             ret["comment"] = "The Pacemaker configuration is as declared"
             return ret
@@ -76,11 +63,11 @@ def configured(name, config, nodes, cib_file=None, remove_undeclared=False):
             ret.update(result=None, changes=changes,
                        comment=f"{len(changes)} item(s) would change")
             return ret
-        # The merge with undeclared items happens inside the epoch-guarded write, on the
-        # CIB as it is then: a concurrent writer's additions are kept, not overwritten.
+        # The edit is made inside the epoch-guarded write, on the CIB as it is then: a
+        # concurrent writer's changes are kept, not overwritten.
         __salt__["pacemaker.write"](wanted, cib_file=cib_file, remove_undeclared=remove_undeclared)
-        remaining = _diff(__salt__["pacemaker.configuration"](cib_file=cib_file), wanted,
-                          remove_undeclared)
+        remaining = __salt__["pacemaker.diff"](wanted, cib_file=cib_file,
+                                               remove_undeclared=remove_undeclared)
     except (CommandExecutionError, SaltInvocationError) as err:
         ret.update(result=False, comment=str(err))
         return ret

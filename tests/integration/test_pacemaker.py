@@ -143,7 +143,8 @@ def test_shift_away_moves_what_prefers_the_dead_node_and_restore_undoes_it(pcmk_
     assert rc == 0, planned
     # Least loaded survivor with alice failed: bob takes the VIP and everything with it.
     assert planned["plan"] == {"p_nova-compute-host1": {
-        "from": "alice", "to": "charlie", "constraint": "lo_hastack_shift_p_nova-compute-host1_from_alice"}}
+        "from": "alice", "to": "charlie", "constraint": "lo_hastack_shift_p_nova-compute-host1_from_alice",
+        "score": "10000"}}
     rc, conf = alice.call("pacemaker.configuration", f"cib_file={alice.cib}")
     assert not [lid for lid in conf["locations"] if lid.startswith("lo_hastack_shift_")]
 

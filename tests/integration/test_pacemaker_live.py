@@ -69,7 +69,8 @@ def test_apply_kill_shift_and_restore_on_a_live_cluster(cluster):
     pcmklab.wait_until_offline(cluster, "alice", seen_from="bob")
     shifted = call(bob, "pacemaker.shift_away", "alice", f"nodes={NODES}", "fallback=[bob]")
     assert shifted["plan"] == {"p_nova-compute-host1": {
-        "from": "alice", "to": "bob", "constraint": "lo_hastack_shift_p_nova-compute-host1_from_alice"}}
+        "from": "alice", "to": "bob", "constraint": "lo_hastack_shift_p_nova-compute-host1_from_alice",
+        "score": "10000"}}
     live = pcmklab.wait_for_placement(bob, shifted["placement"])
     assert live == shifted["placement"]
     assert live["p_nova-compute-host1"] == "bob"
