@@ -78,6 +78,8 @@ NVPAIR_SECTIONS = {  # section: (configuration child, block tag, id of a new blo
 }
 CONSTRAINT_TAGS = {"locations": "rsc_location", "colocations": "rsc_colocation",
                    "orders": "rsc_order"}
+# crm_diff writes the (epoch-guardable) v2 patch format for CIBs of feature set 3.0.9 on.
+V2_PATCH_FEATURE_SET = "3.0.9"
 # cibadmin: "Update was older than existing configuration": someone else wrote first.
 RC_OLD_DATA = 103
 # Properties Pacemaker keeps for itself; nobody declares them.
@@ -319,8 +321,13 @@ def _read_configuration(root):
     resources = conf.find("resources")
     if resources is None:
         resources = ET.Element("resources")
-    for prim in resources.iter("primitive"):
-        data["primitives"][prim.get("id")] = _primitive_data(prim)
+    # A bundle's primitive belongs to the bundle, which hastack does not model.
+    for prim in (resources.findall("primitive") + resources.findall("group/primitive")
+                 + resources.findall("*/primitive") + resources.findall("*/group/primitive")):
+        if prim.get("id") not in data["primitives"]:
+            data["primitives"][prim.get("id")] = _primitive_data(prim)
+    for prim in resources.findall("bundle/primitive"):
+        data["primitives"].pop(prim.get("id"), None)
     for group in resources.iter("group"):
         data["groups"][group.get("id")] = {
             "resources": [p.get("id") for p in group.findall("primitive")],
@@ -500,13 +507,23 @@ def _view(current, want):
     return out
 
 
-def _kept(section, item_id, item):
+def _fencing_ids(current):
+    return {rid for rid, prim in current["primitives"].items()
+            if str(prim.get("agent") or "").startswith("stonith:")}
+
+
+def _kept(section, item_id, item, fencing):
     """Undeclared items that ``remove_undeclared`` leaves alone: the failover's shifts,
-    the operators' own moves and bans (``crm_resource --move/--ban``), fencing devices."""
-    if section == "locations":
-        return item_id.startswith(SHIFT_PREFIX) or item_id.startswith(CLI_PREFIXES)
+    the operators' own moves and bans (``crm_resource --move/--ban``), fencing devices
+    (ids in ``fencing``) and the constraints that place them."""
     if section == "primitives":
-        return str(item.get("agent") or "").startswith("stonith:")
+        return item_id in fencing
+    if section in CONSTRAINT_TAGS:
+        if item_id.startswith(SHIFT_PREFIX) or item_id.startswith(CLI_PREFIXES):
+            return True
+        refs = {item.get(k) for k in ("rsc", "with_rsc", "first", "then")} - {None}
+        refs |= {r for rset in item.get("sets") or [] for r in rset["resources"]}
+        return bool(refs) and refs <= fencing
     return False
 
 
@@ -514,6 +531,7 @@ def _diff(current, wanted, remove_undeclared=False):
     """``{"<section>:<id>": {old, new}}``: what a write of ``wanted`` changes."""
     changes = {}
     declared_primitives = set(wanted.get("primitives") or {})
+    fencing = _fencing_ids(current)
     for section in SECTIONS:
         have, want = current.get(section) or {}, wanted.get(section) or {}
         for item_id in sorted(want):
@@ -526,7 +544,7 @@ def _diff(current, wanted, remove_undeclared=False):
                 changes[f"{section}:{item_id}"] = {"old": old, "new": want[item_id]}
         if remove_undeclared:
             for item_id in sorted(set(have) - set(want)):
-                if not _kept(section, item_id, have[item_id]):
+                if not _kept(section, item_id, have[item_id], fencing):
                     changes[f"{section}:{item_id}"] = {"old": have[item_id], "new": None}
     return changes
 
@@ -776,10 +794,11 @@ def _apply(root, wanted, remove_undeclared=False, remove=()):
         _apply_alert(conf, aid, spec, ids)
     doomed = list(remove)
     if remove_undeclared:
+        fencing = _fencing_ids(current)
         for section in ("primitives", "groups", "clones", "locations", "colocations", "orders",
                         "alerts"):
             doomed += [item_id for item_id, item in current[section].items()
-                       if item_id not in wanted[section] and not _kept(section, item_id, item)]
+                       if item_id not in wanted[section] and not _kept(section, item_id, item, fencing)]
     keep = set(wanted["primitives"]) | set(wanted["groups"])
     _remove_items(conf, doomed, keep)
     _drop_empty_containers(conf)
@@ -1047,11 +1066,17 @@ def _write_edit(edit, cib_file=None, retries=5):
             old = _query(cib_file)
             root = _parse(old)
             epoch = int(root.get("epoch", 0))
-            new = ET.tostring(edit(root), encoding="unicode")
+            new = edit(_parse(old))
+            if _version(root.get("crm_feature_set")) < _version(V2_PATCH_FEATURE_SET):
+                # A CIB from before Pacemaker 1.1.12 (an upgraded cluster) makes crm_diff
+                # write a v1 diff, which cannot be epoch-guarded (its digest covers
+                # num_updates): diff as if the feature set were newer; the CIB keeps its own.
+                for doc in (root, new):
+                    doc.set("crm_feature_set", V2_PATCH_FEATURE_SET)
             with open(old_path, "w", encoding="utf-8") as fh:
-                fh.write(old)
+                fh.write(ET.tostring(root, encoding="unicode"))
             with open(new_path, "w", encoding="utf-8") as fh:
-                fh.write(new)
+                fh.write(ET.tostring(new, encoding="unicode"))
             patch = _patch(old_path, new_path)
             if patch is None:
                 return epoch
@@ -1067,6 +1092,10 @@ def _write_edit(edit, cib_file=None, retries=5):
                 raise
             return int(_parse(_query(cib_file)).get("epoch", 0))
     raise CommandExecutionError("pacemaker: the CIB kept changing; gave up")
+
+
+def _version(text):
+    return tuple(int(part) for part in re.findall(r"\d+", text or "0"))
 
 
 def _patch(old_path, new_path):
@@ -1532,12 +1561,12 @@ def _score_value(score):
 
 
 def _preference(loc, node):
-    """The score with which location ``loc`` draws its resources to ``node``, or None:
-    ``node=`` with a positive score, or a rule with a positive score that holds on
+    """``(score, role)`` with which location ``loc`` draws its resources to ``node``, or
+    None: ``node=`` with a positive score, or a rule with a positive score that holds on
     ``node`` by name (``#uname eq node``: how ``crm_resource --move --lifetime`` and
     ``pcs constraint location ... rule`` say it)."""
     if loc.get("node") == node and loc.get("score") is not None:
-        return loc["score"] if _score_value(loc["score"]) > 0 else None
+        return (loc["score"], loc.get("role")) if _score_value(loc["score"]) > 0 else None
     for rule in loc.get("rules") or []:
         if rule.get("boolean-op", "and") != "and" or "score" not in rule:
             continue
@@ -1546,7 +1575,7 @@ def _preference(loc, node):
         for child in rule.get("expressions") or []:
             body = child.get("expression") or {}
             if (body.get("attribute"), body.get("operation"), body.get("value")) == ("#uname", "eq", node):
-                return rule["score"]
+                return rule["score"], rule.get("role") or loc.get("role")
     return None
 
 
@@ -1581,12 +1610,13 @@ def _preferring(conf, node):
     for lid, loc in sorted(conf["locations"].items()):
         if lid.startswith(SHIFT_PREFIX) or lid.startswith("cli-ban-"):
             continue
-        score = _preference(loc, node)
-        if score is None:
+        found = _preference(loc, node)
+        if found is None:
             continue
+        score, role = found
         rscs = [loc["rsc"]] if loc.get("rsc") else [r for s in loc.get("sets") or []
                                                       for r in s["resources"]]
-        role = _role(loc.get("role")) if loc.get("role") and _role(loc["role"]) != "Started" else None
+        role = _role(role) if role and _role(role) != "Started" else None
         for rsc in rscs:
             key = (rsc, role)
             if key not in out or _score_value(score) > _score_value(out[key]):
@@ -1650,14 +1680,12 @@ def shift_away(node, nodes, fallback=None, cib_file=None, test=False):
         if reason:
             skipped[label] = reason
             continue
-        allowed = [n for n in survivors if (scores.get(rsc) or {}).get(n) != "-INFINITY"]
-        if not allowed:
-            refused[label] = ("no surviving node may run it (allocation score -INFINITY on "
-                              f"{', '.join(survivors)})")
-            continue
+        # Survivors Pacemaker bans it from (allocation score -INFINITY with the node
+        # failed) come last: a shift of what it depends on may still open them.
+        banned = [n for n in survivors if (scores.get(rsc) or {}).get(n) == "-INFINITY"]
         size = sum(1 for rid in conf["primitives"] if rsc in _lineage(conf, rid)) or 1
-        todo[label] = {"rsc": rsc, "role": role, "score": score, "allowed": allowed, "size": size,
-                       "tried": {}}
+        todo[label] = {"rsc": rsc, "role": role, "score": score, "banned": banned, "size": size,
+                       "tried": {}, "next": []}
 
     def shifts(targets):
         out = {}
@@ -1669,13 +1697,27 @@ def shift_away(node, nodes, fallback=None, cib_file=None, test=False):
             out[_shift_id(item["rsc"], node, item["role"])] = loc
         return out
 
+    def choose(item, loads):
+        untried = [n for n in survivors if n not in item["tried"]]
+        for group in (item["next"], preferred):
+            ordered = [n for n in group if n in untried and n not in item["banned"]]
+            if ordered:
+                return ordered[0]
+        allowed = [n for n in untried if n not in item["banned"]] or untried
+        return min(allowed, key=lambda n: (loads[n], n)) if allowed else None
+
     targets, tree = {}, base_tree
     for _ in range(len(survivors) + 1):
         targets, loads = {}, dict(load)
-        for label, item in todo.items():
-            candidates = [n for n in item["allowed"] if n not in item["tried"]]
-            ordered = [n for n in preferred if n in candidates]
-            target = ordered[0] if ordered else min(candidates, key=lambda n: (loads[n], n))
+        for label, item in list(todo.items()):
+            target = choose(item, loads)
+            if target is None:
+                tried = "; ".join(f"to {t}: the cluster put it on {', '.join(p) or 'no node'}"
+                                  + (" (allocation score -INFINITY)" if t in item["banned"] else "")
+                                  for t, p in item["tried"].items())
+                refused[label] = f"no survivor takes it ({tried})"
+                del todo[label]
+                continue
             loads[target] += item["size"]
             targets[label] = target
         if not targets:
@@ -1688,13 +1730,9 @@ def shift_away(node, nodes, fallback=None, cib_file=None, test=False):
         if not missed:
             break
         for label, placed in missed.items():
-            item = todo[label]
-            item["tried"][targets[label]] = placed
-            if not [n for n in item["allowed"] if n not in item["tried"]]:
-                tried = "; ".join(f"to {t}: the cluster put it on {', '.join(p) or 'no node'}"
-                                  for t, p in item["tried"].items())
-                refused[label] = f"no survivor takes it ({tried})"
-                del todo[label]
+            # Next, try where the cluster itself put it.
+            todo[label]["tried"][targets[label]] = placed
+            todo[label]["next"] = [n for n in placed if n in survivors]
     else:
         for label in list(todo):
             refused[label] = "no stable target was found"
