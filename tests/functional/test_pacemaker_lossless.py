@@ -5,6 +5,7 @@ fact; a second apply changes nothing; test=True predicts the real run."""
 
 import os
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -13,7 +14,8 @@ import yaml
 from lab import pcmklab
 from tests.helpers import undeclared_changes
 
-DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DATA = os.path.join(REPO, "tests", "data")
 LISTING2_NODES = ["alice", "bob", "charlie"]
 
 
@@ -239,3 +241,23 @@ def test_bad_declarations_are_named(loader, extra, message):
     with pytest.raises(Exception) as err:
         funcs["pacemaker.validate"](config, ["alice", "bob"])
     assert message in str(err.value)
+
+
+def run_writers(argvs):
+    """Start writer processes at once; return their (rc, output)."""
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              cwd=REPO)
+             for argv in argvs]
+    return [(p.wait(timeout=300), p.stdout.read()) for p in procs]
+
+
+def test_two_writers_on_one_cib_file_lose_nothing_and_no_read_fails(loader, corpus):
+    funcs, _ = loader
+    cib = corpus("listing2-operator.xml")
+    writer = [sys.executable, "-m", "tests.cib_writer"]
+    results = run_writers([writer + [name, "20", "p_nova-compute-host3", "charlie", cib]
+                           for name in ("w1", "w2")] + [writer + ["r", "150", "-", "-", cib]])
+    assert [rc for rc, _ in results] == [0, 0, 0], results
+    locations = funcs["pacemaker.configuration"](cib_file=cib)["locations"]
+    assert {f"lo_{w}_{i}" for w in ("w1", "w2") for i in range(20)} <= set(locations)
+    crm_verify(cib)
