@@ -2,10 +2,13 @@
 namespace per node, corosync on 127.0.0.1-3, ``ocf:pacemaker:Dummy`` in place of the
 OpenStack agents, no fencing device). Salt runs inside the nodes, as on real
 controllers: the configuration is applied from two nodes at once, a node is killed,
-``shift_away`` runs on a survivor and what ``crm_mon`` then shows is the simulated plan."""
+``shift_away`` runs on a survivor and what ``crm_mon`` then shows is the simulated plan,
+for a primitive and for a group that prefer the dead node."""
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 
@@ -14,6 +17,7 @@ import pytest
 from lab import pcmklab
 
 NODES = ["alice", "bob", "charlie"]
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +32,20 @@ def cluster():
         shutil.rmtree(d, ignore_errors=True)
 
 
+def live_pillar():
+    """Listing 2 plus a group that prefers alice (how most clusters say where a service
+    should run)."""
+    pillar = pcmklab.listing2()
+    pcmk = pillar["hastack"]["pacemaker"]
+    for rid in ("p_extra_a", "p_extra_b"):
+        pcmk["primitives"][rid] = {"agent": "ocf:pacemaker:Dummy"}
+    pcmk["groups"]["g_extra"] = ["p_extra_a", "p_extra_b"]
+    pcmk["locations"]["lo_extra_prefer_alice"] = {"rsc": "g_extra", "node": "alice", "score": 5000}
+    return pillar
+
+
 def minion(facts, node):
-    return pcmklab.node_minion(facts, node, pcmklab.listing2())
+    return pcmklab.node_minion(facts, node, live_pillar())
 
 
 def call(m, *args):
@@ -54,6 +70,20 @@ def test_apply_kill_shift_and_restore_on_a_live_cluster(cluster):
     assert [ret["changes"] for ret in again.values()] == [{}]
     assert call(bob, "pacemaker.verify")["valid"] is True
 
+    # Two writers from two nodes, 20 rounds each, with a reader beside them: every write
+    # lands, no read fails (each write stays epoch-guarded and is retried on a conflict).
+    writer = [sys.executable, "-m", "tests.cib_writer"]
+    procs = [subprocess.Popen(pcmklab.node_argv(cluster, node, writer + args),
+                              env=dict(os.environ, PYTHONPATH=REPO),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for node, args in (("alice", ["w1", "20", "p_nova-compute-host3", "charlie"]),
+                                ("bob", ["w2", "20", "p_nova-compute-host3", "charlie"]),
+                                ("charlie", ["r", "60", "-", "-"]))]
+    results = [(p.wait(timeout=300), p.stdout.read()) for p in procs]
+    assert [rc for rc, _ in results] == [0, 0, 0], results
+    locations = call(alice, "pacemaker.configuration")["locations"]
+    assert {f"lo_{w}_{i}" for w in ("w1", "w2") for i in range(20)} <= set(locations)
+
     planned = call(alice, "pacemaker.simulate", f"online={NODES}")
     live = pcmklab.wait_for_placement(alice, planned)
     assert live == planned
@@ -68,21 +98,25 @@ def test_apply_kill_shift_and_restore_on_a_live_cluster(cluster):
     pcmklab.kill(cluster, "alice")
     pcmklab.wait_until_offline(cluster, "alice", seen_from="bob")
     shifted = call(bob, "pacemaker.shift_away", "alice", f"nodes={NODES}", "fallback=[bob]")
-    assert shifted["plan"] == {"p_nova-compute-host1": {
-        "from": "alice", "to": "bob", "constraint": "lo_hastack_shift_p_nova-compute-host1_from_alice",
-        "score": "10000"}}
+    assert shifted["plan"] == {
+        "p_nova-compute-host1": {"from": "alice", "to": "bob", "score": "10000",
+                                 "constraint": "lo_hastack_shift_p_nova-compute-host1_from_alice"},
+        "g_extra": {"from": "alice", "to": "bob", "score": "5000",
+                    "constraint": "lo_hastack_shift_g_extra_from_alice"}}
     live = pcmklab.wait_for_placement(bob, shifted["placement"])
     assert live == shifted["placement"]
     assert live["p_nova-compute-host1"] == "bob"
+    assert live["g_extra"] == live["p_extra_a"] == live["p_extra_b"] == "bob"
     assert "alice" not in str(live)
     assert call(bob, "pacemaker.status")["nodes"]["alice"]["online"] is False
 
     # alice comes back; restore puts host1 home (everything else stays where it is).
     pcmklab.restart(cluster, "alice")
     alice = minion(cluster, "alice")
-    assert call(alice, "pacemaker.restore", "alice") == ["lo_hastack_shift_p_nova-compute-host1_from_alice"]
+    assert call(alice, "pacemaker.restore", "alice") == ["lo_hastack_shift_g_extra_from_alice",
+                                                         "lo_hastack_shift_p_nova-compute-host1_from_alice"]
     back = call(alice, "pacemaker.simulate", f"online={NODES}")
     live = pcmklab.wait_for_placement(alice, back)
     assert live == back
-    assert live["p_nova-compute-host1"] == "alice"
+    assert live["p_nova-compute-host1"] == "alice" and live["g_extra"] == "alice"
     assert live["p_quantum-agent-plugin-openvswitch"] == NODES
