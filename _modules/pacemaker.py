@@ -663,16 +663,22 @@ def _apply_constraint(el, spec, ids):
             el.remove(rset)
 
 
-def _apply_alert(conf, aid, spec, ids):
-    alerts = _child(conf, "alerts")
-    el = _declared_as(conf, aid, ("alert",), "an alert")
+def _alert_part(parent, conf, item_id, tag, attr, spec, ids):
+    """An alert or recipient: found or created, its one valued attribute (``path``,
+    ``value``) and its meta/params set."""
+    el = _declared_as(conf, item_id, (tag,), f"an alert {tag}" if tag != "alert" else "an alert")
     if el is None:
-        el = ET.SubElement(alerts, "alert", id=aid, path=spec["path"])
-    elif el.get("path") != spec["path"]:
-        el.set("path", spec["path"])
-    for part, tag in (("meta", "meta_attributes"), ("params", "instance_attributes")):
+        el = ET.SubElement(parent, tag, {"id": item_id, attr: spec[attr]})
+    elif el.get(attr) != spec[attr]:
+        el.set(attr, spec[attr])
+    for part, block in (("meta", "meta_attributes"), ("params", "instance_attributes")):
         if spec.get(part):
-            _set_nvpairs(el, tag, f"{aid}-{tag}", spec[part], ids)
+            _set_nvpairs(el, block, f"{item_id}-{block}", spec[part], ids)
+    return el
+
+
+def _apply_alert(conf, aid, spec, ids):
+    el = _alert_part(_child(conf, "alerts"), conf, aid, "alert", "path", spec, ids)
     if "select" in spec and _alert_data(el).get("select") != spec["select"]:
         for old in el.findall("select"):
             el.remove(old)
@@ -683,14 +689,7 @@ def _apply_alert(conf, aid, spec, ids):
             recipients = [i for i, c in enumerate(el) if c.tag == "recipient"]
             el.insert(recipients[0] if recipients else len(el), select)
     for rid, rspec in (spec.get("recipients") or {}).items():
-        rel = _declared_as(conf, rid, ("recipient",), "an alert recipient")
-        if rel is None:
-            rel = ET.SubElement(el, "recipient", id=rid, value=rspec["value"])
-        elif rel.get("value") != rspec["value"]:
-            rel.set("value", rspec["value"])
-        for part, tag in (("meta", "meta_attributes"), ("params", "instance_attributes")):
-            if rspec.get(part):
-                _set_nvpairs(rel, tag, f"{rid}-{tag}", rspec[part], ids)
+        _alert_part(el, conf, rid, "recipient", "value", rspec, ids)
 
 
 def _apply_resources(conf, wanted, ids):
