@@ -1697,6 +1697,8 @@ def shift_away(node, nodes, fallback=None, cib_file=None, test=False):
         return out
 
     def choose(item, loads):
+        if item.get("held"):  # it landed on its target last round: keep it there
+            return item["held"]
         untried = [n for n in survivors if n not in item["tried"]]
         for group in (item["next"], preferred):
             ordered = [n for n in group if n in untried and n not in item["banned"]]
@@ -1728,6 +1730,8 @@ def shift_away(node, nodes, fallback=None, cib_file=None, test=False):
                   if target not in _where(tree, todo[label]["rsc"], todo[label]["role"])}
         if not missed:
             break
+        for label, target in targets.items():
+            todo[label]["held"] = None if label in missed else target
         for label, placed in missed.items():
             # Next, try where the cluster itself put it.
             todo[label]["tried"][targets[label]] = placed

@@ -170,7 +170,8 @@ def test_shift_a_group_a_clone_and_a_promotable_clone_on_four_nodes(loader, corp
     shifted = funcs["pacemaker.shift_away"]("ctl-a", nodes, cib_file=cib)
     assert shifted["plan"] == planned["plan"] and shifted["refused"] == {}, shifted
     plan = shifted["plan"]
-    assert {"grp_db", "grp_mq", "vip_public", "redis-clone (Promoted)"} <= set(plan)
+    assert {"grp_db", "grp_mq", "vip_public", "haproxy-clone", "redis-clone (Promoted)"} <= set(plan)
+    assert plan["haproxy-clone"]["to"] != "ctl-d"  # banned there: never a target
     assert plan["redis-clone (Promoted)"]["constraint"] == "lo_hastack_shift_redis-clone_from_ctl-a_promoted"
     assert plan["grp_db"]["score"] == "600" and plan["grp_mq"]["score"] == "300"
 
