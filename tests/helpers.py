@@ -49,10 +49,14 @@ def cluster_snapshot(facts):
 
 
 def files_snapshot(path):
+    """Every file under ``path`` with its bytes; the empty ``<cib>.lock`` files that
+    pacemaker reads and writes take (no content, no setting) are left out."""
     out = {}
     for root, _, files in os.walk(path):
         for name in files:
             full = os.path.join(root, name)
+            if name.endswith(".xml.lock"):
+                continue
             with open(full, "rb") as fh:
                 out[full] = fh.read()
     return out
