@@ -223,10 +223,6 @@ def _set_nvpairs(parent, tag, block_id, values, ids, remove=()):
                     block.remove(nv)
 
 
-def _parents(root):
-    return {child: parent for parent in root.iter() for child in parent}
-
-
 # --------------------------------------------------------------------------- CIB -> data
 
 
@@ -322,12 +318,10 @@ def _read_configuration(root):
     if resources is None:
         resources = ET.Element("resources")
     # A bundle's primitive belongs to the bundle, which hastack does not model.
-    for prim in (resources.findall("primitive") + resources.findall("group/primitive")
-                 + resources.findall("*/primitive") + resources.findall("*/group/primitive")):
-        if prim.get("id") not in data["primitives"]:
+    in_bundles = {p.get("id") for p in resources.findall("bundle/primitive")}
+    for prim in resources.iter("primitive"):
+        if prim.get("id") not in in_bundles:
             data["primitives"][prim.get("id")] = _primitive_data(prim)
-    for prim in resources.findall("bundle/primitive"):
-        data["primitives"].pop(prim.get("id"), None)
     for group in resources.iter("group"):
         data["groups"][group.get("id")] = {
             "resources": [p.get("id") for p in group.findall("primitive")],
@@ -1193,6 +1187,22 @@ def _check_constraint(spec, key, pair, extras, resources):
         _check_score(spec["score"], f"{key}:score")
 
 
+def _container_spec(spec, key, inner, form):
+    """What a group or clone holds: the plain form, or ``inner`` of ``{inner, meta}``."""
+    if isinstance(spec, dict):
+        _need(not set(spec) - {inner, "meta"}, key, form)
+        _check_mapping(spec.get("meta") or {}, f"{key}:meta")
+        return spec.get(inner)
+    return spec
+
+
+def _claim(members, member, owner, key, known, what):
+    """``member`` goes into ``owner`` (a group or clone): known, and in nothing else."""
+    _need(known, key, f"'{member}' is not {what} here")
+    _need(member not in members, key, f"'{member}' is already in {members.get(member)}")
+    members[member] = owner
+
+
 def validate(config, nodes, base="hastack:pacemaker"):
     """
     Check a declaration (the plain shape plus ``nodes``) and return it in canonical form.
@@ -1250,24 +1260,14 @@ def validate(config, nodes, base="hastack:pacemaker"):
     members = {}
     for gid, group in groups.items():
         key = f"{base}:groups:{gid}"
-        if isinstance(group, dict):
-            _need(not set(group) - {"resources", "meta"}, key, "a list of primitives, or {resources, meta}")
-            _check_mapping(group.get("meta") or {}, f"{key}:meta")
-            group = group.get("resources")
+        group = _container_spec(group, key, "resources", "a list of primitives, or {resources, meta}")
         _need(isinstance(group, list) and group, key, "a list of primitives")
         for member in group:
-            _need(member in primitives, key, f"'{member}' is not a primitive here")
-            _need(member not in members, key, f"'{member}' is already in {members.get(member)}")
-            members[member] = gid
+            _claim(members, member, gid, key, member in primitives, "a primitive")
     for cid, clone in clones.items():
         key = f"{base}:clones:{cid}"
-        if isinstance(clone, dict):
-            _need(not set(clone) - {"rsc", "meta"}, key, "a primitive or group, or {rsc, meta}")
-            _check_mapping(clone.get("meta") or {}, f"{key}:meta")
-            clone = clone.get("rsc")
-        _need(clone in primitives or clone in groups, key, f"'{clone}' is not a primitive or group here")
-        _need(clone not in members, key, f"'{clone}' is already in {members.get(clone)}")
-        members[clone] = cid
+        clone = _container_spec(clone, key, "rsc", "a primitive or group, or {rsc, meta}")
+        _claim(members, clone, cid, key, clone in primitives or clone in groups, "a primitive or group")
     resources = set(primitives) | set(groups) | set(clones)
     for lid, loc in (config.get("locations") or {}).items():
         key = f"{base}:locations:{lid}"
@@ -1628,6 +1628,87 @@ def _where(tree, rsc, role):
     return item["promoted"] if role == "Promoted" else item["nodes"]
 
 
+def _shift_work(conf, node, survivors, scores):
+    """What a shift away from ``node`` has to move: ``({label: item}, {label: reason
+    it is skipped})``; a label is the resource, with its role when it has one."""
+    todo, skipped = {}, {}
+    for (rsc, role), score in sorted(_preferring(conf, node).items(),
+                                     key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        label = rsc if role is None else f"{rsc} ({role})"
+        reason = _not_shiftable(conf, rsc)
+        if reason:
+            skipped[label] = reason
+            continue
+        todo[label] = {
+            "rsc": rsc, "role": role, "score": score,
+            # Survivors Pacemaker bans it from (allocation score -INFINITY with the node
+            # failed) come last: a shift of what it depends on may still open them.
+            "banned": [n for n in survivors if (scores.get(rsc) or {}).get(n) == "-INFINITY"],
+            "size": sum(1 for rid in conf["primitives"] if rsc in _lineage(conf, rid)) or 1,
+            "tried": {},  # target: where the simulation put it instead
+            "next": [],   # where the cluster itself put it last time
+        }
+    return todo, skipped
+
+
+def _shift_locations(todo, targets, node):
+    """The ``lo_hastack_shift_*`` locations that send each resource to its target."""
+    out = {}
+    for label, target in targets.items():
+        item = todo[label]
+        loc = {"rsc": item["rsc"], "node": target, "score": item["score"]}
+        if item["role"]:
+            loc["role"] = item["role"]
+        out[_shift_id(item["rsc"], node, item["role"])] = loc
+    return out
+
+
+def _choose_target(item, survivors, preferred, loads):
+    """The next survivor to try: where the cluster put it, else the first preferred one,
+    else the least loaded; banned survivors last; None when every one was tried."""
+    untried = [n for n in survivors if n not in item["tried"]]
+    for group in (item["next"], preferred):
+        ordered = [n for n in group if n in untried and n not in item["banned"]]
+        if ordered:
+            return ordered[0]
+    allowed = [n for n in untried if n not in item["banned"]] or untried
+    return min(allowed, key=lambda n: (loads[n], n)) if allowed else None
+
+
+def _settle_targets(text, nodes, node, todo, load, preferred):
+    """Targets for ``todo`` that all hold in one simulation with ``node`` failed:
+    ``(targets, placement tree or None, {label: why refused})``. A resource the cluster
+    puts elsewhere is retried there, then on the next candidate; one that landed keeps
+    its target. Every miss uses up a candidate, so this ends."""
+    survivors = [n for n in nodes if n != node]
+    held, refused = {}, {}
+    while True:
+        targets, loads = {}, dict(load)
+        for label, item in list(todo.items()):
+            target = held.get(label) or _choose_target(item, survivors, preferred, loads)
+            if target is None:
+                tried = "; ".join(f"to {t}: the cluster put it on {', '.join(p) or 'no node'}"
+                                  + (" (allocation score -INFINITY)" if t in item["banned"] else "")
+                                  for t, p in item["tried"].items())
+                refused[label] = f"no survivor takes it ({tried})"
+                del todo[label]
+                continue
+            loads[target] += item["size"]
+            targets[label] = target
+        if not targets:
+            return {}, None, refused
+        candidate = _candidate(text, {"locations": _shift_locations(todo, targets, node)})
+        tree = _simulated_tree(_simulated(candidate, nodes, [node]))
+        placed = {label: _where(tree, todo[label]["rsc"], todo[label]["role"]) for label in targets}
+        missed = [label for label, target in targets.items() if target not in placed[label]]
+        if not missed:
+            return targets, tree, refused
+        held = {label: target for label, target in targets.items() if label not in missed}
+        for label in missed:
+            todo[label]["tried"][targets[label]] = placed[label]
+            todo[label]["next"] = [n for n in placed[label] if n in survivors]
+
+
 def shift_away(node, nodes, fallback=None, cib_file=None, test=False):
     """
     Move everything that prefers ``node`` (a location with a positive score for it, by
@@ -1668,95 +1749,26 @@ def shift_away(node, nodes, fallback=None, cib_file=None, test=False):
     text = cib_xml(cib_file)
     conf = parse_configuration(text)
     base = _simulated(text, nodes, [node], scores=True)
-    base_tree, scores = _simulated_tree(base), _allocation_scores(base)
+    base_tree = _simulated_tree(base)
     load = {n: sum(1 for rid in conf["primitives"] if n in (base_tree.get(rid) or {}).get("nodes", []))
             for n in survivors}
+    todo, skipped = _shift_work(conf, node, survivors, _allocation_scores(base))
     preferred = [n for n in (fallback or []) if n in survivors]
-    skipped, refused, todo = {}, {}, {}
-    for (rsc, role), score in sorted(_preferring(conf, node).items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
-        label = rsc if role is None else f"{rsc} ({role})"
-        reason = _not_shiftable(conf, rsc)
-        if reason:
-            skipped[label] = reason
-            continue
-        # Survivors Pacemaker bans it from (allocation score -INFINITY with the node
-        # failed) come last: a shift of what it depends on may still open them.
-        banned = [n for n in survivors if (scores.get(rsc) or {}).get(n) == "-INFINITY"]
-        size = sum(1 for rid in conf["primitives"] if rsc in _lineage(conf, rid)) or 1
-        todo[label] = {"rsc": rsc, "role": role, "score": score, "banned": banned, "size": size,
-                       "tried": {}, "next": []}
-
-    def shifts(targets):
-        out = {}
-        for label, target in targets.items():
-            item = todo[label]
-            loc = {"rsc": item["rsc"], "node": target, "score": item["score"]}
-            if item["role"]:
-                loc["role"] = item["role"]
-            out[_shift_id(item["rsc"], node, item["role"])] = loc
-        return out
-
-    def choose(item, loads):
-        if item.get("held"):  # it landed on its target last round: keep it there
-            return item["held"]
-        untried = [n for n in survivors if n not in item["tried"]]
-        for group in (item["next"], preferred):
-            ordered = [n for n in group if n in untried and n not in item["banned"]]
-            if ordered:
-                return ordered[0]
-        allowed = [n for n in untried if n not in item["banned"]] or untried
-        return min(allowed, key=lambda n: (loads[n], n)) if allowed else None
-
-    targets, tree = {}, base_tree
-    for _ in range(len(survivors) + 1):
-        targets, loads = {}, dict(load)
-        for label, item in list(todo.items()):
-            target = choose(item, loads)
-            if target is None:
-                tried = "; ".join(f"to {t}: the cluster put it on {', '.join(p) or 'no node'}"
-                                  + (" (allocation score -INFINITY)" if t in item["banned"] else "")
-                                  for t, p in item["tried"].items())
-                refused[label] = f"no survivor takes it ({tried})"
-                del todo[label]
-                continue
-            loads[target] += item["size"]
-            targets[label] = target
-        if not targets:
-            break
-        tree = _simulated_tree(_simulated(_candidate(text, {"locations": shifts(targets)}),
-                                          nodes, [node]))
-        missed = {label: _where(tree, todo[label]["rsc"], todo[label]["role"])
-                  for label, target in targets.items()
-                  if target not in _where(tree, todo[label]["rsc"], todo[label]["role"])}
-        if not missed:
-            break
-        for label, target in targets.items():
-            todo[label]["held"] = None if label in missed else target
-        for label, placed in missed.items():
-            # Next, try where the cluster itself put it.
-            todo[label]["tried"][targets[label]] = placed
-            todo[label]["next"] = [n for n in placed if n in survivors]
-    else:
-        for label in list(todo):
-            refused[label] = "no stable target was found"
-            del todo[label]
-    targets = {label: target for label, target in targets.items() if label in todo}
-    left = sorted(rid for rid, item in tree.items() if node in item["nodes"])
-    if left:
-        raise CommandExecutionError(f"the simulation still places {', '.join(left)} on {node}")
+    targets, tree, refused = _settle_targets(text, nodes, node, todo, load, preferred)
     plan = {}
     for label, target in targets.items():
         item = todo[label]
-        plan[label] = {"from": node, "to": target, "constraint": _shift_id(item["rsc"], node, item["role"]),
-                       "score": item["score"]}
+        plan[label] = {"from": node, "to": target, "score": item["score"],
+                       "constraint": _shift_id(item["rsc"], node, item["role"])}
         if item["role"]:
             plan[label]["role"] = item["role"]
     if plan and not test:
-        added = shifts(targets)
+        added = _shift_locations(todo, targets, node)
         _write_edit(lambda root: _apply(root, {"locations": added}), cib_file)
     if refused:
         __context__["retcode"] = 1
-    return {"plan": plan, "skipped": skipped, "refused": refused, "placement": _flatten(tree)}
+    return {"plan": plan, "skipped": skipped, "refused": refused,
+            "placement": _flatten(tree or base_tree)}
 
 
 def restore(node, cib_file=None, test=False):

@@ -42,11 +42,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NODES = ["alice", "bob", "charlie"]
 
 
-def empty_cib(path):
+def empty_cib(path, nodes=NODES):
+    """``cibadmin --empty > path``, then the nodes (ids 1..n) as a live cluster's CIB has them."""
     with open(path, "w", encoding="utf-8") as fh:
         subprocess.run(["cibadmin", "--empty"], stdout=fh, check=True)
     env = dict(os.environ, CIB_file=path)
-    for nodeid, node in enumerate(NODES, start=1):
+    for nodeid, node in enumerate(nodes, start=1):
         subprocess.run(["cibadmin", "--create", "-o", "nodes", "-X", f'<node id="{nodeid}" uname="{node}"/>'],
                        env=env, check=True)
 
@@ -188,8 +189,8 @@ def main(argv=None):
         planned = funcs["pacemaker.shift_away"]("ctl-a", four_nodes, cib_file=four_cib, test=True)["plan"]
         crm_shift = os.path.join(work, "shift.crm")
         with open(crm_shift, "w", encoding="utf-8") as fh:
-            for step in planned.values():
-                rsc = step["constraint"].split("lo_hastack_shift_")[1].rsplit("_from_", 1)[0]
+            for label, step in planned.items():
+                rsc = label.split(" (")[0]  # "redis-clone (Promoted)"
                 role = f" role={step['role']}" if step.get("role") else ""
                 fh.write(f"location {step['constraint']} {rsc}{role} {step['score']}: {step['to']}\n")
         crm_cib = os.path.join(work, "four-crm.xml")

@@ -24,6 +24,8 @@ import os
 import subprocess
 import sys
 
+from bench.pacemaker import empty_cib as new_cib
+
 ALERT_FILE = "/usr/share/pacemaker/alerts/alert_file.sh.sample"
 ALERT_SMTP = "/usr/share/pacemaker/alerts/alert_smtp.sh.sample"
 # What a Pacemaker 2.1.5 DC writes as dc-version (Debian 12's build).
@@ -53,15 +55,6 @@ def pcs(path, *args):
 def tool(path, *argv):
     """A Pacemaker tool (cibadmin, crm_resource, crm_attribute) with ``CIB_file=path``."""
     return _run(list(argv), path)
-
-
-def new_cib(path, nodes):
-    """``cibadmin --empty > path``, then the nodes (ids 1..n) as a live cluster has them."""
-    with open(path, "w", encoding="utf-8") as fh:
-        subprocess.run(["cibadmin", "--empty"], stdout=fh, check=True)
-    for nodeid, node in enumerate(nodes, start=1):
-        tool(path, "cibadmin", "--create", "-o", "nodes", "-X",
-             f'<node id="{nodeid}" uname="{node}"/>')
 
 
 def live_properties(path, cluster_name):

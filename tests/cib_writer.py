@@ -4,6 +4,8 @@ hastack's pacemaker module (loaded in this process), and prints the reads and wr
 that failed; with RSC ``-`` it only reads. Run two at once on one CIB (a file, or a live cluster from two nodes)."""
 
 import json
+import os
+import subprocess
 import sys
 import tempfile
 
@@ -27,6 +29,16 @@ def main(prefix, rounds, rsc, node, cib_file=None):
                 failures.append(f"write {i}: {err}")
     print(json.dumps(failures))
     return 1 if failures else 0
+
+
+def run_together(argvs, env=None):
+    """Start the commands (writers, readers; e.g. ``[sys.executable, "-m",
+    "tests.cib_writer", ...]``, possibly behind an nsenter) at once; their (rc, output)."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(env or os.environ, PYTHONPATH=repo)
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              cwd=repo, env=env) for argv in argvs]
+    return [(p.wait(timeout=300), p.stdout.read()) for p in procs]
 
 
 if __name__ == "__main__":

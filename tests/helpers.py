@@ -156,7 +156,7 @@ def declared_fact(token, attr, elements, declared):
         op = idents.get((el.get("name"), _role(el.get("role"))))
         return op is not None and (attr in op or attr in ("<parent>", "id", "name"))
     if section in ("locations", "colocations", "orders"):
-        return "rules" in spec or "sets" in spec
+        return True  # a declared constraint's form (node, rules or sets) is declared
     if section == "alerts" and el.tag == "recipient":
         return el.get("id") in (spec.get("recipients") or {})
     if section == "alerts" and el.tag.startswith("select"):

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from lab import pcmklab
+from tests.cib_writer import run_together
 from tests.helpers import undeclared_changes
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -244,21 +245,43 @@ def test_bad_declarations_are_named(loader, extra, message):
     assert message in str(err.value)
 
 
-def run_writers(argvs):
-    """Start writer processes at once; return their (rc, output)."""
-    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              cwd=REPO)
-             for argv in argvs]
-    return [(p.wait(timeout=300), p.stdout.read()) for p in procs]
-
-
 def test_two_writers_on_one_cib_file_lose_nothing_and_no_read_fails(loader, corpus):
     funcs, _ = loader
     cib = corpus("listing2-operator.xml")
     writer = [sys.executable, "-m", "tests.cib_writer"]
-    results = run_writers([writer + [name, "20", "p_nova-compute-host3", "charlie", cib]
+    results = run_together([writer + [name, "20", "p_nova-compute-host3", "charlie", cib]
                            for name in ("w1", "w2")] + [writer + ["r", "150", "-", "-", cib]])
     assert [rc for rc, _ in results] == [0, 0, 0], results
     locations = funcs["pacemaker.configuration"](cib_file=cib)["locations"]
     assert {f"lo_{w}_{i}" for w in ("w1", "w2") for i in range(20)} <= set(locations)
     crm_verify(cib)
+
+
+def test_location_calls_on_a_cib_with_rules_sets_and_a_timed_move(loader, corpus):
+    """location_set, move and clear on the four-node CIB as pcs left it (rule locations,
+    sets, a crm_resource timed move): they touch their one constraint and nothing else."""
+    funcs, _ = loader
+    cib = corpus("four-node.xml")
+    before = read(cib)
+    assert funcs["pacemaker.location_set"]("lo_api_c", "grp_api", "ctl-c", 75, cib_file=cib) == {
+        "old": None, "new": {"rsc": "grp_api", "node": "ctl-c", "score": "75"}}
+    # The timed move's rule gives way to a plain preference; its role stays.
+    moved = funcs["pacemaker.move"]("vip_internal", "ctl-b", cib_file=cib)
+    assert moved["old"] == {"rsc": "vip_internal", "node": None, "score": None}
+    conf = funcs["pacemaker.configuration"](cib_file=cib)
+    assert conf["locations"]["cli-prefer-vip_internal"] == {
+        "rsc": "vip_internal", "role": "Started", "node": "ctl-b", "score": "INFINITY"}
+    declared = {"locations": {"lo_api_c": {"rsc": "grp_api", "node": "ctl-c", "score": "75"},
+                              "cli-prefer-vip_internal": {"rsc": "vip_internal", "node": "ctl-b",
+                                                          "score": "INFINITY"}}}
+    lost, added = undeclared_changes(before, read(cib), declared)
+    assert lost == [] and added == []
+    crm_verify(cib)
+    assert funcs["pacemaker.clear"]("vip_internal", cib_file=cib) == ["cli-prefer-vip_internal"]
+    tool(cib, "crm_resource", "--ban", "--resource", "grp_db", "--node", "ctl-d")
+    assert funcs["pacemaker.clear"]("grp_db", cib_file=cib) == ["cli-ban-grp_db-on-ctl-d"]
+    assert funcs["pacemaker.location_remove"]("lo_api_c", cib_file=cib)["new"] is None
+    conf = funcs["pacemaker.configuration"](cib_file=cib)
+    assert conf["colocations"]["cs_vips"]["sets"] == [
+        {"sequential": "true", "resources": ["vip_public", "vip_internal"]}]
+    assert conf["locations"]["lo_redis_promoted_a"]["rules"][0]["role"] == "Promoted"

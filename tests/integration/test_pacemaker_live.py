@@ -5,9 +5,7 @@ controllers: the configuration is applied from two nodes at once, a node is kill
 ``shift_away`` runs on a survivor and what ``crm_mon`` then shows is the simulated plan,
 for a primitive and for a group that prefer the dead node."""
 
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -15,9 +13,9 @@ import threading
 import pytest
 
 from lab import pcmklab
+from tests.cib_writer import run_together
 
 NODES = ["alice", "bob", "charlie"]
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")
@@ -73,13 +71,10 @@ def test_apply_kill_shift_and_restore_on_a_live_cluster(cluster):
     # Two writers from two nodes, 20 rounds each, with a reader beside them: every write
     # lands, no read fails (each write stays epoch-guarded and is retried on a conflict).
     writer = [sys.executable, "-m", "tests.cib_writer"]
-    procs = [subprocess.Popen(pcmklab.node_argv(cluster, node, writer + args),
-                              env=dict(os.environ, PYTHONPATH=REPO),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for node, args in (("alice", ["w1", "20", "p_nova-compute-host3", "charlie"]),
-                                ("bob", ["w2", "20", "p_nova-compute-host3", "charlie"]),
-                                ("charlie", ["r", "60", "-", "-"]))]
-    results = [(p.wait(timeout=300), p.stdout.read()) for p in procs]
+    results = run_together([pcmklab.node_argv(cluster, node, writer + args) for node, args in (
+        ("alice", ["w1", "20", "p_nova-compute-host3", "charlie"]),
+        ("bob", ["w2", "20", "p_nova-compute-host3", "charlie"]),
+        ("charlie", ["r", "60", "-", "-"]))])
     assert [rc for rc, _ in results] == [0, 0, 0], results
     locations = call(alice, "pacemaker.configuration")["locations"]
     assert {f"lo_{w}_{i}" for w in ("w1", "w2") for i in range(20)} <= set(locations)
