@@ -17,8 +17,8 @@ to bob: ``crm configure location`` against ``pacemaker.location_set`` (the bare 
 and against ``pacemaker.shift_away`` (plan, two simulations, write).
 Last, a shift on a layout that is not the workshop's (tests/data/cibs/four-node.xml, built
 with pcs, with tests/data/four_node_pillar.yaml applied): ctl-a fails and two groups, a
-promotable clone's promoted instance and a VIP that follows it move. Peer: the same four
-location constraints written with one ``crm configure load update`` (what an operator
+clone, a promotable clone's promoted instance and a VIP that follows it move. Peer: the
+same location constraints written with one ``crm configure load update`` (what an operator
 who already knows the targets types); hastack: ``pacemaker.shift_away`` (allocation
 scores, target choice, simulation until every target holds, one write).
 Ratios are peer / hastack: above 1 means hastack is faster.
