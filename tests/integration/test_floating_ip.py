@@ -145,19 +145,24 @@ def test_states_are_idempotent_and_test_mode_predicts(neutron, minion, tmp_path)
     vm(neutron, "api1")
     standby = vm(neutron, "api1-standby", host="charlie")
     port, third = vm(neutron, "api2"), vm(neutron, "api3")
-    fip = neutron["conn"].network.create_ip(floating_network_id=neutron["made"]["ext_net"].id)
+    # Two addresses not allocated yet, chosen here: a random allocation for api2 once
+    # took the very address api3 is to find free.
+    ext_net = neutron["made"]["ext_net"].id
+    taken = {ip.floating_ip_address for ip in neutron["conn"].network.ips(floating_network_id=ext_net)}
+    unallocated, api2_address = [a for a in (f"192.168.144.{i}" for i in range(200, 255)) if a not in taken][:2]
+    fip = neutron["conn"].network.create_ip(floating_network_id=ext_net, floating_ip_address=api2_address)
     extra = {"hastack": {"floating_ips": {"roles": ["controller"], "addresses": {
         "api1": {"server": "api1", "standby": {"server": "api1-standby"}},
         "api2": {"port": "api2-port", "address": fip.floating_ip_address},
         # Not allocated yet: taken from ext_net as this very address.
-        "api3": {"port": "api3-port", "address": "192.168.144.200"}}}}}
+        "api3": {"port": "api3-port", "address": unallocated}}}}}
     m = saltlocal.Minion(str(tmp_path / "m"), "alice", merge(minion_overlay(neutron), extra), example=False)
     predicted = call(m, "state.sls", "hastack.floating_ips", test=True)
     assert fips_of(neutron, port) == []
     applied = call(m, "state.sls", "hastack.floating_ips")
     assert saltlocal.changes_by_id(predicted).keys() == saltlocal.changes_by_id(applied).keys() == {
         "hastack-floating-ip-api1", "hastack-floating-ip-api2", "hastack-floating-ip-api3"}
-    assert fips_of(neutron, third) == ["192.168.144.200"]
+    assert fips_of(neutron, third) == [unallocated]
     assert saltlocal.changes_by_id(applied)["hastack-floating-ip-api2"]["address"]["new"] == fip.floating_ip_address
     assert fips_of(neutron, port) == [fip.floating_ip_address]
     assert saltlocal.changes_by_id(call(m, "state.sls", "hastack.floating_ips")) == {}
