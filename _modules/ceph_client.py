@@ -29,21 +29,16 @@ timeout (``10``)
 :depends: ceph-common (the ``ceph`` and ``rbd`` commands)
 """
 
-import base64
-import binascii
 import grp
 import logging
 import os
 import pwd
-import re
-import shlex
 import stat
-import struct
 import tempfile
-import uuid
 
 import salt.utils.json
 import salt.utils.path
+from hastack_utils import cephx, schema
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 log = logging.getLogger(__name__)
@@ -55,19 +50,6 @@ DEFAULTS = {
     "conf_dir": "/etc/ceph",
     "timeout": 10,
 }
-CAP_TYPES = ("mon", "osd", "mgr", "mds")
-# Profiles Ceph (Pacific) accepts per daemon type; anything else is a typo.
-PROFILES = {
-    "osd": {"rbd", "rbd-read-only", "read-only", "read-write"},
-    "mon": {"rbd", "osd", "mds", "mgr", "crash", "simple-rados-client",
-            "simple-rados-client-with-blocklist", "fs-client", "role-definer",
-            "bootstrap-osd", "bootstrap-mds", "bootstrap-mgr", "bootstrap-rgw",
-            "bootstrap-rbd", "bootstrap-rbd-mirror", "rbd-mirror", "rbd-mirror-peer"},
-    "mgr": {"rbd", "rbd-read-only", "crash", "osd", "mds", "mon"},
-    "mds": set(),
-}
-PERM_RE = re.compile(r"^(\*|all|[rwx]+)$")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def __virtual__():
@@ -79,23 +61,6 @@ def __virtual__():
 # --------------------------------------------------------------------------- keys
 
 
-def _decode_key(key):
-    """The 16-byte AES secret of a cephx key, or ``None`` when ``key`` is not one."""
-    if not isinstance(key, str):
-        return None
-    try:
-        raw = base64.b64decode(key.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    # struct CryptoKey: u16 type (1 = AES), utime created (u32 sec, u32 nsec), u16 len.
-    if len(raw) != 28:
-        return None
-    ctype, _, _, length = struct.unpack("<HIIH", raw[:12])
-    if ctype != 1 or length != 16:
-        return None
-    return raw[12:]
-
-
 def key_valid(key):
     """
     Tell whether ``key`` is a well-formed cephx key (base64 of an AES CryptoKey).
@@ -104,9 +69,9 @@ def key_valid(key):
 
     .. code-block:: bash
 
-        salt-call ceph_client.key_valid key_pillar=hastack:ceph:users:glance:key
+        salt '*' ceph_client.key_valid AQAAAAAAAAAAABAARkFLRS1nbGFuY2Uta2V5IQ==
     """
-    return _decode_key(key) is not None
+    return cephx.key_valid(key)
 
 
 def _resolve_key(key=None, key_pillar=None):
@@ -120,78 +85,12 @@ def _resolve_key(key=None, key_pillar=None):
         where = "key"
     if key is None:
         raise SaltInvocationError("one of key or key_pillar is required")
-    if _decode_key(key) is None:
+    if cephx.decode_key(key) is None:
         raise SaltInvocationError(f"{where}: not a cephx key (base64 of a 28-byte AES key)")
     return key.strip()
 
 
 # --------------------------------------------------------------------------- caps
-
-
-def _parse_grant(cap_type, grant, where):
-    """Validate one grant; return (normalized text, pools it names)."""
-    try:
-        tokens = shlex.split(grant)
-    except ValueError as err:
-        raise SaltInvocationError(f"{where}: cannot parse '{grant}': {err}") from err
-    if not tokens:
-        raise SaltInvocationError(f"{where}: empty grant in caps")
-    # 'pool images' (the old form) and 'pool=images' are the same: keep the second.
-    norm = []
-    i = 0
-    while i < len(tokens):
-        if tokens[i] in ("pool", "namespace") and i + 1 < len(tokens):
-            norm.append(f"{tokens[i]}={tokens[i + 1]}")
-            i += 2
-        else:
-            norm.append(tokens[i])
-            i += 1
-    verb, rest = norm[0], norm[1:]
-    pools = []
-    perms = False
-    if verb == "profile":
-        if not rest or rest[0] not in PROFILES[cap_type]:
-            known = ", ".join(sorted(PROFILES[cap_type])) or "none"
-            got = rest[0] if rest else ""
-            raise SaltInvocationError(
-                f"{where}: unknown {cap_type} profile '{got}' in '{grant}' (known: {known})"
-            )
-        perms = True
-        rest = rest[1:]
-    elif verb != "allow":
-        raise SaltInvocationError(
-            f"{where}: a grant starts with 'allow' or 'profile', not '{verb}' (in '{grant}')"
-        )
-    # Words that take this many arguments after them.
-    arity = {"object_prefix": 1, "network": 1, "tag": 2}
-    if cap_type == "mon":
-        arity.update({"service": 1, "command": 1, "with": 1})
-    i = 0
-    while i < len(rest):
-        tok = rest[i]
-        if tok.startswith("pool="):
-            pools.append(tok.split("=", 1)[1])
-            if not pools[-1]:
-                raise SaltInvocationError(f"{where}: empty pool= in '{grant}'")
-        elif tok.startswith(("namespace=", "object_prefix=")):
-            pass
-        elif verb == "allow" and (PERM_RE.match(tok) or tok in ("class-read", "class-write")):
-            perms = True
-        elif verb == "allow" and tok == "class" and i + 1 < len(rest):
-            perms = True
-            i += 1
-        elif tok in arity and i + arity[tok] < len(rest):
-            perms = perms or tok == "command"
-            i += arity[tok]
-        else:
-            raise SaltInvocationError(f"{where}: unexpected '{tok}' in '{grant}'")
-        i += 1
-    if not perms:
-        raise SaltInvocationError(
-            f"{where}: 'allow' needs permissions (r, w, x, *, class-read, class-write) in '{grant}'"
-        )
-    text = " ".join(shlex.quote(t) if " " in t else t for t in norm)
-    return text, pools
 
 
 def parse_caps(caps, pools=None, where="caps", pools_key="hastack:ceph:pools"):
@@ -209,31 +108,7 @@ def parse_caps(caps, pools=None, where="caps", pools_key="hastack:ceph:pools"):
 
         salt-call ceph_client.parse_caps '{"mon": "profile rbd", "osd": "profile rbd pool=images"}' '[images]'
     """
-    if caps is None:
-        return {}
-    if not isinstance(caps, dict):
-        raise SaltInvocationError(f"{where}: must be a mapping of daemon type to grants")
-    result = {}
-    for cap_type, text in caps.items():
-        if cap_type not in CAP_TYPES:
-            raise SaltInvocationError(
-                f"{where}:{cap_type}: unknown daemon type (known: {', '.join(CAP_TYPES)})"
-            )
-        if not isinstance(text, str) or not text.strip():
-            raise SaltInvocationError(f"{where}:{cap_type}: must be a non-empty string")
-        grants = []
-        for grant in re.split(r"[,;]", text):
-            norm, named = _parse_grant(cap_type, grant.strip(), f"{where}:{cap_type}")
-            if pools is not None:
-                for pool in named:
-                    if pool not in pools:
-                        raise SaltInvocationError(
-                            f"{where}:{cap_type}: pool '{pool}' is not defined in {pools_key}"
-                        )
-            grants.append(norm)
-        result[cap_type] = ", ".join(grants)
-    return result
-
+    return cephx.parse_caps(caps, pools=pools, where=where, pools_key=pools_key)
 
 def caps_normalize(caps):
     """
@@ -247,12 +122,7 @@ def caps_normalize(caps):
 
         salt-call ceph_client.caps_normalize '{"osd": "profile rbd  pool images"}'
     """
-    out = {}
-    for cap_type, text in (caps or {}).items():
-        grants = [" ".join(g.split()) for g in re.split(r"[,;]", text) if g.strip()]
-        grants = [re.sub(r"\b(pool|namespace) (?!=)(\S+)", r"\1=\2", g) for g in grants]
-        out[cap_type] = ", ".join(grants)
-    return out
+    return cephx.caps_normalize(caps)
 
 
 # --------------------------------------------------------------------------- cluster access
@@ -538,15 +408,7 @@ def entity_key_matches(name, key=None, key_pillar=None, refresh=False, **kwargs)
     entity = _auth_dump(conn, refresh=refresh).get(_entity_name(name))
     if entity is None:
         return None
-    return _decode_key(entity["key"]) == _decode_key(key)
-
-
-def _keyring_text(entity, key, caps=None):
-    lines = [f"[{entity}]", f"\tkey = {key}"]
-    for cap_type, text in sorted((caps or {}).items()):
-        escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-        lines.append(f'\tcaps {cap_type} = "{escaped}"')
-    return "\n".join(lines) + "\n"
+    return cephx.decode_key(entity["key"]) == cephx.decode_key(key)
 
 
 def entity_import(name, caps=None, key=None, key_pillar=None, **kwargs):
@@ -565,7 +427,7 @@ def entity_import(name, caps=None, key=None, key_pillar=None, **kwargs):
     caps = parse_caps(caps)
     _invalidate(conn, "auth")
     _run("ceph", ["auth", "import", "-i", "-"], conn,
-         stdin=_keyring_text(_entity_name(name), key, caps), json_out=False)
+         stdin=cephx.keyring_text(_entity_name(name), key, caps), json_out=False)
     return True
 
 
@@ -620,31 +482,7 @@ def keyring_mode(mode, where="mode"):
 
         salt-call ceph_client.keyring_mode 0640
     """
-    if isinstance(mode, bool):
-        raise SaltInvocationError(f"{where}: not a file mode: {mode!r}")
-    if isinstance(mode, int):
-        value = mode
-    elif isinstance(mode, str) and re.match(r"^(0o?)?[0-7]{3,4}$", mode.strip()):
-        value = int(mode.strip().replace("0o", ""), 8)
-    else:
-        raise SaltInvocationError(f"{where}: not an octal file mode like '0640': {mode!r}")
-    if value < 0 or value > 0o777:
-        raise SaltInvocationError(f"{where}: {mode!r} is outside 0000-0777")
-    return f"{value:04o}"
-
-
-def _owner_uid(owner, where="owner"):
-    try:
-        return pwd.getpwnam(str(owner)).pw_uid
-    except KeyError as err:
-        raise SaltInvocationError(f"{where}: user '{owner}' does not exist on this minion") from err
-
-
-def _group_gid(group, where="group"):
-    try:
-        return grp.getgrnam(str(group)).gr_gid
-    except KeyError as err:
-        raise SaltInvocationError(f"{where}: group '{group}' does not exist on this minion") from err
+    return cephx.file_mode(mode, where)
 
 
 def _file_meta(path):
@@ -683,21 +521,6 @@ def _atomic_write(path, text, uid, gid, mode):
         raise
 
 
-def _parse_keyring(text):
-    """{entity: key} from keyring text."""
-    keys = {}
-    section = None
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1].strip()
-        elif section and "=" in line:
-            opt, value = (part.strip() for part in line.split("=", 1))
-            if opt == "key":
-                keys[section] = value
-    return keys
-
-
 def keyring_info(path, entity=None, key=None, key_pillar=None):
     """
     What a keyring file holds, without its keys: owner, group, mode, the entities in it,
@@ -715,14 +538,14 @@ def keyring_info(path, entity=None, key=None, key_pillar=None):
         return None
     try:
         with open(path, encoding="utf-8") as fh:
-            keys = _parse_keyring(fh.read())
+            keys = cephx.parse_keyring(fh.read())
     except (OSError, UnicodeDecodeError) as err:
         raise CommandExecutionError(f"cannot read keyring {path}: {err}") from err
     info = dict(meta, entities=sorted(keys))
     if entity is not None and (key is not None or key_pillar):
         wanted = _resolve_key(key, key_pillar)
         held = keys.get(_entity_name(entity))
-        info["key_matches"] = held is not None and _decode_key(held) == _decode_key(wanted)
+        info["key_matches"] = held is not None and cephx.decode_key(held) == cephx.decode_key(wanted)
     return info
 
 
@@ -739,10 +562,10 @@ def keyring_write(path, entity, key=None, key_pillar=None, owner="root", group="
         salt-call ceph_client.keyring_write /etc/ceph/ceph.client.glance.keyring client.glance key_pillar=hastack:ceph:users:glance:key owner=glance group=glance mode=0640
     """
     key = _resolve_key(key, key_pillar)
-    uid, gid = _owner_uid(owner), _group_gid(group)
+    uid, gid = schema.user_id(owner), schema.group_id(group)
     mode = int(keyring_mode(mode), 8)
     try:
-        _atomic_write(path, _keyring_text(_entity_name(entity), key), uid, gid, mode)
+        _atomic_write(path, cephx.keyring_text(_entity_name(entity), key), uid, gid, mode)
     except OSError as err:
         raise CommandExecutionError(f"cannot write keyring {path}: {err}") from err
     return True
@@ -759,122 +582,8 @@ def keyring_meta_set(path, owner, group, mode):
         salt-call ceph_client.keyring_meta_set /etc/ceph/ceph.client.glance.keyring glance glance 0640
     """
     try:
-        os.chown(path, _owner_uid(owner), _group_gid(group))
+        os.chown(path, schema.user_id(owner), schema.group_id(group))
         os.chmod(path, int(keyring_mode(mode), 8))
     except OSError as err:
         raise CommandExecutionError(f"cannot set owner/mode of {path}: {err}") from err
     return True
-
-
-# --------------------------------------------------------------------------- pillar
-
-
-def _need(cond, key, message):
-    if not cond:
-        raise SaltInvocationError(f"{key}: {message}")
-
-
-def validate(ceph, roles=None, known_roles=None, base="hastack:ceph"):
-    """
-    Validate the ``hastack:ceph`` pillar tree (merged with the formula defaults) and
-    return it normalized, with each user's key replaced by ``key_pillar`` (the pillar
-    path of the key), so that rendered SLS never carries a key.
-
-    ``roles`` are the minion's roles: owners and groups of the keyrings this minion
-    gets must exist here. With ``known_roles``, every user's ``roles`` must be among
-    them. Every error names the pillar key, under ``base`` (``hastack:ceph`` for the
-    main cluster, ``hastack:ceph_clusters:<name>`` for another one).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call ceph_client.validate "$(salt-call --out=json pillar.get hastack:ceph)"
-    """
-    _need(isinstance(ceph, dict), base, "must be a mapping")
-    unknown = set(ceph) - {"cluster", "conf_dir", "fsid", "mon_host", "admin_minion",
-                           "admin_keyring", "timeout", "pools", "users"}
-    _need(not unknown, base, f"unknown setting(s): {', '.join(sorted(unknown))}")
-    out = dict(ceph)
-    cluster = ceph.get("cluster")
-    _need(isinstance(cluster, str) and NAME_RE.match(cluster or ""), f"{base}:cluster",
-          f"not a cluster name: {cluster!r}")
-    conf_dir = ceph.get("conf_dir")
-    _need(isinstance(conf_dir, str) and os.path.isabs(conf_dir), f"{base}:conf_dir",
-          f"must be an absolute path, got {conf_dir!r}")
-    fsid = ceph.get("fsid")
-    _need(fsid is not None, f"{base}:fsid", "required: the cluster's fsid")
-    try:
-        out["fsid"] = str(uuid.UUID(str(fsid)))
-    except ValueError as err:
-        raise SaltInvocationError(f"{base}:fsid: not a UUID: {fsid!r}") from err
-    mon_host = ceph.get("mon_host")
-    _need(isinstance(mon_host, str) and mon_host.strip(), f"{base}:mon_host",
-          "required: the monitors' addresses")
-    _need(isinstance(ceph.get("admin_minion"), str) and ceph["admin_minion"], f"{base}:admin_minion",
-          "required: the minion id that holds client.admin")
-    admin_keyring = ceph.get("admin_keyring") or os.path.join(conf_dir, f"{cluster}.client.admin.keyring")
-    _need(os.path.isabs(admin_keyring), f"{base}:admin_keyring", "must be an absolute path")
-    out["admin_keyring"] = admin_keyring
-    timeout = ceph.get("timeout")
-    _need(isinstance(timeout, int) and not isinstance(timeout, bool) and 1 <= timeout <= 300,
-          f"{base}:timeout", f"seconds from 1 to 300, got {timeout!r}")
-
-    pools = ceph.get("pools") or {}
-    _need(isinstance(pools, dict), f"{base}:pools", "must be a mapping of pool name to settings")
-    out["pools"] = {}
-    for name, spec in pools.items():
-        key = f"{base}:pools:{name}"
-        _need(NAME_RE.match(str(name)), key, "not a pool name")
-        spec = spec or {}
-        _need(isinstance(spec, dict), key, "must be a mapping")
-        unknown = set(spec) - {"pg_num", "application"}
-        _need(not unknown, key, f"unknown setting(s): {', '.join(sorted(unknown))}")
-        pg_num = spec.get("pg_num", 32)
-        _need(isinstance(pg_num, int) and not isinstance(pg_num, bool) and 1 <= pg_num <= 65536,
-              f"{key}:pg_num", f"a whole number from 1 to 65536, got {pg_num!r}")
-        app = spec.get("application", "rbd")
-        _need(isinstance(app, str) and re.match(r"^[a-z][a-z0-9_-]*$", app), f"{key}:application",
-              f"not an application name: {app!r}")
-        out["pools"][str(name)] = {"pg_num": pg_num, "application": app}
-
-    my_roles = set(roles or [])
-    users = ceph.get("users") or {}
-    _need(isinstance(users, dict), f"{base}:users", "must be a mapping of user name to settings")
-    out["users"] = {}
-    for name, spec in users.items():
-        key = f"{base}:users:{name}"
-        _need(NAME_RE.match(str(name)) and "." not in str(name), key,
-              "not a cephx user name (give 'glance', not 'client.glance')")
-        _need(str(name) != "admin", key, "client.admin is not managed by hastack")
-        _need(isinstance(spec, dict), key, "must be a mapping")
-        unknown = set(spec) - {"key", "caps", "keyring", "roles"}
-        _need(not unknown, key, f"unknown setting(s): {', '.join(sorted(unknown))}")
-        _need(spec.get("key") is not None, f"{key}:key", "missing (the user's cephx key)")
-        _need(_decode_key(spec["key"]) is not None, f"{key}:key",
-              "not a cephx key (base64 of a 28-byte AES key, as 'ceph-authtool --gen-print-key' prints)")
-        caps = parse_caps(spec.get("caps") or {}, pools=list(out["pools"]), where=f"{key}:caps",
-                          pools_key=f"{base}:pools")
-        user_roles = spec.get("roles", ["controller"])
-        _need(isinstance(user_roles, list), f"{key}:roles", "must be a list of roles")
-        for role in user_roles:
-            _need(known_roles is None or role in known_roles, f"{key}:roles",
-                  f"unknown role '{role}' (known: {', '.join(known_roles or [])})")
-        keyring = dict(spec.get("keyring") or {})
-        unknown = set(keyring) - {"owner", "group", "mode", "path"}
-        _need(not unknown, f"{key}:keyring", f"unknown setting(s): {', '.join(sorted(unknown))}")
-        keyring.setdefault("owner", "root")
-        keyring.setdefault("group", "root")
-        keyring["mode"] = keyring_mode(keyring.get("mode", "0600"), f"{key}:keyring:mode")
-        keyring.setdefault("path", os.path.join(conf_dir, f"{cluster}.client.{name}.keyring"))
-        _need(os.path.isabs(keyring["path"]), f"{key}:keyring:path", "must be an absolute path")
-        if my_roles & set(user_roles):
-            _owner_uid(keyring["owner"], f"{key}:keyring:owner")
-            _group_gid(keyring["group"], f"{key}:keyring:group")
-        out["users"][str(name)] = {
-            "key_pillar": f"{base}:users:{name}:key",
-            "caps": caps,
-            "roles": list(user_roles),
-            "keyring": keyring,
-        }
-    return out

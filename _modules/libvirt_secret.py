@@ -16,6 +16,7 @@ import base64
 import logging
 from xml.sax.saxutils import escape
 
+from hastack_utils import cephx
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 try:
@@ -60,7 +61,7 @@ def _key_bytes(key=None, key_pillar=None):
         key = __salt__["pillar.get"](key_pillar, None, unmask=True)
     if key is None:
         raise SaltInvocationError(f"{where}: no key" if key_pillar else "one of key or key_pillar is required")
-    if not __salt__["ceph_client.key_valid"](key):
+    if not cephx.key_valid(key):
         raise SaltInvocationError(f"{where}: not a cephx key")
     return base64.b64decode(key.strip())
 

@@ -22,6 +22,7 @@ Connection arguments (``cluster``, ``conf_dir``, ``mon_host``, ``admin_keyring``
             osd: profile rbd pool=images
 """
 
+from hastack_utils import cephx
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "ceph_client"
@@ -159,7 +160,7 @@ def user_present(name, caps=None, key=None, key_pillar=None, **kwargs):
     ret = _ret(entity)
     conn = _conn(kwargs)
     try:
-        caps = __salt__["ceph_client.parse_caps"](caps or {})
+        caps = cephx.parse_caps(caps or {}, where="caps")
         current = __salt__["ceph_client.entity_get"](entity, **conn)
         key_ok = __salt__["ceph_client.entity_key_matches"](entity, key=key, key_pillar=key_pillar,
                                                             **conn)
@@ -175,7 +176,7 @@ def user_present(name, caps=None, key=None, key_pillar=None, **kwargs):
         changes = {}
         if not key_ok:
             changes["key"] = {"old": HIDDEN, "new": HIDDEN}
-        if __salt__["ceph_client.caps_normalize"](current["caps"]) != caps:
+        if cephx.caps_normalize(current["caps"]) != caps:
             changes["caps"] = {"old": current["caps"], "new": caps}
         return changes
 
@@ -243,7 +244,7 @@ def keyring_present(name, entity, key=None, key_pillar=None, owner="root", group
     entity = entity if "." in entity else f"client.{entity}"
     ret = _ret(name)
     try:
-        mode = __salt__["ceph_client.keyring_mode"](mode)
+        mode = cephx.keyring_file_mode(mode)
         current = __salt__["ceph_client.keyring_info"](name, entity, key=key, key_pillar=key_pillar)
     except (CommandExecutionError, SaltInvocationError) as err:
         ret["result"] = False

@@ -1,7 +1,7 @@
 """Masterless Salt minions wired to this repository and a lab, for tests, demo and bench.
 
 A minion here is a config directory: ``file_roots`` is the repo's ``salt/``, the custom
-modules load straight from ``_modules``/``_states`` (no sync step), and its pillar is
+modules load straight from ``_modules``/``_states``/``_utils`` (no sync step), and its pillar is
 the repo's example pillar plus a ``lab`` overlay that points it at the lab cluster and
 a private ``conf_dir`` instead of /etc/ceph.
 """
@@ -117,6 +117,7 @@ class Minion:
             "pillar_roots": {"base": [self.pillar_dir]},
             "module_dirs": [os.path.join(REPO, "_modules")],
             "states_dirs": [os.path.join(REPO, "_states")],
+            "utils_dirs": [os.path.join(REPO, "_utils")],
             "extension_modules": os.path.join(self.cachedir, "extmods"),
             "cache_jobs": True,
             "state_output": "full",

@@ -1,4 +1,5 @@
-"""Pure logic of the ceph_client module: keys, caps, modes, pillar checks."""
+"""The cephx grammar (keys, caps, modes, mon_host) and the Ceph pillar schema, imported
+without Salt's loader."""
 
 import base64
 import copy
@@ -7,9 +8,7 @@ import struct
 import pytest
 from salt.exceptions import SaltInvocationError
 
-from tests.helpers import load_module
-
-cc = load_module("_modules", "ceph_client")
+from hastack_utils import cephx, schema
 
 GLANCE_KEY = "AQAAAAAAAAAAABAARkFLRS1nbGFuY2Uta2V5IQ=="
 POOLS = ["images", "volumes", "vms"]
@@ -21,20 +20,20 @@ def make_key(secret=b"0123456789abcdef", ctype=1, length=16):
 
 class TestKeys:
     def test_real_and_fake_keys_are_valid(self):
-        assert cc.key_valid(GLANCE_KEY)
-        assert cc.key_valid("AQBy7gRrGTiOCBAAElZWfyqYXJ3LLjux/1oetw==")  # made by ceph-authtool
+        assert cephx.key_valid(GLANCE_KEY)
+        assert cephx.key_valid("AQBy7gRrGTiOCBAAElZWfyqYXJ3LLjux/1oetw==")  # made by ceph-authtool
 
     @pytest.mark.parametrize("bad", [
         "", "not base64!", base64.b64encode(b"short").decode(),
         make_key(ctype=2), make_key(length=32), make_key(secret=b"x" * 15), None, 42,
     ])
     def test_malformed_keys_are_refused(self, bad):
-        assert not cc.key_valid(bad)
+        assert not cephx.key_valid(bad)
 
 
 class TestCaps:
     def test_workshop_caps_normalize(self):
-        caps = cc.parse_caps(
+        caps = cephx.parse_caps(
             {"mon": "profile rbd",
              "osd": "profile rbd pool=volumes,profile rbd  pool=vms, profile rbd-read-only pool images"},
             pools=POOLS,
@@ -54,7 +53,7 @@ class TestCaps:
         {"mgr": "profile rbd pool=images"},
     ])
     def test_accepted_forms(self, caps):
-        assert set(cc.parse_caps(caps, pools=POOLS)) == set(caps)
+        assert set(cephx.parse_caps(caps, pools=POOLS)) == set(caps)
 
     @pytest.mark.parametrize("caps, message", [
         ({"osd": "profile rbd pool=backups"}, "pool 'backups' is not defined in hastack:ceph:pools"),
@@ -70,13 +69,13 @@ class TestCaps:
     ])
     def test_errors_name_the_key(self, caps, message):
         with pytest.raises(SaltInvocationError) as err:
-            cc.parse_caps(caps, pools=POOLS, where="hastack:ceph:users:glance:caps")
+            cephx.parse_caps(caps, pools=POOLS, where="hastack:ceph:users:glance:caps")
         assert str(err.value).startswith("hastack:ceph:users:glance:caps")
         assert message in str(err.value)
 
     def test_cluster_spelling_compares_equal(self):
         # What the cluster hands back for caps someone set with other spacing.
-        assert cc.caps_normalize({"osd": "profile rbd  pool images,profile rbd pool=vms"}) == {
+        assert cephx.caps_normalize({"osd": "profile rbd  pool images,profile rbd pool=vms"}) == {
             "osd": "profile rbd pool=images, profile rbd pool=vms"
         }
 
@@ -85,12 +84,12 @@ class TestMode:
     @pytest.mark.parametrize("given, wanted", [("0640", "0640"), ("640", "0640"), (0o640, "0640"),
                                                ("0o600", "0600"), ("0400", "0400")])
     def test_normalized(self, given, wanted):
-        assert cc.keyring_mode(given) == wanted
+        assert cephx.file_mode(given) == wanted
 
     @pytest.mark.parametrize("bad", ["0648", "rw-r-----", 640, "01777", True, None])
     def test_refused(self, bad):
         with pytest.raises(SaltInvocationError, match="hastack:ceph:users:glance:keyring:mode"):
-            cc.keyring_mode(bad, "hastack:ceph:users:glance:keyring:mode")
+            cephx.file_mode(bad, "hastack:ceph:users:glance:keyring:mode")
 
 
 def example_ceph():
@@ -112,7 +111,7 @@ ROLES = ("controller", "compute", "network", "storage")
 
 class TestValidate:
     def test_normalized_without_keys(self):
-        out = cc.validate(example_ceph(), roles=["controller"], known_roles=ROLES)
+        out = schema.validate_ceph(example_ceph(), roles=["controller"], known_roles=ROLES)
         glance = out["users"]["glance"]
         assert "key" not in glance and glance["key_pillar"] == "hastack:ceph:users:glance:key"
         assert glance["keyring"]["path"] == "/etc/ceph/ceph.client.glance.keyring"
@@ -136,6 +135,17 @@ class TestValidate:
         (("pools", "images", "pg_num"), "32", "hastack:ceph:pools:images:pg_num"),
         (("timeout",), 0, "hastack:ceph:timeout"),
         (("mon_hosts",), "127.0.0.1", "hastack:ceph: unknown setting(s): mon_hosts"),
+        # Ceph refuses a user without caps; found when README's "caps: {}" was tried.
+        (("users", "glance", "caps"), {}, "hastack:ceph:users:glance:caps: required"),
+        # A mon_host Ceph cannot read breaks every client on the node, silently.
+        (("mon_host",), "not-an-address", "hastack:ceph:mon_host: host name 'not-an-address'"),
+        (("mon_host",), "[v2:127.0.0.1:3300,v1:127.0.0.1:6789", "hastack:ceph:mon_host: unbalanced"),
+        (("mon_host",), "127.0.0.1:70000", "hastack:ceph:mon_host: bad port"),
+        # A typo here used to create a pool the corrected pillar could never converge.
+        (("pools", "images", "application"), "rdb", "hastack:ceph:pools:images:application: unknown pool application 'rdb'"),
+        # A keyring every local user can read hands them the key.
+        (("users", "glance", "keyring", "mode"), "0644", "hastack:ceph:users:glance:keyring:mode: 0644 lets every local user read the key"),
+        (("users", "glance", "keyring", "mode"), "0604", "hastack:ceph:users:glance:keyring:mode: 0604 lets"),
     ])
     def test_each_error_names_its_key(self, path, value, message):
         ceph = copy.deepcopy(example_ceph())
@@ -147,13 +157,44 @@ class TestValidate:
         else:
             node[path[-1]] = value
         with pytest.raises(SaltInvocationError) as err:
-            cc.validate(ceph, roles=["controller"], known_roles=ROLES)
+            schema.validate_ceph(ceph, roles=["controller"], known_roles=ROLES)
         assert message in str(err.value)
 
     def test_owner_only_checked_where_the_keyring_goes(self):
         ceph = example_ceph()
         ceph["users"]["glance"]["keyring"]["owner"] = "glance-on-controllers-only"
         # A compute node does not get glance's keyring: its owner need not exist there.
-        cc.validate(ceph, roles=["compute"], known_roles=ROLES)
+        schema.validate_ceph(ceph, roles=["compute"], known_roles=ROLES)
         with pytest.raises(SaltInvocationError, match="keyring:owner"):
-            cc.validate(ceph, roles=["controller"], known_roles=ROLES)
+            schema.validate_ceph(ceph, roles=["controller"], known_roles=ROLES)
+
+
+class TestMonHost:
+    @pytest.mark.parametrize("text, entries", [
+        ("127.0.0.1", ["127.0.0.1"]),
+        ("127.0.0.1:6789,127.0.0.2:6789", ["127.0.0.1:6789", "127.0.0.2:6789"]),
+        ("[v2:127.0.0.1:3300,v1:127.0.0.1:6789]", ["[v2:127.0.0.1:3300,v1:127.0.0.1:6789]"]),
+        ("[v2:127.0.0.1:3300,v1:127.0.0.1:6789] [v2:127.0.0.2:3300]",
+         ["[v2:127.0.0.1:3300,v1:127.0.0.1:6789]", "[v2:127.0.0.2:3300]"]),
+        ("v2:127.0.0.1:3300;localhost", ["v2:127.0.0.1:3300", "localhost"]),
+        ("[v2:[::1]:3300,v1:[::1]:6789]", ["[v2:[::1]:3300,v1:[::1]:6789]"]),
+        ("[v2:127.0.0.1:3300/0,v1:127.0.0.1:6789/0]", ["[v2:127.0.0.1:3300/0,v1:127.0.0.1:6789/0]"]),
+    ])
+    def test_forms_ceph_reads_are_accepted(self, text, entries):
+        assert cephx.parse_mon_host(text) == entries
+
+
+class TestPoolAccess:
+    @pytest.mark.parametrize("osd, pool, writable", [
+        ("profile rbd pool=volumes, profile rbd-read-only pool=images", "volumes", True),
+        ("profile rbd pool=volumes, profile rbd-read-only pool=images", "images", False),
+        ("profile rbd", "anything", True),
+        ("profile read-only", "images", False),
+        ("allow r pool=images", "images", False),
+        ("allow rwx pool=images", "images", True),
+        ("allow rw pool=vms, allow r", "images", False),
+        ("allow *", "images", True),
+        ("allow class-read, allow class-write pool=images", "images", False),
+    ])
+    def test_write_access_follows_the_grants(self, osd, pool, writable):
+        assert cephx.pool_writable(osd, pool) is writable

@@ -1,0 +1,486 @@
+"""
+The ``hastack`` pillar schema: every check a highstate depends on, each error naming
+the pillar key (``SaltInvocationError``), run once per render before any state acts.
+``validate`` returns the tree normalized, with keys replaced by the pillar paths that
+hold them (``key_pillar``), so that rendered SLS never carries a secret.
+"""
+
+import grp
+import os
+import pwd
+import re
+import uuid
+
+from salt.exceptions import SaltInvocationError
+
+from hastack_utils import cephx, cib
+
+KNOWN_ROLES = ("controller", "compute", "network", "storage")
+RELEASES = ("current", "folsom")
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def validate(config, minion_id):
+    """
+    Validate the ``hastack`` pillar tree (merged over the formula's defaults) of the
+    minion ``minion_id`` and return it normalized. Raises ``SaltInvocationError``
+    naming the bad key.
+    """
+    if not isinstance(config, dict):
+        raise SaltInvocationError("hastack: the pillar tree is missing or not a mapping")
+    out = dict(config)
+    site = config.get("site")
+    if not (isinstance(site, str) and re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", site)):
+        raise SaltInvocationError(f"hastack:site: not a site name: {site!r}")
+    roles = config.get("roles") or []
+    if not isinstance(roles, list):
+        raise SaltInvocationError("hastack:roles: must be a list of roles")
+    for role in roles:
+        if role not in KNOWN_ROLES:
+            raise SaltInvocationError(
+                f"hastack:roles: unknown role '{role}' (known: {', '.join(KNOWN_ROLES)})"
+            )
+    out["roles"] = list(roles)
+    _validate_clusters(config, out, roles, minion_id)
+    _validate_openstack(config, out)
+    if "pacemaker" in config:
+        out["pacemaker"] = _validate_pacemaker(config["pacemaker"], roles)
+    if "floating_ips" in config:
+        out["floating_ips"] = _validate_floating_ips(config["floating_ips"],
+                                                     config.get("openstack") or {}, roles)
+    return out
+
+
+IPV4_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$")
+
+
+def _check_ipv4(value, key):
+    match = IPV4_RE.match(str(value))
+    if not match or any(int(part) > 255 for part in match.groups()):
+        _fail(key, f"not an IPv4 address: {value!r}")
+
+
+def _validate_floating_ips(fips, openstack, roles):
+    base = "hastack:floating_ips"
+    _check_keys(fips, base, ("addresses", "roles"))
+    if not isinstance(fips.get("roles"), list) or any(r not in KNOWN_ROLES for r in fips["roles"]):
+        _fail(f"{base}:roles", f"a list of roles among {', '.join(KNOWN_ROLES)}")
+    addresses = fips.get("addresses") or {}
+    if not isinstance(addresses, dict):
+        _fail(f"{base}:addresses", "must be a mapping of labels to floating IPs")
+    if addresses and not openstack.get("cloud"):
+        _fail("hastack:openstack:cloud", "required for floating IPs: a clouds.yaml entry name or "
+              "openstacksdk connection arguments")
+    for label, fip in addresses.items():
+        key = f"{base}:addresses:{label}"
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", str(label)):
+            _fail(key, "the label must be letters, digits, '.', '_' or '-'")
+        _check_keys(fip, key, ("server", "port", "fixed_ip", "address", "network", "absent", "release",
+                               "standby"))
+        if fip.get("absent"):
+            if not fip.get("address"):
+                _fail(f"{key}:address", "required with absent: the floating address to detach")
+            _check_ipv4(fip["address"], f"{key}:address")
+            continue
+        targets = [t for t in ("server", "port", "fixed_ip") if fip.get(t)]
+        if len(targets) != 1:
+            _fail(key, "name exactly one of server, port or fixed_ip")
+        if not isinstance(fip[targets[0]], str):
+            _fail(f"{key}:{targets[0]}", "must be a name (a string)")
+        if fip.get("fixed_ip"):
+            _check_ipv4(fip["fixed_ip"], f"{key}:fixed_ip")
+        if "standby" in fip:
+            standby = fip["standby"]
+            _check_keys(standby, f"{key}:standby", ("server", "port", "fixed_ip"))
+            if len([t for t in ("server", "port", "fixed_ip") if standby.get(t)]) != 1:
+                _fail(f"{key}:standby", "name exactly one of server, port or fixed_ip")
+        if fip.get("address"):
+            _check_ipv4(fip["address"], f"{key}:address")
+        elif not (fip.get("network") or openstack.get("external_network")):
+            _fail(f"{key}:network", "required without address (or set hastack:openstack:external_network)")
+    return {"addresses": addresses, "applies": bool(set(roles) & set(fips["roles"]))}
+
+
+def _validate_pacemaker(pcmk, roles):
+    base = "hastack:pacemaker"
+    _check_keys(pcmk, base, ("nodes", "properties", "resource_defaults", "operation_defaults",
+                             "primitives", "groups", "clones", "locations", "colocations",
+                             "orders", "alerts", "cib_file", "remove_undeclared", "roles"))
+    declared = {k: v for k, v in pcmk.items()
+                if k not in ("nodes", "cib_file", "remove_undeclared", "roles")}
+    config = cib.validate(declared, pcmk.get("nodes"), base=base)
+    if pcmk.get("cib_file") is not None and not os.path.isabs(str(pcmk["cib_file"])):
+        _fail(f"{base}:cib_file", "must be an absolute path")
+    if not isinstance(pcmk.get("remove_undeclared"), bool):
+        _fail(f"{base}:remove_undeclared", "true or false")
+    if not isinstance(pcmk.get("roles"), list) or any(r not in KNOWN_ROLES for r in pcmk["roles"]):
+        _fail(f"{base}:roles", f"a list of roles among {', '.join(KNOWN_ROLES)}")
+    return {"config": config, "nodes": pcmk["nodes"], "cib_file": pcmk.get("cib_file"),
+            "remove_undeclared": pcmk["remove_undeclared"],
+            "applies": bool(set(roles) & set(pcmk["roles"]))}
+
+
+def _validate_clusters(config, out, roles, minion_id):
+    """The main cluster (``hastack:ceph``) and any others (``hastack:ceph_clusters``).
+
+    Each gets ``base`` (its pillar path), ``prefix`` (of its state ids), ``conf`` (its
+    ceph.conf path), ``is_admin_minion`` and ``local_users`` (whose keyrings this
+    minion gets). ``out["clusters"]`` maps every cluster name to its tree.
+    """
+    out["clusters"] = {}
+    trees = []
+    if "ceph" in config:
+        trees.append(("hastack:ceph", config["ceph"], "hastack-ceph"))
+    extra = config.get("ceph_clusters") or {}
+    if not isinstance(extra, dict):
+        _fail("hastack:ceph_clusters", "must be a mapping of cluster name to settings")
+    if extra and "ceph" not in config:
+        _fail("hastack:ceph", "required when hastack:ceph_clusters is set (the main cluster)")
+    for name, tree in extra.items():
+        base = f"hastack:ceph_clusters:{name}"
+        if not isinstance(tree, dict):
+            _fail(base, "must be a mapping")
+        if tree.get("cluster", name) != name:
+            _fail(f"{base}:cluster", f"must be '{name}' (the key) or left out")
+        trees.append((base, dict(tree, cluster=name), f"hastack-ceph-{name}"))
+    for base, tree, prefix in trees:
+        cluster = validate_ceph(tree, roles=roles, known_roles=KNOWN_ROLES,
+                                                   base=base)
+        if cluster["cluster"] in out["clusters"]:
+            _fail(f"{base}:cluster", f"cluster '{cluster['cluster']}' is defined twice")
+        cluster.update(
+            base=base, prefix=prefix,
+            conf=os.path.join(cluster["conf_dir"], f"{cluster['cluster']}.conf"),
+            is_admin_minion=cluster["admin_minion"] == minion_id,
+            local_users=sorted(user for user, spec in cluster["users"].items()
+                               if set(spec["roles"]) & set(roles)),
+        )
+        out["clusters"][cluster["cluster"]] = cluster
+    if "ceph" in config:
+        out["ceph"] = out["clusters"][trees[0][1].get("cluster")]
+    out.pop("ceph_clusters", None)
+
+
+def _fail(key, message):
+    raise SaltInvocationError(f"{key}: {message}")
+
+
+def _check_keys(tree, key, allowed):
+    if not isinstance(tree, dict):
+        _fail(key, "must be a mapping")
+    unknown = set(tree) - set(allowed)
+    if unknown:
+        _fail(key, f"unknown setting(s): {', '.join(sorted(unknown))}")
+
+
+def _check_ref(value, key, where, known):
+    if value not in known:
+        _fail(key, f"'{value}' is not defined in {where}")
+
+
+def _check_uuid(value, key):
+    if not (isinstance(value, str) and UUID_RE.match(value.lower())):
+        _fail(key, f"not a UUID: {value!r}")
+    return value.lower()
+
+
+def _check_service(svc, key):
+    _check_keys(svc, key, ("name", "manage"))
+    if not isinstance(svc.get("name"), str) or not svc["name"]:
+        _fail(f"{key}:name", "required: the service's name")
+    if not isinstance(svc.get("manage"), bool):
+        _fail(f"{key}:manage", "true or false")
+
+
+def _validate_openstack(config, out):
+    """Glance, Cinder, Nova and libvirt: each checked, then checked against each other.
+
+    Adds ``settings`` ({section: {option: value}} in the release's option names) to each
+    service, so that the SLS only writes what was computed and checked here.
+    """
+    release = (config.get("openstack") or {}).get("release", "current")
+    if release not in RELEASES:
+        _fail("hastack:openstack:release", f"unknown release '{release}' (known: {', '.join(RELEASES)})")
+    clusters = out["clusters"]
+    roles = set(out["roles"])
+    for name in ("glance", "cinder", "nova", "libvirt"):
+        if name in config and "ceph" not in out:
+            _fail("hastack:ceph", f"required by hastack:{name}")
+
+    def service_roles(name):
+        svc_roles = config[name].get("roles")
+        if not isinstance(svc_roles, list) or any(r not in KNOWN_ROLES for r in svc_roles):
+            _fail(f"hastack:{name}:roles", f"a list of roles among {', '.join(KNOWN_ROLES)}")
+        return svc_roles
+
+    def cluster_of(spec, key):
+        """The cluster a service or backend names (``cluster:``), by default the main one."""
+        name = spec.get("cluster", out["ceph"]["cluster"])
+        if name not in clusters:
+            _fail(f"{key}:cluster", f"'{name}' is neither hastack:ceph:cluster nor in hastack:ceph_clusters")
+        return clusters[name]
+
+    def check_pool_and_user(cluster, pool, user, key):
+        _check_ref(pool, f"{key}:pool", f"{cluster['base']}:pools", cluster["pools"])
+        _check_ref(user, f"{key}:user", f"{cluster['base']}:users", cluster["users"])
+        # The user's osd caps must let it write to the pool the service will use.
+        if not cephx.pool_writable(cluster["users"][user]["caps"].get("osd"), pool):
+            _fail(f"{key}:pool", f"client.{user}'s osd caps do not let it write to pool '{pool}'")
+
+    def check_local_user(cluster, user, applies, key):
+        """A service configured here needs its user's keyring here too."""
+        if applies and user not in cluster["local_users"]:
+            _fail(key, f"client.{user}'s keyring does not reach this minion: add a role of "
+                       f"this minion to {cluster['base']}:users:{user}:roles")
+
+    secrets = {}
+    if "libvirt" in config:
+        lv = config["libvirt"]
+        _check_keys(lv, "hastack:libvirt", ("uri", "secrets", "roles"))
+        service_roles("libvirt")
+        for secret_uuid, spec in (lv.get("secrets") or {}).items():
+            key = f"hastack:libvirt:secrets:{secret_uuid}"
+            secret_uuid = _check_uuid(str(secret_uuid), key)
+            _check_keys(spec, key, ("ceph_user", "cluster", "replace_usage"))
+            cluster = cluster_of(spec, key)
+            _check_ref(spec.get("ceph_user"), f"{key}:ceph_user", f"{cluster['base']}:users",
+                       cluster["users"])
+            if not isinstance(spec.get("replace_usage", False), bool):
+                _fail(f"{key}:replace_usage", "true or false")
+            user = spec["ceph_user"]
+            # libvirt allows one secret per usage name: name other clusters' secrets apart.
+            usage = f"client.{user} secret"
+            if cluster is not out["ceph"]:
+                usage = f"{cluster['cluster']}.{usage}"
+            secrets[secret_uuid] = {"ceph_user": user, "cluster": cluster["cluster"], "usage": usage,
+                             "key_pillar": cluster["users"][user]["key_pillar"],
+                             "replace_usage": spec.get("replace_usage", False),
+                             "user_state": (f"{cluster['prefix']}-user-{user}"
+                                            if cluster["is_admin_minion"] else None)}
+        out["libvirt"] = {"uri": lv.get("uri"), "secrets": secrets, "roles": lv["roles"],
+                          "applies": bool(roles & set(lv["roles"]))}
+
+    def check_secret(secret_id, cluster, user, key):
+        # A compute needs the secret defined in its libvirt; elsewhere it is not used.
+        if "compute" not in roles:
+            return
+        if secret_id not in secrets:
+            _fail(key, f"{secret_id} is not defined in hastack:libvirt:secrets (computes need it)")
+        held = secrets[secret_id]
+        if (held["cluster"], held["ceph_user"]) != (cluster["cluster"], user):
+            _fail(key, f"secret {secret_id} holds the key of '{held['ceph_user']}' in cluster "
+                       f"'{held['cluster']}', not of the rbd user '{user}' in '{cluster['cluster']}'")
+
+    if "glance" in config:
+        gl = config["glance"]
+        _check_keys(gl, "hastack:glance", ("backend", "store_name", "pool", "user", "chunk_size",
+                                           "cluster", "config_file", "service", "roles"))
+        service_roles("glance")
+        if gl.get("backend") != "rbd":
+            _fail("hastack:glance:backend", f"only 'rbd' is managed, got {gl.get('backend')!r}")
+        cluster = cluster_of(gl, "hastack:glance")
+        check_pool_and_user(cluster, gl.get("pool"), gl.get("user"), "hastack:glance")
+        _check_service(gl["service"], "hastack:glance:service")
+        store = {"rbd_store_pool": gl["pool"], "rbd_store_user": gl["user"],
+                 "rbd_store_ceph_conf": cluster["conf"], "rbd_store_chunk_size": gl["chunk_size"]}
+        if release == "folsom":
+            settings = {"DEFAULT": {"default_store": "rbd", "show_image_direct_url": "True", **store}}
+        else:
+            name = gl["store_name"]
+            settings = {"DEFAULT": {"enabled_backends": f"{name}:rbd", "show_image_direct_url": "True"},
+                        "glance_store": {"default_backend": name}, name: store}
+        applies = bool(roles & set(gl["roles"]))
+        check_local_user(cluster, gl["user"], applies, "hastack:glance:user")
+        out["glance"] = dict(gl, settings=settings, applies=applies, cluster=cluster["cluster"],
+                             keyring_state=f"{cluster['prefix']}-keyring-{gl['user']}")
+
+    if "cinder" in config:
+        ci = config["cinder"]
+        _check_keys(ci, "hastack:cinder", ("backends", "config_file", "service", "roles",
+                                           "ceph_args_user", "systemd_dir", "upstart_dir"))
+        service_roles("cinder")
+        _check_service(ci["service"], "hastack:cinder:service")
+        backends = ci.get("backends") or {}
+        if not backends:
+            _fail("hastack:cinder:backends", "at least one backend")
+        if release == "folsom" and len(backends) > 1:
+            _fail("hastack:cinder:backends", "folsom supports one backend only")
+        applies = bool(roles & set(ci["roles"]))
+        settings, keyring_states, backend_users = {"DEFAULT": {}}, set(), set()
+        for bname, spec in sorted(backends.items()):
+            key = f"hastack:cinder:backends:{bname}"
+            if not re.match(r"^[A-Za-z0-9_-]+$", str(bname)):
+                _fail(key, "not a backend name")
+            _check_keys(spec, key, ("pool", "user", "secret_uuid", "backend_name", "cluster"))
+            cluster = cluster_of(spec, key)
+            check_pool_and_user(cluster, spec.get("pool"), spec.get("user"), key)
+            secret_id = _check_uuid(spec.get("secret_uuid"), f"{key}:secret_uuid")
+            check_secret(secret_id, cluster, spec["user"], f"{key}:secret_uuid")
+            check_local_user(cluster, spec["user"], applies, f"{key}:user")
+            keyring_states.add(f"{cluster['prefix']}-keyring-{spec['user']}")
+            backend_users.add(spec["user"])
+            rbd = {"rbd_pool": spec["pool"], "rbd_user": spec["user"], "rbd_secret_uuid": secret_id}
+            if release == "folsom":
+                settings["DEFAULT"].update(volume_driver="cinder.volume.driver.RBDDriver", **rbd)
+            else:
+                settings[bname] = {"volume_driver": "cinder.volume.drivers.rbd.RBDDriver",
+                                   "volume_backend_name": spec.get("backend_name", bname),
+                                   "rbd_ceph_conf": cluster["conf"], **rbd}
+        if release != "folsom":
+            settings["DEFAULT"]["enabled_backends"] = ",".join(sorted(backends))
+        # CEPH_ARGS can name one id: the backends' common user, or ceph_args_user.
+        ceph_args_user = ci.get("ceph_args_user") or (
+            next(iter(backend_users)) if len(backend_users) == 1 else None)
+        out["cinder"] = dict(ci, settings=settings, ceph_args_user=ceph_args_user, release=release,
+                             keyring_states=sorted(keyring_states), applies=applies)
+
+    if "nova" in config:
+        nv = config["nova"]
+        _check_keys(nv, "hastack:nova", ("images_type", "pool", "user", "secret_uuid", "cluster",
+                                         "config_file", "service", "roles"))
+        service_roles("nova")
+        _check_service(nv["service"], "hastack:nova:service")
+        if nv.get("images_type") not in ("rbd", "default"):
+            _fail("hastack:nova:images_type", f"'rbd' or 'default', got {nv.get('images_type')!r}")
+        cluster = cluster_of(nv, "hastack:nova")
+        _check_ref(nv.get("user"), "hastack:nova:user", f"{cluster['base']}:users", cluster["users"])
+        secret_id = _check_uuid(nv.get("secret_uuid"), "hastack:nova:secret_uuid")
+        check_secret(secret_id, cluster, nv["user"], "hastack:nova:secret_uuid")
+        libvirt = {"rbd_user": nv["user"], "rbd_secret_uuid": secret_id}
+        if nv["images_type"] == "rbd":
+            if release == "folsom":
+                _fail("hastack:nova:images_type", "RBD-backed instance disks need a release after folsom")
+            check_pool_and_user(cluster, nv.get("pool"), nv["user"], "hastack:nova")
+            if "glance" in out and out["glance"]["cluster"] != cluster["cluster"]:
+                _fail("hastack:nova:cluster",
+                      f"instance disks in cluster '{cluster['cluster']}' and Glance images in "
+                      f"'{out['glance']['cluster']}': copy-on-write clones need one cluster")
+            libvirt.update(images_type="rbd", images_rbd_pool=nv["pool"],
+                           images_rbd_ceph_conf=cluster["conf"])
+        # Folsom's nova took the volume's rbd user and secret from cinder: nothing to set.
+        settings = {} if release == "folsom" else {"libvirt": libvirt}
+        applies = bool(roles & set(nv["roles"]))
+        check_local_user(cluster, nv["user"], applies, "hastack:nova:user")
+        out["nova"] = dict(nv, settings=settings, applies=applies, cluster=cluster["cluster"],
+                           keyring_state=f"{cluster['prefix']}-keyring-{nv['user']}")
+
+
+def _need(cond, key, message):
+    if not cond:
+        raise SaltInvocationError(f"{key}: {message}")
+
+
+def validate_ceph(ceph, roles=None, known_roles=None, base="hastack:ceph"):
+    """
+    Validate one cluster's tree (``hastack:ceph`` or ``hastack:ceph_clusters:<name>``,
+    merged with the formula defaults) and return it normalized, with each user's key
+    replaced by ``key_pillar`` (the pillar path of the key).
+
+    ``roles`` are the minion's roles: owners and groups of the keyrings this minion
+    gets must exist here. With ``known_roles``, every user's ``roles`` must be among
+    them. Every error names the pillar key, under ``base``.
+    """
+    _need(isinstance(ceph, dict), base, "must be a mapping")
+    unknown = set(ceph) - {"cluster", "conf_dir", "fsid", "mon_host", "admin_minion",
+                           "admin_keyring", "timeout", "pools", "users"}
+    _need(not unknown, base, f"unknown setting(s): {', '.join(sorted(unknown))}")
+    out = dict(ceph)
+    cluster = ceph.get("cluster")
+    _need(isinstance(cluster, str) and NAME_RE.match(cluster or ""), f"{base}:cluster",
+          f"not a cluster name: {cluster!r}")
+    conf_dir = ceph.get("conf_dir")
+    _need(isinstance(conf_dir, str) and os.path.isabs(conf_dir), f"{base}:conf_dir",
+          f"must be an absolute path, got {conf_dir!r}")
+    fsid = ceph.get("fsid")
+    _need(fsid is not None, f"{base}:fsid", "required: the cluster's fsid")
+    try:
+        out["fsid"] = str(uuid.UUID(str(fsid)))
+    except ValueError as err:
+        raise SaltInvocationError(f"{base}:fsid: not a UUID: {fsid!r}") from err
+    cephx.parse_mon_host(ceph.get("mon_host"), f"{base}:mon_host")
+    _need(isinstance(ceph.get("admin_minion"), str) and ceph["admin_minion"], f"{base}:admin_minion",
+          "required: the minion id that holds client.admin")
+    admin_keyring = ceph.get("admin_keyring") or os.path.join(conf_dir, f"{cluster}.client.admin.keyring")
+    _need(os.path.isabs(admin_keyring), f"{base}:admin_keyring", "must be an absolute path")
+    out["admin_keyring"] = admin_keyring
+    timeout = ceph.get("timeout")
+    _need(isinstance(timeout, int) and not isinstance(timeout, bool) and 1 <= timeout <= 300,
+          f"{base}:timeout", f"seconds from 1 to 300, got {timeout!r}")
+
+    pools = ceph.get("pools") or {}
+    _need(isinstance(pools, dict), f"{base}:pools", "must be a mapping of pool name to settings")
+    out["pools"] = {}
+    for name, spec in pools.items():
+        key = f"{base}:pools:{name}"
+        _need(NAME_RE.match(str(name)), key, "not a pool name")
+        spec = spec or {}
+        _need(isinstance(spec, dict), key, "must be a mapping")
+        unknown = set(spec) - {"pg_num", "application"}
+        _need(not unknown, key, f"unknown setting(s): {', '.join(sorted(unknown))}")
+        pg_num = spec.get("pg_num", 32)
+        _need(isinstance(pg_num, int) and not isinstance(pg_num, bool) and 1 <= pg_num <= 65536,
+              f"{key}:pg_num", f"a whole number from 1 to 65536, got {pg_num!r}")
+        app = spec.get("application", "rbd")
+        _need(app in cephx.POOL_APPLICATIONS, f"{key}:application",
+              f"unknown pool application {app!r} (known: {', '.join(cephx.POOL_APPLICATIONS)})")
+        out["pools"][str(name)] = {"pg_num": pg_num, "application": app}
+
+    my_roles = set(roles or [])
+    users = ceph.get("users") or {}
+    _need(isinstance(users, dict), f"{base}:users", "must be a mapping of user name to settings")
+    out["users"] = {}
+    for name, spec in users.items():
+        key = f"{base}:users:{name}"
+        _need(NAME_RE.match(str(name)) and "." not in str(name), key,
+              "not a cephx user name (give 'glance', not 'client.glance')")
+        _need(str(name) != "admin", key, "client.admin is not managed by hastack")
+        _need(isinstance(spec, dict), key, "must be a mapping")
+        unknown = set(spec) - {"key", "caps", "keyring", "roles"}
+        _need(not unknown, key, f"unknown setting(s): {', '.join(sorted(unknown))}")
+        _need(spec.get("key") is not None, f"{key}:key", "missing (the user's cephx key)")
+        _need(cephx.decode_key(spec["key"]) is not None, f"{key}:key",
+              "not a cephx key (base64 of a 28-byte AES key, as 'ceph-authtool --gen-print-key' prints)")
+        # Ceph refuses a user without caps ("auth import: no caps supplied").
+        _need(isinstance(spec.get("caps"), dict) and spec["caps"], f"{key}:caps",
+              "required: at least one daemon type's grants, e.g. {mon: profile rbd}")
+        caps = cephx.parse_caps(spec.get("caps") or {}, pools=list(out["pools"]), where=f"{key}:caps",
+                          pools_key=f"{base}:pools")
+        user_roles = spec.get("roles", ["controller"])
+        _need(isinstance(user_roles, list), f"{key}:roles", "must be a list of roles")
+        for role in user_roles:
+            _need(known_roles is None or role in known_roles, f"{key}:roles",
+                  f"unknown role '{role}' (known: {', '.join(known_roles or [])})")
+        keyring = dict(spec.get("keyring") or {})
+        unknown = set(keyring) - {"owner", "group", "mode", "path"}
+        _need(not unknown, f"{key}:keyring", f"unknown setting(s): {', '.join(sorted(unknown))}")
+        keyring.setdefault("owner", "root")
+        keyring.setdefault("group", "root")
+        keyring["mode"] = cephx.keyring_file_mode(keyring.get("mode", "0600"), f"{key}:keyring:mode")
+        keyring.setdefault("path", os.path.join(conf_dir, f"{cluster}.client.{name}.keyring"))
+        _need(os.path.isabs(keyring["path"]), f"{key}:keyring:path", "must be an absolute path")
+        if my_roles & set(user_roles):
+            user_id(keyring["owner"], f"{key}:keyring:owner")
+            group_id(keyring["group"], f"{key}:keyring:group")
+        out["users"][str(name)] = {
+            "key_pillar": f"{base}:users:{name}:key",
+            "caps": caps,
+            "roles": list(user_roles),
+            "keyring": keyring,
+        }
+    return out
+
+
+def user_id(owner, where="owner"):
+    try:
+        return pwd.getpwnam(str(owner)).pw_uid
+    except KeyError as err:
+        raise SaltInvocationError(f"{where}: user '{owner}' does not exist on this minion") from err
+
+
+def group_id(group, where="group"):
+    try:
+        return grp.getgrnam(str(group)).gr_gid
+    except KeyError as err:
+        raise SaltInvocationError(f"{where}: group '{group}' does not exist on this minion") from err
