@@ -233,13 +233,33 @@ def list_ips(server=None, host=None, router=None, network=None, cloud=None):
     Floating IPs as plain data (``address``, ``port_id``, ``port_name``, ``server_id``,
     ``host``, ``fixed_ip``, ``router_id``, ``status``, ``revision``): all, or those of
     one server (by name), of the ports bound to one host, behind one router (name or
-    ID), or from one network (name).
+    ID), or from one network (name or ID). Filters given together must all match; the
+    list is sorted by address.
+
+    server
+        Only the floating IPs on the ports of the server with exactly this name (looked
+        up through Nova, in all projects). Default: any server.
+
+    host
+        Only the floating IPs whose port is bound to this host (the port's
+        ``binding:host_id``, e.g. a compute node's hostname). Default: any host.
+
+    router
+        Only the floating IPs behind this router (name or ID). Default: any router.
+
+    network
+        Only the floating IPs from this network (name or ID; it must be an external
+        network). Default: any network.
+
+    cloud
+        The OpenStack cloud: a ``clouds.yaml`` entry name or a dict of openstacksdk
+        connection arguments; default: ``hastack:openstack:cloud`` (pillar or config).
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call floating_ip.list_ips host=alice
+        salt '*' floating_ip.list_ips host=alice
     """
     conn = _conn(cloud)
     fips, ports = _selected(conn, server, host, router, network)
@@ -312,12 +332,45 @@ def associate(server=None, port=None, fixed_ip=None, address=None, network=None,
     Returns ``{changed, address, port_id, old_port_id}`` (``address`` is None when a new
     one would be allocated under ``test``).
 
+    server
+        The name of the server (looked up through Nova) whose port gets the floating IP;
+        it must have exactly one port, else name the port. Give exactly one of
+        ``server``, ``port`` and ``fixed_ip``.
+
+    port
+        The name of the Neutron port that gets the floating IP.
+
+    fixed_ip
+        A fixed IP address of the port that gets the floating IP, e.g. ``10.5.5.12``.
+
+    address
+        The floating address to give, e.g. ``192.168.144.77``. Allocated already, it must
+        not be associated with another port (``floating_ip.move`` takes it from there);
+        not allocated yet, it is allocated from ``network``. Default: one from ``network``.
+
+    network
+        The external network (name or ID) new floating IPs come from; default:
+        ``hastack:openstack:external_network`` (pillar or config). Without ``address``,
+        a floating IP the port already has from this network is kept.
+
+    cloud
+        The OpenStack cloud: a ``clouds.yaml`` entry name or a dict of openstacksdk
+        connection arguments; default: ``hastack:openstack:cloud`` (pillar or config).
+
+    standby
+        Where ``floating_ip.move`` sends the address on failure: ``{server: ...}``,
+        ``{port: ...}`` or ``{fixed_ip: ...}``. While the port has no floating IP and the
+        standby holds it, nothing changes. Default: no standby.
+
+    test
+        ``True``: change nothing, return what would be done. Default: ``False``.
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call floating_ip.associate server=web1 network=ext_net
-        salt-call floating_ip.associate port=web1-port address=192.168.144.77
+        salt '*' floating_ip.associate server=web1 network=ext_net
+        salt '*' floating_ip.associate port=web1-port address=192.168.144.77
     """
     conn = _conn(cloud)
     target = _target_port(conn, server, port, fixed_ip)
@@ -390,11 +443,22 @@ def disassociate(address, cloud=None, test=False):
     Detach the floating IP ``address`` from its port (the address stays allocated).
     Returns ``{changed, address, old_port_id}``.
 
+    address
+        The floating IP address, e.g. ``192.168.144.77``; an error when no floating IP
+        has it. Nothing changes when it is associated with no port.
+
+    cloud
+        The OpenStack cloud: a ``clouds.yaml`` entry name or a dict of openstacksdk
+        connection arguments; default: ``hastack:openstack:cloud`` (pillar or config).
+
+    test
+        ``True``: detach nothing, only report whether it would be. Default: ``False``.
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call floating_ip.disassociate 192.168.144.77
+        salt '*' floating_ip.disassociate 192.168.144.77
     """
     conn = _conn(cloud)
     fip = _fip_by_address(conn, address)
@@ -411,11 +475,22 @@ def release(address, cloud=None, test=False):
     Give the floating IP ``address`` back to its network (delete it), guarded by its
     revision. Returns ``{changed, address, old_port_id}``.
 
+    address
+        The floating IP address to delete, e.g. ``192.168.144.77``; one still associated
+        is detached with it. Nothing changes when it is not allocated.
+
+    cloud
+        The OpenStack cloud: a ``clouds.yaml`` entry name or a dict of openstacksdk
+        connection arguments; default: ``hastack:openstack:cloud`` (pillar or config).
+
+    test
+        ``True``: delete nothing, only report whether it would be. Default: ``False``.
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call floating_ip.release 192.168.144.77
+        salt '*' floating_ip.release 192.168.144.77
     """
     conn = _conn(cloud)
     found = _fips(conn, f"look up floating IP {address}", floating_ip_address=address)
@@ -465,14 +540,37 @@ def move(address, server=None, port=None, fixed_ip=None, cloud=None, test=False)
     server's port), in one guarded write. Without a target, ``address`` may be a label
     in ``hastack:floating_ips:addresses`` (or the address an entry holds): the target is
     that entry's ``standby`` (``{server: ...}``, ``{port: ...}`` or ``{fixed_ip: ...}``).
+    The target port must not hold a floating IP already.
     Returns ``{changed, address, port_id, old_port_id}``.
+
+    address
+        The floating IP address to move, e.g. ``192.168.144.77``; without a target, also
+        a label in ``hastack:floating_ips:addresses`` or the address an entry there holds.
+
+    server
+        The name of the server (looked up through Nova) to move it to; it must have
+        exactly one port. Give at most one of ``server``, ``port`` and ``fixed_ip``;
+        with none, the target is the pillar entry's ``standby``.
+
+    port
+        The name of the Neutron port to move it to.
+
+    fixed_ip
+        A fixed IP address of the port to move it to, e.g. ``10.5.5.13``.
+
+    cloud
+        The OpenStack cloud: a ``clouds.yaml`` entry name or a dict of openstacksdk
+        connection arguments; default: ``hastack:openstack:cloud`` (pillar or config).
+
+    test
+        ``True``: move nothing, only report what would change. Default: ``False``.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call floating_ip.move 192.168.144.77 server=web1-standby
-        salt-call floating_ip.move web1          # to the standby the pillar names
+        salt '*' floating_ip.move 192.168.144.77 server=web1-standby
+        salt '*' floating_ip.move web1          # to the standby the pillar names
     """
     conn = _conn(cloud)
     if server or port or fixed_ip:
@@ -497,15 +595,38 @@ def reissue(addresses=None, host=None, server=None, cloud=None, concurrency=CONC
     Associate floating IPs again with the port their server has now, so Neutron
     re-programs them (after a network node or a compute failed): the given
     ``addresses``, or those of the ports bound to ``host``, or of ``server``. Each is one
-    guarded PUT; at most ``concurrency`` run at once. Returns ``{reissued: [addresses],
-    failed: {address: error}}``.
+    guarded PUT; at most ``concurrency`` run at once. Floating IPs associated with no
+    port are skipped. Returns ``{reissued: [addresses], failed: {address: error}}``.
+
+    addresses
+        One floating address or a list of them; each must exist. When given, ``host``
+        and ``server`` are ignored.
+
+    host
+        Reissue the floating IPs of the ports bound to this host (e.g. the compute node
+        that failed), when ``addresses`` is not given.
+
+    server
+        Reissue the floating IPs of this server (by name), when ``addresses`` is not
+        given; together with ``host``, a floating IP must match both.
+
+    cloud
+        The OpenStack cloud: a ``clouds.yaml`` entry name or a dict of openstacksdk
+        connection arguments; default: ``hastack:openstack:cloud`` (pillar or config).
+
+    concurrency
+        How many PUTs run at once (at least 1); default: 8.
+
+    test
+        ``True``: write nothing, return the addresses that would be reissued.
+        Default: ``False``.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call floating_ip.reissue host=alice
-        salt-call floating_ip.reissue '[192.168.144.77, 192.168.144.78]'
+        salt '*' floating_ip.reissue host=alice
+        salt '*' floating_ip.reissue '[192.168.144.77, 192.168.144.78]'
     """
     conn = _conn(cloud)
     if addresses:
@@ -553,11 +674,15 @@ def l3_agents(cloud=None):
     The L3 agents: ``[{id, host, alive, admin_state_up, routers: [names]}]`` (``alive``
     is Neutron's view from the agent's heartbeats).
 
+    cloud
+        The OpenStack cloud: a ``clouds.yaml`` entry name or a dict of openstacksdk
+        connection arguments; default: ``hastack:openstack:cloud`` (pillar or config).
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call floating_ip.l3_agents
+        salt '*' floating_ip.l3_agents
     """
     conn = _conn(cloud)
     out = []
@@ -573,11 +698,21 @@ def routers_on_agent(host=None, agent=None, cloud=None):
     """
     The routers an L3 agent (by ``host`` or agent ``id``) serves: ``[{id, name}]``.
 
+    host
+        The host the L3 agent runs on, e.g. ``alice``. Give ``host`` or ``agent``.
+
+    agent
+        The L3 agent's ID (as ``floating_ip.l3_agents`` shows it).
+
+    cloud
+        The OpenStack cloud: a ``clouds.yaml`` entry name or a dict of openstacksdk
+        connection arguments; default: ``hastack:openstack:cloud`` (pillar or config).
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call floating_ip.routers_on_agent host=alice
+        salt '*' floating_ip.routers_on_agent host=alice
     """
     conn = _conn(cloud)
     agents = [a for a in _l3_agents(conn) if a.host == host or a.id == agent]
@@ -594,12 +729,28 @@ def move_routers(from_host=None, to_host=None, cloud=None, test=False):
     fewest writes for a network node failure. Returns ``{moved: {router: {from, to}},
     floating_ips: [addresses behind the moved routers], failed: {router: error}}``.
 
+    from_host
+        Move the routers off the L3 agent on this host, alive or not. Default: off every
+        L3 agent Neutron reports dead.
+
+    to_host
+        Move them all onto the live L3 agent on this host. Default: each onto the live,
+        enabled (admin state up) agent that serves the fewest routers.
+
+    cloud
+        The OpenStack cloud: a ``clouds.yaml`` entry name or a dict of openstacksdk
+        connection arguments; default: ``hastack:openstack:cloud`` (pillar or config).
+
+    test
+        ``True``: move nothing; the result shows the planned moves and the floating IPs
+        behind them. Default: ``False``.
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call floating_ip.move_routers
-        salt-call floating_ip.move_routers from_host=alice to_host=bob test=True
+        salt '*' floating_ip.move_routers
+        salt '*' floating_ip.move_routers from_host=alice to_host=bob test=True
     """
     conn = _conn(cloud)
     agents = _l3_agents(conn)

@@ -70,11 +70,14 @@ def usage_name(ceph_user):
     """
     The usage name hastack gives the secret of a Ceph user: ``client.<user> secret``.
 
+    ceph_user
+        The Ceph user's name without ``client.``, e.g. ``cinder``.
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call libvirt_secret.usage_name cinder
+        salt '*' libvirt_secret.usage_name cinder
     """
     return f"client.{ceph_user} secret"
 
@@ -97,11 +100,15 @@ def list_(uri=None):
     """
     Every secret libvirt holds: uuid, usage type and name, private, ephemeral (no values).
 
+    uri
+        The libvirt connection URI; default: ``hastack:libvirt:uri`` (pillar or config),
+        else ``qemu:///system``.
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call libvirt_secret.list
+        salt '*' libvirt_secret.list
     """
     conn = _connect(uri)
     try:
@@ -126,11 +133,18 @@ def get(uuid, uri=None):
     """
     One secret's description, or ``None`` when no secret has that UUID.
 
+    uuid
+        The secret's UUID, e.g. ``95aae3f5-ad4b-4ec1-8a37-4ca0b7a3d1f6``.
+
+    uri
+        The libvirt connection URI; default: ``hastack:libvirt:uri`` (pillar or config),
+        else ``qemu:///system``.
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call libvirt_secret.get 95aae3f5-ad4b-4ec1-8a37-4ca0b7a3d1f6
+        salt '*' libvirt_secret.get 95aae3f5-ad4b-4ec1-8a37-4ca0b7a3d1f6
     """
     conn = _connect(uri)
     try:
@@ -144,11 +158,19 @@ def holder(usage, uri=None):
     """
     The UUID of the secret holding a ceph usage name (``client.cinder secret``), or ``None``.
 
+    usage
+        The usage name of a ``ceph`` secret, e.g. ``client.cinder secret`` (see
+        ``libvirt_secret.usage_name``).
+
+    uri
+        The libvirt connection URI; default: ``hastack:libvirt:uri`` (pillar or config),
+        else ``qemu:///system``.
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call libvirt_secret.holder 'client.cinder secret'
+        salt '*' libvirt_secret.holder 'client.cinder secret'
     """
     conn = _connect(uri)
     try:
@@ -167,11 +189,26 @@ def value_matches(uuid, key=None, key_pillar=None, uri=None):
     Tell whether the secret holds exactly this Ceph key; ``None`` when it has no value
     (or does not exist). A private secret's value cannot be read: that is an error.
 
+    uuid
+        The secret's UUID.
+
+    key
+        The cephx key itself (base64, as in a keyring). It shows on the command line and
+        in the job's arguments: prefer ``key_pillar``.
+
+    key_pillar
+        The pillar path of the key, e.g. ``hastack:ceph:users:cinder:key``; read on the
+        minion, never logged or returned. Takes precedence over ``key``; give one of them.
+
+    uri
+        The libvirt connection URI; default: ``hastack:libvirt:uri`` (pillar or config),
+        else ``qemu:///system``.
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call libvirt_secret.value_matches 95aae3f5-... key_pillar=hastack:ceph:users:cinder:key
+        salt '*' libvirt_secret.value_matches 95aae3f5-... key_pillar=hastack:ceph:users:cinder:key
     """
     wanted = _key_bytes(key, key_pillar)
     conn = _connect(uri)
@@ -197,12 +234,36 @@ def define(uuid, ceph_user, key=None, key_pillar=None, uri=None, usage=None):
     """
     Define (or redefine) a ceph secret with usage ``usage`` (default ``client.<ceph_user>
     secret``) and set its value to the Ceph key, through the API (never a command line).
+    The secret is neither private nor ephemeral. Returns ``True``.
+
+    uuid
+        The secret's UUID (what ``rbd_secret_uuid`` names in cinder.conf and nova.conf);
+        an existing secret with it is redefined.
+
+    ceph_user
+        The Ceph user whose key the secret holds, without ``client.``, e.g. ``cinder``.
+
+    key
+        The cephx key itself (base64, as in a keyring). It shows on the command line and
+        in the job's arguments: prefer ``key_pillar``.
+
+    key_pillar
+        The pillar path of the key, e.g. ``hastack:ceph:users:cinder:key``; read on the
+        minion, never logged or returned. Takes precedence over ``key``; give one of them.
+
+    uri
+        The libvirt connection URI; default: ``hastack:libvirt:uri`` (pillar or config),
+        else ``qemu:///system``.
+
+    usage
+        The usage name; default: ``client.<ceph_user> secret``. libvirt allows one secret
+        per usage name: one held by another UUID is an error.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call libvirt_secret.define 95aae3f5-... cinder key_pillar=hastack:ceph:users:cinder:key
+        salt '*' libvirt_secret.define 95aae3f5-... cinder key_pillar=hastack:ceph:users:cinder:key
     """
     value = _key_bytes(key, key_pillar)
     xml = (
@@ -226,11 +287,18 @@ def undefine(uuid, uri=None):
     """
     Remove a secret; ``False`` when it did not exist.
 
+    uuid
+        The UUID of the secret to remove.
+
+    uri
+        The libvirt connection URI; default: ``hastack:libvirt:uri`` (pillar or config),
+        else ``qemu:///system``.
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call libvirt_secret.undefine 95aae3f5-...
+        salt '*' libvirt_secret.undefine 95aae3f5-...
     """
     conn = _connect(uri)
     try:

@@ -36,6 +36,24 @@ def associated(name, server=None, port=None, fixed_ip=None, address=None, networ
 
     name
         A label for the association (e.g. the server's role).
+    server
+        The name of the server (looked up through Nova) that gets the floating IP; it
+        must have exactly one port. Give exactly one of ``server``, ``port`` and
+        ``fixed_ip``.
+    port
+        The name of the Neutron port that gets the floating IP.
+    fixed_ip
+        A fixed IP address of the port that gets the floating IP, e.g. ``10.5.5.12``.
+    address
+        The floating address it must have: taken if unassociated, allocated from
+        ``network`` if not allocated yet; one held by another port is an error (use
+        ``floating_ip.move``). Default: any floating IP from ``network``.
+    network
+        The external network (name or ID) a new floating IP comes from; default:
+        ``hastack:openstack:external_network`` (pillar or config).
+    cloud
+        The OpenStack cloud: a ``clouds.yaml`` entry name or a dict of openstacksdk
+        connection arguments; default: ``hastack:openstack:cloud`` (pillar or config).
     standby
         Where ``floating_ip.move`` sends it on failure (``{server: ...}``, ``{port: ...}``
         or ``{fixed_ip: ...}``): held there, the association counts as kept, and a
@@ -71,6 +89,17 @@ def absent(name, address=None, release=False, cloud=None):
     """
     The floating IP ``address`` (default: ``name``) is associated with no port; with
     ``release``, it is given back to its network.
+
+    name
+        The floating IP address, unless ``address`` is given (then a free label).
+    address
+        The floating IP address, e.g. ``192.168.144.50``; default: ``name``.
+    release
+        ``True``: also delete the floating IP, giving the address back to its network.
+        Default ``False``: only detach it from its port (it stays allocated).
+    cloud
+        The OpenStack cloud: a ``clouds.yaml`` entry name or a dict of openstacksdk
+        connection arguments; default: ``hastack:openstack:cloud`` (pillar or config).
     """
     address = address or name
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}

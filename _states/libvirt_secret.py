@@ -130,7 +130,10 @@ def usable(name, secrets, uri=None):
     name
         A label for the check.
     secrets
-        ``{uuid: {usage: ..., replace_usage: bool}}``.
+        The secrets the run would define: ``{uuid: {usage: ..., replace_usage: bool}}``
+        (``usage`` is required; ``replace_usage`` defaults to false).
+    uri
+        libvirt URI; default ``hastack:libvirt:uri``, else ``qemu:///system``.
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     problems = []
@@ -151,6 +154,11 @@ def usable(name, secrets, uri=None):
 def absent(name, uri=None):
     """
     Make sure no secret has UUID ``name``.
+
+    name
+        The UUID of the secret to remove.
+    uri
+        libvirt URI; default ``hastack:libvirt:uri``, else ``qemu:///system``.
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     try:
