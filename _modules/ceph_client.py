@@ -65,6 +65,9 @@ def key_valid(key):
     """
     Tell whether ``key`` is a well-formed cephx key (base64 of an AES CryptoKey).
 
+    key
+        The key text, as ``ceph auth get-key`` or ``ceph-authtool --gen-print-key`` print it.
+
     CLI Example:
 
     .. code-block:: bash
@@ -95,32 +98,44 @@ def _resolve_key(key=None, key_pillar=None):
 
 def parse_caps(caps, pools=None, where="caps", pools_key="hastack:ceph:pools"):
     """
-    Validate and normalize cephx caps; return ``{type: "grant, grant"}``.
+    Validate and normalize cephx caps; return ``{type: "grant, grant"}``. An error
+    names ``where`` (the pillar key).
 
-    ``caps`` maps a daemon type (mon, osd, mgr, mds) to a grant string such as
-    ``profile rbd pool=volumes, profile rbd-read-only pool=images`` or
-    ``allow rwx pool=images``. With ``pools`` (a list), every ``pool=`` must name one
-    of them. Errors name ``where`` (the pillar key).
+    caps
+        ``{mon|osd|mgr|mds: grants}``, e.g. ``{osd: 'profile rbd pool=volumes, profile
+        rbd-read-only pool=images'}``.
+
+    pools
+        A list of pool names: every ``pool=`` must name one of them (default: any pool).
+
+    where
+        The pillar key or argument an error names (default ``caps``).
+
+    pools_key
+        The pillar key that lists the pools, named when a pool is unknown.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call ceph_client.parse_caps '{"mon": "profile rbd", "osd": "profile rbd pool=images"}' '[images]'
+        salt '*' ceph_client.parse_caps '{"mon": "profile rbd", "osd": "profile rbd pool=images"}' '[images]'
     """
     return cephx.parse_caps(caps, pools=pools, where=where, pools_key=pools_key)
 
 def caps_normalize(caps):
     """
     Normalize caps as the cluster holds them, for comparison with ``parse_caps`` output:
-    white space folded, ``pool images`` written ``pool=images``. Never fails on caps
-    it does not know (someone may have set them by hand).
+    white space folded, ``pool images`` written ``pool=images``. Never fails on caps it
+    does not know (someone may have set them by hand).
+
+    caps
+        ``{type: grants}`` as ``ceph auth get`` shows them.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call ceph_client.caps_normalize '{"osd": "profile rbd  pool images"}'
+        salt '*' ceph_client.caps_normalize '{"osd": "profile rbd  pool images"}'
     """
     return cephx.caps_normalize(caps)
 
@@ -226,7 +241,7 @@ def status(**kwargs):
 
     .. code-block:: bash
 
-        salt-call ceph_client.status
+        salt '*' ceph_client.status
     """
     conn = _conn(kwargs)
     _, out, _ = _run("ceph", ["status"], conn)
@@ -246,13 +261,17 @@ def status(**kwargs):
 
 def pool_list(refresh=False, **kwargs):
     """
-    Pools with the settings hastack manages: ``{name: {pg_num, applications, autoscale_mode, size}}``.
+    Pools with the settings hastack manages: ``{name: {pg_num, applications,
+    autoscale_mode, size}}``.
+
+    refresh
+        Read the cluster again instead of this run's cached answer (default ``False``).
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call ceph_client.pool_list
+        salt '*' ceph_client.pool_list
     """
     conn = _conn(kwargs)
     if refresh:
@@ -277,11 +296,17 @@ def pool_get(name, refresh=False, **kwargs):
     """
     One pool's settings, or ``None`` when it does not exist.
 
+    name
+        The pool name.
+
+    refresh
+        Read the cluster again instead of this run's cached answer (default ``False``).
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call ceph_client.pool_get images
+        salt '*' ceph_client.pool_get images
     """
     return pool_list(refresh=refresh, **kwargs).get(name)
 
@@ -290,11 +315,20 @@ def pool_create(name, pg_num=32, application=None, **kwargs):
     """
     Create a pool; with ``application=rbd`` also run ``rbd pool init``.
 
+    name
+        The pool name.
+
+    pg_num
+        Placement groups to create it with (default 32).
+
+    application
+        The application to enable on it (``rbd``, ``rgw``, ``cephfs``, ...); none by default.
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call ceph_client.pool_create images pg_num=32 application=rbd
+        salt '*' ceph_client.pool_create images pg_num=32 application=rbd
     """
     conn = _conn(kwargs)
     _invalidate(conn, "pools")
@@ -309,11 +343,17 @@ def pool_application_enable(name, application, **kwargs):
     Enable an application on a pool; ``rbd`` is done by ``rbd pool init``, which also
     prepares the pool for RBD images.
 
+    name
+        The pool name.
+
+    application
+        The application (``rbd``, ``rgw``, ``cephfs``, ...).
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call ceph_client.pool_application_enable images rbd
+        salt '*' ceph_client.pool_application_enable images rbd
     """
     conn = _conn(kwargs)
     _invalidate(conn, "pools")
@@ -329,11 +369,20 @@ def pool_set(name, var, value, **kwargs):
     """
     Set one pool variable (``ceph osd pool set``).
 
+    name
+        The pool name.
+
+    var
+        The variable, e.g. ``pg_num`` or ``size``.
+
+    value
+        Its new value.
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call ceph_client.pool_set images pg_num 64
+        salt '*' ceph_client.pool_set images pg_num 64
     """
     conn = _conn(kwargs)
     _invalidate(conn, "pools")
@@ -370,7 +419,7 @@ def entity_list(**kwargs):
 
     .. code-block:: bash
 
-        salt-call ceph_client.entity_list
+        salt '*' ceph_client.entity_list
     """
     conn = _conn(kwargs)
     return {name: {"caps": dict(e["caps"])} for name, e in _auth_dump(conn).items()}
@@ -378,13 +427,20 @@ def entity_list(**kwargs):
 
 def entity_get(name, refresh=False, **kwargs):
     """
-    One cephx entity's caps, or ``None`` when it does not exist. The key is never returned.
+    One cephx entity's caps, or ``None`` when it does not exist. The key is never
+    returned.
+
+    name
+        ``client.glance`` or ``glance``.
+
+    refresh
+        Read the cluster again instead of this run's cached answer (default ``False``).
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call ceph_client.entity_get client.glance
+        salt '*' ceph_client.entity_get client.glance
     """
     conn = _conn(kwargs)
     entity = _auth_dump(conn, refresh=refresh).get(_entity_name(name))
@@ -395,13 +451,27 @@ def entity_get(name, refresh=False, **kwargs):
 
 def entity_key_matches(name, key=None, key_pillar=None, refresh=False, **kwargs):
     """
-    Tell whether the cluster holds exactly this key for the entity (``None`` if absent).
+    Tell whether the cluster holds exactly this key for the entity (``None`` if the
+    entity does not exist). The key is compared in this process and never shown.
+
+    name
+        ``client.glance`` or ``glance``.
+
+    key_pillar
+        The pillar path of the key, e.g. ``hastack:ceph:users:glance:key`` (preferred:
+        the key stays out of the command line and the job).
+
+    key
+        The key itself, for in-process callers.
+
+    refresh
+        Read the cluster again instead of this run's cached answer (default ``False``).
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call ceph_client.entity_key_matches client.glance key_pillar=hastack:ceph:users:glance:key
+        salt '*' ceph_client.entity_key_matches client.glance key_pillar=hastack:ceph:users:glance:key
     """
     conn = _conn(kwargs)
     key = _resolve_key(key, key_pillar)
@@ -414,13 +484,25 @@ def entity_key_matches(name, key=None, key_pillar=None, refresh=False, **kwargs)
 def entity_import(name, caps=None, key=None, key_pillar=None, **kwargs):
     """
     Make the cluster hold exactly this key and these caps for the entity (create,
-    rotate or re-cap in one step). The key reaches ``ceph auth import`` on stdin.
+    rotate or re-cap in one step). The key never reaches a command line.
+
+    name
+        ``client.glance`` or ``glance``.
+
+    caps
+        ``{mon|osd|mgr|mds: grants}``; types not given are removed.
+
+    key_pillar
+        The pillar path of the key (preferred).
+
+    key
+        The key itself, for in-process callers.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call ceph_client.entity_import client.glance '{"mon": "profile rbd"}' key_pillar=hastack:ceph:users:glance:key
+        salt '*' ceph_client.entity_import client.glance '{"mon": "profile rbd"}' key_pillar=hastack:ceph:users:glance:key
     """
     conn = _conn(kwargs)
     key = _resolve_key(key, key_pillar)
@@ -435,11 +517,17 @@ def entity_caps_set(name, caps, **kwargs):
     """
     Replace an entity's caps, keeping its key (``ceph auth caps``).
 
+    name
+        ``client.glance`` or ``glance``.
+
+    caps
+        ``{mon|osd|mgr|mds: grants}``; types not given are removed.
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call ceph_client.entity_caps_set client.glance '{"mon": "profile rbd", "osd": "profile rbd pool=images"}'
+        salt '*' ceph_client.entity_caps_set client.glance '{"mon": "profile rbd", "osd": "profile rbd pool=images"}'
     """
     conn = _conn(kwargs)
     caps = parse_caps(caps)
@@ -455,11 +543,14 @@ def entity_delete(name, **kwargs):
     """
     Delete a cephx entity; ``False`` when it did not exist.
 
+    name
+        ``client.glance`` or ``glance``.
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call ceph_client.entity_delete client.glance
+        salt '*' ceph_client.entity_delete client.glance
     """
     conn = _conn(kwargs)
     _invalidate(conn, "auth")
@@ -476,11 +567,17 @@ def keyring_mode(mode, where="mode"):
     Normalize a file mode: ``'0640'``, ``'640'`` and YAML's unquoted ``0640`` (the
     integer 416) all give ``'0640'``; anything else is an error naming ``where``.
 
+    mode
+        The mode, as a string or as the integer YAML makes of an unquoted ``0640``.
+
+    where
+        The pillar key or argument an error names (default ``mode``).
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call ceph_client.keyring_mode 0640
+        salt '*' ceph_client.keyring_mode 0640
     """
     return cephx.file_mode(mode, where)
 
@@ -523,15 +620,27 @@ def _atomic_write(path, text, uid, gid, mode):
 
 def keyring_info(path, entity=None, key=None, key_pillar=None):
     """
-    What a keyring file holds, without its keys: owner, group, mode, the entities in it,
-    and (given ``entity`` and a key) whether it holds exactly that key for the entity.
-    ``None`` when the file does not exist.
+    What a keyring file holds, without its keys: owner, group, mode, the entities in
+    it, and (given ``entity`` and a key) whether it holds exactly that key for the
+    entity. ``None`` when the file does not exist.
+
+    path
+        The keyring's path.
+
+    entity
+        ``client.glance`` or ``glance``: check its key (with ``key_pillar`` or ``key``).
+
+    key_pillar
+        The pillar path of the key to compare (preferred).
+
+    key
+        The key itself, for in-process callers.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call ceph_client.keyring_info /etc/ceph/ceph.client.glance.keyring client.glance key_pillar=hastack:ceph:users:glance:key
+        salt '*' ceph_client.keyring_info /etc/ceph/ceph.client.glance.keyring client.glance key_pillar=hastack:ceph:users:glance:key
     """
     meta = _file_meta(path)
     if meta is None:
@@ -555,11 +664,29 @@ def keyring_write(path, entity, key=None, key_pillar=None, owner="root", group="
     Write a keyring for one entity, atomically, with the given owner, group and mode.
     The file never exists with a wider mode than asked, not even for a moment.
 
+    path
+        The keyring's path.
+
+    entity
+        ``client.glance`` or ``glance``.
+
+    key_pillar
+        The pillar path of the key (preferred).
+
+    key
+        The key itself, for in-process callers.
+
+    owner, group
+        The file's owner and group (default ``root``); they must exist on the minion.
+
+    mode
+        The file's mode (default ``'0600'``).
+
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call ceph_client.keyring_write /etc/ceph/ceph.client.glance.keyring client.glance key_pillar=hastack:ceph:users:glance:key owner=glance group=glance mode=0640
+        salt '*' ceph_client.keyring_write /etc/ceph/ceph.client.glance.keyring client.glance key_pillar=hastack:ceph:users:glance:key owner=glance group=glance mode=0640
     """
     key = _resolve_key(key, key_pillar)
     uid, gid = schema.user_id(owner), schema.group_id(group)
@@ -573,17 +700,38 @@ def keyring_write(path, entity, key=None, key_pillar=None, owner="root", group="
 
 def keyring_meta_set(path, owner, group, mode):
     """
-    Set a keyring's owner, group and mode without rewriting it.
+    Set a keyring's owner, group and mode without rewriting it, so that at no moment
+    anyone may read it whom neither the old nor the new setting allows.
+
+    path
+        The keyring's path.
+
+    owner, group
+        The file's new owner and group.
+
+    mode
+        The file's new mode, e.g. ``'0640'``.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call ceph_client.keyring_meta_set /etc/ceph/ceph.client.glance.keyring glance glance 0640
+        salt '*' ceph_client.keyring_meta_set /etc/ceph/ceph.client.glance.keyring glance glance 0640
     """
+    uid, gid = schema.user_id(owner), schema.group_id(group)
+    wanted = int(keyring_mode(mode), 8)
     try:
-        os.chown(path, schema.user_id(owner), schema.group_id(group))
-        os.chmod(path, int(keyring_mode(mode), 8))
+        st = os.stat(path)
+        current = stat.S_IMODE(st.st_mode)
+        # Narrow first, then change hands, then widen: at every step the file is
+        # readable only by whom both the old and the new setting allow.
+        narrow = current & wanted
+        if narrow != current:
+            os.chmod(path, narrow)
+        if (st.st_uid, st.st_gid) != (uid, gid):
+            os.chown(path, uid, gid)
+        if wanted != narrow:
+            os.chmod(path, wanted)
     except OSError as err:
         raise CommandExecutionError(f"cannot set owner/mode of {path}: {err}") from err
     return True

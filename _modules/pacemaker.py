@@ -596,6 +596,15 @@ def node_standby(node, cib_file=None, test=False):
     Put ``node`` in standby (its resources move off it; it stays a member). Returns
     ``{old, new}`` of its standby attribute, or ``{}`` when it already is.
 
+    node
+        The node's name, as the cluster knows it.
+
+    cib_file
+        Work on a CIB file instead of the live cluster.
+
+    test
+        Report what would change and change nothing (default ``False``).
+
     CLI Example:
 
     .. code-block:: bash
@@ -608,6 +617,15 @@ def node_standby(node, cib_file=None, test=False):
 def node_online(node, cib_file=None, test=False):
     """
     Take ``node`` out of standby. Returns ``{old, new}`` or ``{}``.
+
+    node
+        The node's name, as the cluster knows it.
+
+    cib_file
+        Work on a CIB file instead of the live cluster.
+
+    test
+        Report what would change and change nothing (default ``False``).
 
     CLI Example:
 

@@ -238,8 +238,11 @@ def keyring_present(name, entity, key=None, key_pillar=None, owner="root", group
         ``client.glance`` or ``glance``.
     key_pillar / key
         As for ``user_present``.
-    owner, group, mode
-        File ownership and permissions (mode as a string such as ``'0640'``).
+    owner, group
+        The file's owner and group (default ``root``); both must exist on the minion.
+    mode
+        The file's mode as a string such as ``'0640'`` (default ``'0600'``); a mode that
+        gives others any access is refused, since every local user could read the key.
     """
     entity = entity if "." in entity else f"client.{entity}"
     ret = _ret(name)
