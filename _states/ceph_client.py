@@ -45,8 +45,11 @@ def _conn(kwargs):
     return {k: kwargs[k] for k in CONN_ARGS if kwargs.get(k) is not None}
 
 
-def _finish(ret, changes, apply, done_comment, same_comment):
-    """Shared tail: no diff -> True; test -> None with the prediction; else apply."""
+def _finish(ret, changes, write, remaining, done_comment, same_comment):
+    """The shared tail of every state here: no diff -> True; test -> None with the
+    prediction; else ``write()``, then ``remaining()`` re-reads what still differs.
+    ``changes`` reports only what the re-read shows was made, also when the write
+    failed half-way."""
     if not changes:
         ret["comment"] = same_comment
         return ret
@@ -55,16 +58,22 @@ def _finish(ret, changes, apply, done_comment, same_comment):
         ret["changes"] = changes
         ret["comment"] = f"{done_comment} (test: would be)"
         return ret
+    error = None
     try:
-        remaining = apply()
+        write()
     except (CommandExecutionError, SaltInvocationError) as err:
+        error = str(err)
+    try:
+        left = set(remaining())
+    except (CommandExecutionError, SaltInvocationError) as err:
+        left, error = set(changes), error or str(err)
+    ret["changes"] = {attr: change for attr, change in changes.items() if attr not in left}
+    if error:
         ret["result"] = False
-        ret["comment"] = str(err)
-        return ret
-    ret["changes"] = changes
-    if remaining:
+        ret["comment"] = error
+    elif left:
         ret["result"] = False
-        ret["comment"] = f"{done_comment}, but a re-read still differs in: {', '.join(sorted(remaining))}"
+        ret["comment"] = f"{done_comment}, but a re-read still differs in: {', '.join(sorted(left))}"
     else:
         ret["comment"] = done_comment
     return ret
@@ -93,9 +102,12 @@ def cluster_reachable(name, **kwargs):
     return ret
 
 
-def pool_present(name, pg_num=32, application="rbd", **kwargs):
+def pool_present(name, pg_num=32, application="rbd", pillar_key=None, **kwargs):
     """
     Make sure a pool exists with its application enabled (``rbd pool init`` for rbd).
+    A pool that already serves another application is refused, in test mode too:
+    Ceph asks to confirm adding a second one, and taking one away may cut off its
+    users, so that is left to a person.
 
     name
         The pool name.
@@ -103,15 +115,28 @@ def pool_present(name, pg_num=32, application="rbd", **kwargs):
         Placement groups: used when creating, and kept at this value afterwards unless
         the pool's PG autoscaler is on (then the autoscaler owns it).
     application
-        The pool application (``rbd``, ``rgw``, ``cephfs`` or a custom name).
+        The pool application (``rbd``, ``rgw``, ``cephfs``, ``nfs`` or ``mgr``).
+    pillar_key
+        Where the pool is declared (e.g. ``hastack:ceph:pools:images``), named in errors.
     """
     ret = _ret(name)
     conn = _conn(kwargs)
+    where = f"{pillar_key}:application" if pillar_key else "application"
     try:
         pool = __salt__["ceph_client.pool_get"](name, **conn)
     except (CommandExecutionError, SaltInvocationError) as err:
         ret["result"] = False
         ret["comment"] = str(err)
+        return ret
+    others = [app for app in (pool or {}).get("applications", []) if app != application]
+    if application and pool is not None and others and application not in pool["applications"]:
+        ret["result"] = False
+        ret["comment"] = (
+            f"{where}: pool {name} serves {', '.join(others)}, not {application}; hastack does "
+            f"not change a pool's application. Declare {others[0]} there, or, if nothing uses "
+            f"the pool as {others[0]}, run 'ceph osd pool application disable {name} "
+            f"{others[0]} --yes-i-really-mean-it' and apply again"
+        )
         return ret
 
     def diff(pool):
@@ -127,7 +152,7 @@ def pool_present(name, pg_num=32, application="rbd", **kwargs):
 
     changes = diff(pool)
 
-    def apply():
+    def write():
         if pool is None:
             __salt__["ceph_client.pool_create"](name, pg_num=pg_num, application=application, **conn)
         else:
@@ -135,9 +160,12 @@ def pool_present(name, pg_num=32, application="rbd", **kwargs):
                 __salt__["ceph_client.pool_set"](name, "pg_num", pg_num, **conn)
             if "application" in changes:
                 __salt__["ceph_client.pool_application_enable"](name, application, **conn)
-        return diff(__salt__["ceph_client.pool_get"](name, refresh=True, **conn))
 
-    return _finish(ret, changes, apply,
+    def remaining():
+        # A pool that now exists counts as created even if its application failed.
+        return set(diff(__salt__["ceph_client.pool_get"](name, refresh=True, **conn)))
+
+    return _finish(ret, changes, write, remaining,
                    f"Pool {name} {'created' if pool is None else 'updated'}",
                    f"Pool {name} is as wanted")
 
@@ -182,20 +210,22 @@ def user_present(name, caps=None, key=None, key_pillar=None, **kwargs):
 
     changes = diff(current, key_ok)
 
-    def apply():
+    def write():
         if "key" in changes:
             __salt__["ceph_client.entity_import"](entity, caps=caps, key=key, key_pillar=key_pillar,
                                                   **conn)
         else:
             __salt__["ceph_client.entity_caps_set"](entity, caps, **conn)
-        return diff(
+
+    def remaining():
+        return set(diff(
             __salt__["ceph_client.entity_get"](entity, refresh=True, **conn),
             __salt__["ceph_client.entity_key_matches"](entity, key=key, key_pillar=key_pillar,
                                                        **conn),
-        )
+        ))
 
     verb = "created" if current is None else ("rotated" if "key" in changes else "updated")
-    return _finish(ret, changes, apply, f"cephx user {entity} {verb}",
+    return _finish(ret, changes, write, remaining, f"cephx user {entity} {verb}",
                    f"cephx user {entity} holds the wanted key and caps")
 
 
@@ -217,12 +247,14 @@ def user_absent(name, **kwargs):
         return ret
     changes = {} if current is None else {"entity": {"old": entity, "new": None}}
 
-    def apply():
+    def write():
         __salt__["ceph_client.entity_delete"](entity, **conn)
+
+    def remaining():
         gone = __salt__["ceph_client.entity_get"](entity, refresh=True, **conn) is None
         return [] if gone else ["entity"]
 
-    return _finish(ret, changes, apply, f"cephx user {entity} deleted",
+    return _finish(ret, changes, write, remaining, f"cephx user {entity} deleted",
                    f"cephx user {entity} is absent")
 
 
@@ -270,16 +302,18 @@ def keyring_present(name, entity, key=None, key_pillar=None, owner="root", group
 
     changes = diff(current)
 
-    def apply():
+    def write():
         if "key" in changes:
             __salt__["ceph_client.keyring_write"](name, entity, key=key, key_pillar=key_pillar,
                                                   owner=owner, group=group, mode=mode)
         else:
             __salt__["ceph_client.keyring_meta_set"](name, owner, group, mode)
+
+    def remaining():
         return diff(__salt__["ceph_client.keyring_info"](name, entity, key=key,
                                                           key_pillar=key_pillar))
 
-    return _finish(ret, changes, apply,
+    return _finish(ret, changes, write, remaining,
                    f"Keyring {name} {'written' if 'key' in changes else 'updated'}",
                    f"Keyring {name} is as wanted")
 

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from lab import saltlocal
-from tests.helpers import apply, cluster_snapshot, files_snapshot, rbd
+from tests.helpers import admin_ceph, apply, cluster_snapshot, files_snapshot, rbd
 
 GLANCE_KEY = "AQAAAAAAAAAAABAARkFLRS1nbGFuY2Uta2V5IQ=="
 CINDER_KEY = "AQAAAAAAAAAAABAARkFLRS1jaW5kZXIta2V5IQ=="
@@ -263,6 +263,15 @@ BAD_INPUT = [
      "hastack:ceph:users:cinder:keyring:group: group 'no-such-group' does not exist"),
     ({}, ["controller", "compte"], "hastack:roles: unknown role 'compte'"),
     ({"users": {"glance": {"roles": ["glance-api"]}}}, None, "hastack:ceph:users:glance:roles: unknown role"),
+    # Found by trying README's documented forms as a new user: each used to get past
+    # validation and fail later, or be applied silently.
+    ({"users": {"backup": {"key": "AQAAAAAAAAAAABAARkFLRS1iYWNrdXAta2V5IQ==", "caps": {}}}}, None,
+     "hastack:ceph:users:backup:caps: required"),
+    ({"mon_host": "not-an-address"}, ["controller"], "hastack:ceph:mon_host: host name 'not-an-address'"),
+    ({"pools": {"images": {"application": "rdb"}}}, None,
+     "hastack:ceph:pools:images:application: unknown pool application 'rdb'"),
+    ({"users": {"glance": {"keyring": {"mode": "0644"}}}}, None,
+     "hastack:ceph:users:glance:keyring:mode: 0644 lets every local user read the key"),
     ({"mon_host": UNREACHABLE, "timeout": 2}, None,
      f"at mon_host {UNREACHABLE} did not answer within 2 s (check hastack:ceph:mon_host"),
 ]
@@ -293,6 +302,28 @@ def test_bad_input_is_named_and_changes_nothing(make_minion, ceph_lab, ceph_over
         # The same check runs by hand before a rollout.
         rc, _ = alice.call("hastack.validate")
         assert rc != 0 and message in alice.last_output
+
+
+def test_pool_serving_another_application_is_refused_naming_the_key(make_minion, ceph_lab):
+    # An operator's pool that already serves rgw: hastack must not add rbd beside it
+    # (Ceph asks "Are you SURE?") nor predict success it cannot deliver.
+    admin_ceph(ceph_lab, "osd", "pool", "create", "images", "8")
+    admin_ceph(ceph_lab, "osd", "pool", "application", "enable", "images", "rgw")
+    alice = make_minion("alice")
+    results = {}
+    for test in (True, False):
+        rc, ret = apply(alice, test=test)
+        assert rc != 0
+        results[test] = ret["ceph_client_|-hastack-ceph-pool-images_|-images_|-pool_present"]
+    for state in results.values():
+        assert state["result"] is False and state["changes"] == {}
+        assert state["comment"].startswith(
+            "hastack:ceph:pools:images:application: pool images serves rgw, not rbd")
+    pools = {p["pool_name"]: p for p in admin_ceph(ceph_lab, "osd", "pool", "ls", "detail")}
+    assert list(pools["images"]["application_metadata"]) == ["rgw"]
+    # The user that needs the pool waited for it; nothing was made for it.
+    assert admin_ceph(ceph_lab, "auth", "ls")["auth_dump"] and not [
+        e for e in admin_ceph(ceph_lab, "auth", "ls")["auth_dump"] if e["entity"] == "client.glance"]
 
 
 def test_drift_in_any_managed_attribute_is_found_and_only_it_is_fixed(make_minion, ceph_lab):

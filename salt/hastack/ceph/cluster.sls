@@ -21,6 +21,7 @@
     - name: {{ pool }}
     - pg_num: {{ spec.pg_num }}
     - application: {{ spec.application }}
+    - pillar_key: {{ ceph.base }}:pools:{{ pool }}
 {%-     for arg, value in conn.items() %}
     - {{ arg }}: {{ value | json }}
 {%-     endfor %}
