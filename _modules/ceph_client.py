@@ -26,7 +26,8 @@ timeout (``10``)
     Seconds to wait for the monitors; an unreachable cluster is an error after this,
     never a hang.
 
-:depends: ceph-common (the ``ceph`` and ``rbd`` commands)
+:depends: ceph-common (the ``ceph`` and ``rbd`` commands) on the admin minion only;
+    keyrings and ceph.conf need no Ceph tool.
 """
 
 import grp
@@ -53,8 +54,8 @@ DEFAULTS = {
 
 
 def __virtual__():
-    if not salt.utils.path.which("ceph"):
-        return (False, "ceph_client: the 'ceph' command is missing (install ceph-common)")
+    # Loads on every minion: keyrings and ceph.conf need no Ceph tool (a compute has
+    # only librbd); functions that talk to the cluster say what to install.
     return __virtualname__
 
 
@@ -182,6 +183,11 @@ def _base_argv(tool, conn):
 
 def _run(tool, args, conn, stdin=None, json_out=True, ok_codes=(0,)):
     """Run a ceph tool; return (retcode, parsed stdout, stderr). Output is never logged."""
+    if not salt.utils.path.which(tool):
+        raise CommandExecutionError(
+            f"the '{tool}' command is missing on this minion (install ceph-common): it is "
+            f"needed where hastack:ceph:admin_minion manages the cluster"
+        )
     argv = _base_argv(tool, conn) + list(args)
     if json_out:
         argv += ["--format", "json"]

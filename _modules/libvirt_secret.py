@@ -36,7 +36,8 @@ DEFAULT_URI = "qemu:///system"
 
 def __virtual__():
     if not HAS_LIBVIRT:
-        return (False, "libvirt_secret: the libvirt Python bindings (libvirt-python) are missing")
+        return (False, "libvirt_secret: the libvirt Python bindings are missing (install "
+                       "python3-libvirt, or pip install 'saltext.hastack[libvirt]')")
     return __virtualname__
 
 

@@ -22,7 +22,7 @@ Connection arguments (``cluster``, ``conf_dir``, ``mon_host``, ``admin_keyring``
             osd: profile rbd pool=images
 """
 
-from hastack_utils import cephx
+from hastack_utils import cephx, loader
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "ceph_client"
@@ -33,7 +33,8 @@ CONN_ARGS = ("cluster", "conf_dir", "mon_host", "admin_keyring", "timeout")
 
 def __virtual__():
     if "ceph_client.status" not in __salt__:
-        return (False, "ceph_client state: the ceph_client execution module is not available")
+        # Say why (e.g. which package is missing), as the execution module does.
+        return (False, loader.unavailable(__salt__, "ceph_client.status"))
     return __virtualname__
 
 

@@ -18,6 +18,7 @@ Floating IPs by name, declared.
 predicted changes, nothing written (a new address shows as ``(new from <network>)``).
 """
 
+from hastack_utils import loader
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "floating_ip"
@@ -25,7 +26,8 @@ __virtualname__ = "floating_ip"
 
 def __virtual__():
     if "floating_ip.associate" not in __salt__:
-        return (False, "floating_ip state: the floating_ip execution module is not available")
+        # Say why (e.g. which package is missing), as the execution module does.
+        return (False, loader.unavailable(__salt__, "floating_ip.associate"))
     return __virtualname__
 
 

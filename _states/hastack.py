@@ -14,6 +14,7 @@ Only the named options are managed; every other line survives. ``changes`` are
 ``{"[section] option": {old, new}}``, and ``test=True`` reports exactly those.
 """
 
+from hastack_utils import loader
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "hastack"
@@ -21,7 +22,8 @@ __virtualname__ = "hastack"
 
 def __virtual__():
     if "hastack.ini_diff" not in __salt__:
-        return (False, "hastack state: the hastack execution module is not available")
+        # Say why (e.g. which package is missing), as the execution module does.
+        return (False, loader.unavailable(__salt__, "hastack.ini_diff"))
     return __virtualname__
 
 

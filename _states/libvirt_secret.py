@@ -13,6 +13,7 @@ The value is compared with the key without ever being shown: a change is reporte
 ``{"value": {"old": "(hidden)", "new": "(hidden)"}}``.
 """
 
+from hastack_utils import loader
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "libvirt_secret"
@@ -29,7 +30,8 @@ def _usage_taken(holder, usage, uuid):
 
 def __virtual__():
     if "libvirt_secret.get" not in __salt__:
-        return (False, "libvirt_secret state: the libvirt_secret execution module is not available")
+        # Say why (e.g. which package is missing), as the execution module does.
+        return (False, loader.unavailable(__salt__, "libvirt_secret.get"))
     return __virtualname__
 
 

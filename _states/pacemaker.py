@@ -17,6 +17,7 @@ epoch-guarded patch, retried on a fresh read when someone else wrote first, so
 applying from several nodes at once loses nothing.
 """
 
+from hastack_utils import loader
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "pacemaker"
@@ -24,7 +25,8 @@ __virtualname__ = "pacemaker"
 
 def __virtual__():
     if "pacemaker.diff" not in __salt__:
-        return (False, "pacemaker state: the pacemaker execution module is not available")
+        # Say why (e.g. which package is missing), as the execution module does.
+        return (False, loader.unavailable(__salt__, "pacemaker.diff"))
     return __virtualname__
 
 
