@@ -17,7 +17,7 @@ DEB_PACKAGES := ceph-mon ceph-osd ceph-common python3-venv python3-rados python3
 SITE_PACKAGES = $(VENV)/lib/python3.11/site-packages
 PYTEST_ARGS ?=
 
-.PHONY: .deb-packages setup demo test unit integration bench lab-start lab-stop clean
+.PHONY: .deb-packages setup demo test lint unit integration bench lab-start lab-stop clean
 
 setup: .deb-packages $(VENV)/.requirements-installed
 
@@ -43,8 +43,13 @@ $(VENV)/.requirements-installed: requirements.txt | .deb-packages
 demo: setup
 	$(PY) -m lab.demo
 
-test: setup
+test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The pre-commit checks (.pre-commit-config.yaml), run with the venv's tools.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(PY) tools/check_docs.py
 
 unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -9,7 +9,6 @@ of the machine is the same real one."""
 import os
 import shutil
 
-import pytest
 
 from tests.helpers import apply, cluster_snapshot
 
