@@ -9,7 +9,7 @@ Keys are never shown: a key change is reported as ``{"key": {"old": "(hidden)",
 not part of the rendered SLS.
 
 Connection arguments (``cluster``, ``conf_dir``, ``mon_host``, ``admin_keyring``,
-``timeout``) are passed to the ``ceph_client`` execution module; see its docs.
+``timeout``, ``backend``) are passed to the ``ceph_client`` execution module; see its docs.
 
 .. code-block:: yaml
 
@@ -28,7 +28,7 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 __virtualname__ = "ceph_client"
 
 HIDDEN = "(hidden)"
-CONN_ARGS = ("cluster", "conf_dir", "mon_host", "admin_keyring", "timeout")
+CONN_ARGS = ("cluster", "conf_dir", "mon_host", "admin_keyring", "timeout", "backend")
 
 
 def __virtual__():

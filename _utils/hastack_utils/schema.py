@@ -384,7 +384,7 @@ def validate_ceph(ceph, roles=None, known_roles=None, base="hastack:ceph"):
     """
     _need(isinstance(ceph, dict), base, "must be a mapping")
     unknown = set(ceph) - {"cluster", "conf_dir", "fsid", "mon_host", "admin_minion",
-                           "admin_keyring", "timeout", "pools", "users"}
+                           "admin_keyring", "timeout", "backend", "pools", "users"}
     _need(not unknown, base, f"unknown setting(s): {', '.join(sorted(unknown))}")
     out = dict(ceph)
     cluster = ceph.get("cluster")
@@ -409,6 +409,9 @@ def validate_ceph(ceph, roles=None, known_roles=None, base="hastack:ceph"):
     _need(isinstance(timeout, int) and not isinstance(timeout, bool) and 1 <= timeout <= 300,
           f"{base}:timeout", f"seconds from 1 to 300, got {timeout!r}")
 
+    _need(ceph.get("backend", "auto") in ("auto", "librados", "cli"), f"{base}:backend",
+          f"auto, librados or cli, got {ceph.get('backend')!r}")
+    out.setdefault("backend", "auto")
     pools = ceph.get("pools") or {}
     _need(isinstance(pools, dict), f"{base}:pools", "must be a mapping of pool name to settings")
     out["pools"] = {}

@@ -213,8 +213,9 @@ class ArgvRecorder:
         return self.shim_log.read_text() if self.shim_log.exists() else ""
 
 
-def test_keys_appear_in_no_argv_output_log_or_job_cache(make_minion, tmp_path):
-    alice = make_minion("alice")
+@pytest.mark.parametrize("backend", ["librados", "cli"])
+def test_keys_appear_in_no_argv_output_log_or_job_cache(make_minion, tmp_path, backend):
+    alice = make_minion("alice", {"hastack": {"ceph": {"backend": backend}}})
     secrets = [GLANCE_KEY, CINDER_KEY, base64.b64decode(GLANCE_KEY)[12:].decode()]
     with ArgvRecorder(tmp_path) as recorder:
         rc, ret = apply(alice, env=recorder.env(), log_level="debug")
@@ -225,13 +226,19 @@ def test_keys_appear_in_no_argv_output_log_or_job_cache(make_minion, tmp_path):
     # The apply set the libvirt secret too (the recipe's virsh put the key in argv there).
     assert any(k.startswith("libvirt_secret_|-") and v["changes"] for k, v in ret.items())
     calls = recorder.calls()
-    # The apply really ran the tools (so the checks below are not vacuous)...
-    assert "auth import -i -" in calls and "osd pool create" in calls
-    assert any(b"salt-call" in argv for argv in recorder.seen)
-    assert any(b"/ceph " in argv or b"bin/ceph " in argv for argv in recorder.seen)
     with open(alice.log_file, encoding="utf-8") as fh:
         debug_log = fh.read()
-    assert "ceph_client: running" in debug_log
+    # The apply really sent the commands (so the checks below are not vacuous)...
+    assert any(b"salt-call" in argv for argv in recorder.seen)
+    if backend == "cli":
+        assert "auth import -i -" in calls and "osd pool create" in calls
+        assert any(b"/ceph " in argv or b"bin/ceph " in argv for argv in recorder.seen)
+        assert "ceph_client: running" in debug_log
+    else:
+        # ...through the binding, without a single ceph process.
+        assert "librados mon_command auth import -i -" in debug_log
+        assert "librados mon_command osd pool create" in debug_log
+        assert calls == "" and not [a for a in recorder.seen if b"bin/ceph " in a]
     cached = files_snapshot(alice.cachedir)
     job_returns = [data for path, data in cached.items() if "/minion_jobs/" in path]
     assert len(job_returns) == 2 and all(b"hastack-ceph-user-glance" in r for r in job_returns)

@@ -10,18 +10,18 @@ import os
 import shutil
 
 
-from tests.helpers import apply, cluster_snapshot
+from tests.helpers import admin_ceph, apply, cluster_snapshot
 
 CEPH_TOOLS = ("ceph", "rbd")
 PACEMAKER_TOOLS = ("cibadmin", "crm_diff", "crm_verify", "crm_simulate", "crm_mon",
                    "crm_attribute", "crm_resource")
 
 
-def without_tools(minion, tmp_path, tools=(), hide_libvirt=False):
+def without_tools(minion, tmp_path, tools=(), bindings=()):
     """Make ``minion``'s salt-call run without ``tools`` (an empty, non-executable file
     is bind-mounted over each, in a private mount namespace: the minion cannot find or
-    run them) and, with ``hide_libvirt``, without the libvirt binding. Returns the
-    environment to call it with."""
+    run them) and without the Python ``bindings`` (modules that refuse to import).
+    Returns the environment to call it with."""
     absent = tmp_path / "absent"
     absent.write_text("")
     absent.chmod(0o644)
@@ -29,10 +29,11 @@ def without_tools(minion, tmp_path, tools=(), hide_libvirt=False):
     minion.wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-ec",
                    "; ".join(mounts + ['exec "$@"']), "without-tools"]
     env = dict(os.environ)
-    if hide_libvirt:
-        hide = tmp_path / "hide-libvirt"
+    if bindings:
+        hide = tmp_path / "hide-bindings"
         hide.mkdir()
-        (hide / "libvirt.py").write_text('raise ImportError("libvirt is not installed here")\n')
+        for module in bindings:
+            (hide / f"{module}.py").write_text(f'raise ImportError("{module} is not installed here")\n')
         env["PYTHONPATH"] = str(hide)
     return env
 
@@ -60,15 +61,28 @@ def test_compute_without_ceph_cli_or_pacemaker_tools_applies_all_it_needs(make_m
     assert set(outcome(predicted)) == set(states)
 
 
-def test_admin_minion_without_ceph_cli_is_told_what_to_install(make_minion, ceph_lab, tmp_path):
+def test_admin_minion_without_ceph_cli_manages_the_cluster_through_librados(make_minion,
+                                                                          ceph_lab, tmp_path):
+    alice = make_minion("alice")
+    rc, ret = apply(alice, env=without_tools(alice, tmp_path, CEPH_TOOLS))
+    assert rc == 0, alice.last_output
+    changed = {sid for sid, value in ret.items() if value["changes"]}
+    assert any("hastack-ceph-user-glance" in sid for sid in changed), changed
+    assert any(e["entity"] == "client.glance"
+               for e in admin_ceph(ceph_lab, "auth", "ls")["auth_dump"])
+
+
+def test_admin_minion_without_ceph_cli_or_binding_is_told_what_to_install(make_minion, ceph_lab,
+                                                                          tmp_path):
     alice = make_minion("alice")
     before = cluster_snapshot(ceph_lab)
-    rc, ret = apply(alice, env=without_tools(alice, tmp_path, CEPH_TOOLS))
+    rc, ret = apply(alice, env=without_tools(alice, tmp_path, CEPH_TOOLS, ["rados", "rbd"]))
     assert rc != 0
     states = outcome(ret)
     result, comment = states["hastack-ceph-cluster-reachable"]
     assert result is False
-    assert "the 'ceph' command is missing on this minion (install ceph-common)" in comment
+    assert ("the 'ceph' command is missing on this minion and Ceph's Python bindings do not "
+            "import (install python3-rados and python3-rbd, or ceph-common)") in comment
     # Nothing that depends on the cluster was done; the cluster is as it was.
     assert not [sid for sid, (result, _) in states.items()
                 if sid.startswith(("hastack-ceph-pool-", "hastack-ceph-user-")) and result]
@@ -87,7 +101,7 @@ def test_controller_without_pacemaker_tools_is_told_and_the_rest_applies(make_mi
 
 def test_compute_without_libvirt_binding_is_told_and_nothing_changes(make_minion, tmp_path):
     charlie = make_minion("charlie")
-    rc, ret = apply(charlie, env=without_tools(charlie, tmp_path, hide_libvirt=True))
+    rc, ret = apply(charlie, env=without_tools(charlie, tmp_path, bindings=["libvirt"]))
     assert rc != 0
     # Salt stops a run whose state functions are missing before any state runs: the
     # error names the package, and nothing else changes.

@@ -5,7 +5,8 @@
 {%- for ceph in hastack.clusters.values() if ceph.is_admin_minion %}
 {%-   set p = ceph.prefix %}
 {%-   set conn = {'cluster': ceph.cluster, 'conf_dir': ceph.conf_dir, 'mon_host': ceph.mon_host,
-                  'admin_keyring': ceph.admin_keyring, 'timeout': ceph.timeout} %}
+                  'admin_keyring': ceph.admin_keyring, 'timeout': ceph.timeout,
+                  'backend': ceph.backend} %}
 
 {{ p }}-cluster-reachable:
   ceph_client.cluster_reachable:
