@@ -328,13 +328,21 @@ def _ceph(conn, command, argv, inbuf=None, ok_codes=(0,), json_out=True):
     return rc, None
 
 
-def _rbd_pool_init(conn, pool):
+def _rbd_pool_init(conn, pool, validate=True):
+    """``rbd pool init``. ``validate=False`` skips librbd's check that the pool does not
+    use pool snapshots, a write that waits for the pool's placement groups to become
+    active: a pool created a moment ago has none, and the wait is most of its cost."""
     if not _use_librados(conn):
         _run("rbd", ["pool", "init", pool], conn, json_out=False)
         return
+    cluster = _cluster(conn)
     try:
-        with _cluster(conn).open_ioctx(pool) as ioctx:
-            rbd.RBD().pool_init(ioctx, False)
+        cluster.conf_set("rbd_validate_pool", "true" if validate else "false")
+        try:
+            with cluster.open_ioctx(pool) as ioctx:
+                rbd.RBD().pool_init(ioctx, False)
+        finally:
+            cluster.conf_set("rbd_validate_pool", "true")
     except rados.Error as err:
         raise CommandExecutionError(f"rbd pool init {pool} failed: {err}") from err
 
@@ -454,7 +462,9 @@ def pool_create(name, pg_num=32, application=None, **kwargs):
     _invalidate(conn, "pools")
     _ceph(conn, {"prefix": "osd pool create", "pool": name, "pg_num": int(pg_num)},
           ["osd", "pool", "create", name, str(int(pg_num))], json_out=False)
-    if application:
+    if application == "rbd":
+        _rbd_pool_init(conn, name, validate=False)  # new: nothing to validate
+    elif application:
         pool_application_enable(name, application, **kwargs)
     return True
 

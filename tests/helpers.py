@@ -1,8 +1,10 @@
 """Shared test helpers: load a hastack module straight from its file."""
 
+import base64
 import importlib.util
 import json
 import os
+import struct
 import subprocess
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,6 +70,35 @@ def rbd(conf, user, *args, keyring=None):
     if keyring:
         argv += ["--keyring", keyring]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+# --------------------------------------------------------------------------- Ceph apply facts
+
+GLANCE_KEY = "AQAAAAAAAAAAABAARkFLRS1nbGFuY2Uta2V5IQ=="
+CINDER_KEY = "AQAAAAAAAAAAABAARkFLRS1jaW5kZXIta2V5IQ=="
+
+
+OUR_STATE_MODULES = ("ceph_client", "hastack", "libvirt_secret")
+
+
+def our_changes(state_ret):
+    """{state id: changes} of hastack's own states (Salt's file states word their test
+    predictions differently from their real changes, so only their ids are compared)."""
+    return {key.split("_|-")[1]: value["changes"] for key, value in state_ret.items()
+            if key.split("_|-")[0] in OUR_STATE_MODULES and value["changes"]}
+
+
+def assert_all_ok(rc, ret):
+    assert isinstance(ret, dict), ret
+    failed = {k: v["comment"] for k, v in ret.items() if v["result"] is False}
+    assert not failed
+    assert rc == 0
+
+
+def fake_key(text):
+    secret = text.encode()
+    assert len(secret) == 16
+    return base64.b64encode(struct.pack("<HIIH", 1, 0, 0, 16) + secret).decode()
 
 
 # --------------------------------------------------------------------------- CIB facts

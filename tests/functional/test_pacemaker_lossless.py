@@ -36,14 +36,10 @@ def read(path):
         return fh.read()
 
 
-def configured(loader, config, nodes, cib, test=False, **kwargs):
-    _, states = loader
-    states.opts["test"] = test
-    try:
-        return states["pacemaker.configured"](name="t", config=config, nodes=nodes,
-                                              cib_file=cib, **kwargs)
-    finally:
-        states.opts["test"] = False
+def configured(states, config, nodes, cib, test=False, **kwargs):
+    """``pacemaker.configured`` as a state run calls it (a StateResult)."""
+    return states.pacemaker.configured(name="t", config=config, nodes=nodes, cib_file=cib,
+                                       test=test, **kwargs)
 
 
 def crm_verify(cib):
@@ -68,32 +64,30 @@ LAYOUTS = {"listing2-operator.xml": listing2, "four-node.xml": four_node}
 
 
 @pytest.mark.parametrize("name", sorted(LAYOUTS))
-def test_apply_changes_only_what_is_declared_and_converges(loader, corpus, name):
-    funcs, _ = loader
+def test_apply_changes_only_what_is_declared_and_converges(modules, states, corpus, name):
     config, nodes = LAYOUTS[name]()
     cib = corpus(name)
     before = read(cib)
-    predicted = configured(loader, config, nodes, cib, test=True)
-    assert predicted["result"] is None and predicted["changes"], predicted
+    predicted = configured(states, config, nodes, cib, test=True)
+    assert predicted.result is None and predicted.changes, predicted
     assert read(cib) == before  # test mode writes nothing
 
-    applied = configured(loader, config, nodes, cib)
-    assert applied["result"] is True, applied["comment"]
-    assert applied["changes"] == predicted["changes"]
+    applied = configured(states, config, nodes, cib)
+    assert applied.result is True, applied.comment
+    assert applied.changes == predicted.changes
     crm_verify(cib)
-    declared = funcs["pacemaker.validate"](config, nodes)
+    declared = modules["pacemaker.validate"](config, nodes)
     lost, added = undeclared_changes(before, read(cib), declared)
     assert lost == [] and added == []
-    assert configured(loader, config, nodes, cib)["changes"] == {}
+    assert configured(states, config, nodes, cib).changes == {}
 
 
-def test_operator_settings_on_declared_items_survive_by_name(loader, corpus):
+def test_operator_settings_on_declared_items_survive_by_name(modules, states, corpus):
     """What an operator set with pcs on resources the pillar declares, checked one by one."""
-    funcs, _ = loader
     config, nodes = listing2()
     cib = corpus("listing2-operator.xml")
-    assert configured(loader, config, nodes, cib)["result"] is True
-    conf = funcs["pacemaker.configuration"](cib_file=cib)
+    assert configured(states, config, nodes, cib).result is True
+    conf = modules["pacemaker.configuration"](cib_file=cib)
     assert conf["clones"]["cl_quantum-agent-plugin-openvswitch"]["meta"]["interleave"] == "true"
     assert conf["primitives"]["p_IP"]["params"]["fake"] == "operator"
     assert conf["primitives"]["p_IP"]["params"]["ip"] == "192.168.122.130"
@@ -111,64 +105,61 @@ def test_operator_settings_on_declared_items_survive_by_name(loader, corpus):
         assert kept in text, kept
 
 
-def test_remove_undeclared_removes_whole_items_only(loader, corpus):
-    funcs, _ = loader
+def test_remove_undeclared_removes_whole_items_only(modules, states, corpus):
     config, nodes = listing2()
     cib = corpus("listing2-operator.xml")
-    predicted = configured(loader, config, nodes, cib, test=True, remove_undeclared=True)
-    removed = sorted(k for k, v in predicted["changes"].items() if v["new"] is None)
+    predicted = configured(states, config, nodes, cib, test=True, remove_undeclared=True)
+    removed = sorted(k for k, v in predicted.changes.items() if v["new"] is None)
     assert "primitives:p_galera" in removed and "clones:g_ovs_agents-clone" in removed
     assert "colocations:cs_computes_apart" in removed and "alerts:al_file" in removed
     assert "properties:cluster-name" not in removed  # Pacemaker's own
     assert not [k for k in removed if "fence_" in k or k.startswith("locations:cli-")]
-    applied = configured(loader, config, nodes, cib, remove_undeclared=True)
-    assert applied["result"] is True, applied["comment"]
-    assert applied["changes"] == predicted["changes"]
+    applied = configured(states, config, nodes, cib, remove_undeclared=True)
+    assert applied.result is True, applied.comment
+    assert applied.changes == predicted.changes
     crm_verify(cib)
-    conf = funcs["pacemaker.configuration"](cib_file=cib)
+    conf = modules["pacemaker.configuration"](cib_file=cib)
     assert "p_galera-clone" not in conf["clones"] and "fence_alice" in conf["primitives"]
     assert "cli-prefer-p_nova-compute-host2" in conf["locations"]
     # An operator's parameter on a declared primitive is not a whole item: it stays.
     assert conf["primitives"]["p_IP"]["params"]["fake"] == "operator"
     assert '<fencing-level' in read(cib) and '<bundle id="b_web"' in read(cib)
-    assert configured(loader, config, nodes, cib, remove_undeclared=True)["changes"] == {}
+    assert configured(states, config, nodes, cib, remove_undeclared=True).changes == {}
 
 
-def test_timed_move_then_apply_shift_and_restore_keep_the_rule(loader, corpus):
-    funcs, _ = loader
+def test_timed_move_then_apply_shift_and_restore_keep_the_rule(modules, states, corpus):
     config, nodes = listing2()
     cib = corpus("listing2-operator.xml")
     # Pacemaker's ordinary timed move, made now (the corpus' own has expired).
     tool(cib, "crm_resource", "--move", "--resource", "p_nova-compute-host1", "--node", "alice",
          "--lifetime", "PT1H")
-    assert configured(loader, config, nodes, cib)["result"] is True
+    assert configured(states, config, nodes, cib).result is True
     before = constraints_xml(cib)
     assert "cli-prefer-rule-p_nova-compute-host1" in before
-    planned = funcs["pacemaker.shift_away"]("alice", nodes, fallback=["bob"], cib_file=cib, test=True)
-    shifted = funcs["pacemaker.shift_away"]("alice", nodes, fallback=["bob"], cib_file=cib)
+    planned = modules["pacemaker.shift_away"]("alice", nodes, fallback=["bob"], cib_file=cib, test=True)
+    shifted = modules["pacemaker.shift_away"]("alice", nodes, fallback=["bob"], cib_file=cib)
     assert shifted["plan"] == planned["plan"] and shifted["refused"] == {}
     assert shifted["plan"]["p_nova-compute-host1"]["to"] == "bob"
     # The galera master preference on alice moves too, with its role.
     assert shifted["plan"]["p_galera-clone (Promoted)"]["role"] == "Promoted"
     assert "p_nova-novnc" not in shifted["plan"]
-    after = funcs["pacemaker.simulate"](nodes, failed=["alice"], cib_file=cib)
+    after = modules["pacemaker.simulate"](nodes, failed=["alice"], cib_file=cib)
     assert after["p_nova-compute-host1"] == "bob"
     assert "cli-prefer-rule-p_nova-compute-host1" in constraints_xml(cib)
-    removed = funcs["pacemaker.restore"]("alice", cib_file=cib)
+    removed = modules["pacemaker.restore"]("alice", cib_file=cib)
     assert sorted(removed) == sorted(step["constraint"] for step in shifted["plan"].values())
     assert constraints_xml(cib) == before
     crm_verify(cib)
 
 
-def test_shift_a_group_a_clone_and_a_promotable_clone_on_four_nodes(loader, corpus):
-    funcs, _ = loader
+def test_shift_a_group_a_clone_and_a_promotable_clone_on_four_nodes(modules, states, corpus):
     config, nodes = four_node()
     cib = corpus("four-node.xml")
-    assert configured(loader, config, nodes, cib)["result"] is True
+    assert configured(states, config, nodes, cib).result is True
     before = constraints_xml(cib)
-    planned = funcs["pacemaker.shift_away"]("ctl-a", nodes, cib_file=cib, test=True)
+    planned = modules["pacemaker.shift_away"]("ctl-a", nodes, cib_file=cib, test=True)
     assert constraints_xml(cib) == before
-    shifted = funcs["pacemaker.shift_away"]("ctl-a", nodes, cib_file=cib)
+    shifted = modules["pacemaker.shift_away"]("ctl-a", nodes, cib_file=cib)
     assert shifted["plan"] == planned["plan"] and shifted["refused"] == {}, shifted
     plan = shifted["plan"]
     assert {"grp_db", "grp_mq", "vip_public", "haproxy-clone", "redis-clone (Promoted)"} <= set(plan)
@@ -176,7 +167,7 @@ def test_shift_a_group_a_clone_and_a_promotable_clone_on_four_nodes(loader, corp
     assert plan["redis-clone (Promoted)"]["constraint"] == "lo_hastack_shift_redis-clone_from_ctl-a_promoted"
     assert plan["grp_db"]["score"] == "600" and plan["grp_mq"]["score"] == "300"
 
-    roles = funcs["pacemaker.simulate"](nodes, failed=["ctl-a"], cib_file=cib, roles=True)
+    roles = modules["pacemaker.simulate"](nodes, failed=["ctl-a"], cib_file=cib, roles=True)
     assert not [rid for rid, where in roles.items() if "ctl-a" in where["nodes"]]
     for label, step in plan.items():
         rsc = label.split(" ")[0]
@@ -189,31 +180,29 @@ def test_shift_a_group_a_clone_and_a_promotable_clone_on_four_nodes(loader, corp
     assert roles["vip_public"]["nodes"] == roles["redis-clone"]["promoted"]
     assert roles["haproxy-clone"]["nodes"] and "ctl-d" not in roles["haproxy-clone"]["nodes"]
 
-    removed = funcs["pacemaker.restore"]("ctl-a", cib_file=cib)
+    removed = modules["pacemaker.restore"]("ctl-a", cib_file=cib)
     assert len(removed) == len(plan)
     assert constraints_xml(cib) == before
 
 
-def test_a_ban_and_a_stopped_resource_do_not_derail_the_shift(loader, corpus):
-    funcs, _ = loader
+def test_a_ban_and_a_stopped_resource_do_not_derail_the_shift(modules, states, corpus):
     config, nodes = four_node()
     cib = corpus("four-node.xml")
-    assert configured(loader, config, nodes, cib)["result"] is True
+    assert configured(states, config, nodes, cib).result is True
     tool(cib, "crm_resource", "--ban", "--resource", "grp_db", "--node", "ctl-b")
     tool(cib, "crm_resource", "--resource", "grp_mq", "--meta", "--set-parameter", "target-role",
          "--parameter-value", "Stopped")
-    shifted = funcs["pacemaker.shift_away"]("ctl-a", nodes, fallback=["ctl-b", "ctl-c"], cib_file=cib)
+    shifted = modules["pacemaker.shift_away"]("ctl-a", nodes, fallback=["ctl-b", "ctl-c"], cib_file=cib)
     assert shifted["skipped"] == {"grp_mq": "stopped on purpose (target-role=Stopped on grp_mq)"}
     assert shifted["refused"] == {}
     assert shifted["plan"]["grp_db"]["to"] == "ctl-c"  # ctl-b first in fallback, but banned
-    assert funcs["pacemaker.simulate"](nodes, failed=["ctl-a"], cib_file=cib)["grp_db"] == "ctl-c"
+    assert modules["pacemaker.simulate"](nodes, failed=["ctl-a"], cib_file=cib)["grp_db"] == "ctl-c"
 
 
-def test_a_cib_with_an_old_feature_set_is_written(loader, corpus):
-    funcs, _ = loader
+def test_a_cib_with_an_old_feature_set_is_written(modules, states, corpus):
     cib = corpus("old-feature-set.xml")
-    assert funcs["pacemaker.location_set"]("lo_a_alice", "p_a", "alice", 300, cib_file=cib)["new"]["score"] == "300"
-    assert funcs["pacemaker.configuration"](cib_file=cib)["locations"]["lo_a_alice"]["score"] == "300"
+    assert modules["pacemaker.location_set"]("lo_a_alice", "p_a", "alice", 300, cib_file=cib)["new"]["score"] == "300"
+    assert modules["pacemaker.configuration"](cib_file=cib)["locations"]["lo_a_alice"]["score"] == "300"
     assert 'crm_feature_set="3.0.7"' in read(cib)  # the CIB keeps its own
 
 
@@ -236,39 +225,36 @@ BAD = [
 
 
 @pytest.mark.parametrize("extra, message", BAD, ids=[m.split(": ")[0] for _, m in BAD])
-def test_bad_declarations_are_named(loader, extra, message):
-    funcs, _ = loader
+def test_bad_declarations_are_named(modules, states, extra, message):
     config = {"primitives": {"p_a": {"agent": "ocf:pacemaker:Dummy"}, "p_b": {"agent": "ocf:pacemaker:Dummy"}}}
     config.update(extra)
     with pytest.raises(Exception) as err:
-        funcs["pacemaker.validate"](config, ["alice", "bob"])
+        modules["pacemaker.validate"](config, ["alice", "bob"])
     assert message in str(err.value)
 
 
-def test_two_writers_on_one_cib_file_lose_nothing_and_no_read_fails(loader, corpus):
-    funcs, _ = loader
+def test_two_writers_on_one_cib_file_lose_nothing_and_no_read_fails(modules, states, corpus):
     cib = corpus("listing2-operator.xml")
     writer = [sys.executable, "-m", "tests.cib_writer"]
     results = run_together([writer + [name, "20", "p_nova-compute-host3", "charlie", cib]
                            for name in ("w1", "w2")] + [writer + ["r", "150", "-", "-", cib]])
     assert [rc for rc, _ in results] == [0, 0, 0], results
-    locations = funcs["pacemaker.configuration"](cib_file=cib)["locations"]
+    locations = modules["pacemaker.configuration"](cib_file=cib)["locations"]
     assert {f"lo_{w}_{i}" for w in ("w1", "w2") for i in range(20)} <= set(locations)
     crm_verify(cib)
 
 
-def test_location_calls_on_a_cib_with_rules_sets_and_a_timed_move(loader, corpus):
+def test_location_calls_on_a_cib_with_rules_sets_and_a_timed_move(modules, states, corpus):
     """location_set, move and clear on the four-node CIB as pcs left it (rule locations,
     sets, a crm_resource timed move): they touch their one constraint and nothing else."""
-    funcs, _ = loader
     cib = corpus("four-node.xml")
     before = read(cib)
-    assert funcs["pacemaker.location_set"]("lo_api_c", "grp_api", "ctl-c", 75, cib_file=cib) == {
+    assert modules["pacemaker.location_set"]("lo_api_c", "grp_api", "ctl-c", 75, cib_file=cib) == {
         "old": None, "new": {"rsc": "grp_api", "node": "ctl-c", "score": "75"}}
     # The timed move's rule gives way to a plain preference; its role stays.
-    moved = funcs["pacemaker.move"]("vip_internal", "ctl-b", cib_file=cib)
+    moved = modules["pacemaker.move"]("vip_internal", "ctl-b", cib_file=cib)
     assert moved["old"] == {"rsc": "vip_internal", "node": None, "score": None}
-    conf = funcs["pacemaker.configuration"](cib_file=cib)
+    conf = modules["pacemaker.configuration"](cib_file=cib)
     assert conf["locations"]["cli-prefer-vip_internal"] == {
         "rsc": "vip_internal", "role": "Started", "node": "ctl-b", "score": "INFINITY"}
     declared = {"locations": {"lo_api_c": {"rsc": "grp_api", "node": "ctl-c", "score": "75"},
@@ -277,11 +263,11 @@ def test_location_calls_on_a_cib_with_rules_sets_and_a_timed_move(loader, corpus
     lost, added = undeclared_changes(before, read(cib), declared)
     assert lost == [] and added == []
     crm_verify(cib)
-    assert funcs["pacemaker.clear"]("vip_internal", cib_file=cib) == ["cli-prefer-vip_internal"]
+    assert modules["pacemaker.clear"]("vip_internal", cib_file=cib) == ["cli-prefer-vip_internal"]
     tool(cib, "crm_resource", "--ban", "--resource", "grp_db", "--node", "ctl-d")
-    assert funcs["pacemaker.clear"]("grp_db", cib_file=cib) == ["cli-ban-grp_db-on-ctl-d"]
-    assert funcs["pacemaker.location_remove"]("lo_api_c", cib_file=cib)["new"] is None
-    conf = funcs["pacemaker.configuration"](cib_file=cib)
+    assert modules["pacemaker.clear"]("grp_db", cib_file=cib) == ["cli-ban-grp_db-on-ctl-d"]
+    assert modules["pacemaker.location_remove"]("lo_api_c", cib_file=cib)["new"] is None
+    conf = modules["pacemaker.configuration"](cib_file=cib)
     assert conf["colocations"]["cs_vips"]["sets"] == [
         {"sequential": "true", "resources": ["vip_public", "vip_internal"]}]
     assert conf["locations"]["lo_redis_promoted_a"]["rules"][0]["role"] == "Promoted"

@@ -7,34 +7,15 @@ import re
 import shutil
 import stat
 import subprocess
-import struct
 import threading
 import time
 
 import pytest
 
 from lab import saltlocal
-from tests.helpers import admin_ceph, apply, cluster_snapshot, files_snapshot, rbd
+from tests.helpers import (CINDER_KEY, GLANCE_KEY, admin_ceph, apply, assert_all_ok, cluster_snapshot,
+                           fake_key, files_snapshot, our_changes, rbd)
 
-GLANCE_KEY = "AQAAAAAAAAAAABAARkFLRS1nbGFuY2Uta2V5IQ=="
-CINDER_KEY = "AQAAAAAAAAAAABAARkFLRS1jaW5kZXIta2V5IQ=="
-
-
-OUR_STATE_MODULES = ("ceph_client", "hastack", "libvirt_secret")
-
-
-def our_changes(state_ret):
-    """{state id: changes} of hastack's own states (Salt's file states word their test
-    predictions differently from their real changes, so only their ids are compared)."""
-    return {key.split("_|-")[1]: value["changes"] for key, value in state_ret.items()
-            if key.split("_|-")[0] in OUR_STATE_MODULES and value["changes"]}
-
-
-def assert_all_ok(rc, ret):
-    assert isinstance(ret, dict), ret
-    failed = {k: v["comment"] for k, v in ret.items() if v["result"] is False}
-    assert not failed
-    assert rc == 0
 
 
 def image_cycle(conf, user, pool, name="hastack-check"):
@@ -121,12 +102,6 @@ def test_compute_node_gets_only_what_its_roles_need(make_minion, ceph_lab):
     assert_can_use(conf, "cinder", "volumes")
     with open(conf, encoding="utf-8") as fh:
         assert "[client.glance]" not in fh.read()
-
-
-def fake_key(text):
-    secret = text.encode()
-    assert len(secret) == 16
-    return base64.b64encode(struct.pack("<HIIH", 1, 0, 0, 16) + secret).decode()
 
 
 def test_key_rotation_reaches_cluster_and_keyring_and_old_key_is_refused(make_minion, tmp_path):

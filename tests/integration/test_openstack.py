@@ -13,8 +13,8 @@ import libvirt
 import pytest
 
 from lab import saltlocal
-from tests.helpers import apply, cluster_snapshot, files_snapshot, merge, rbd
-from tests.integration.test_ceph_apply import CINDER_KEY, assert_all_ok, fake_key, our_changes
+from tests.helpers import (CINDER_KEY, apply, assert_all_ok, cluster_snapshot, fake_key, files_snapshot,
+                           merge, our_changes, rbd)
 
 SECRET = "95aae3f5-ad4b-4ec1-8a37-4ca0b7a3d1f6"
 SECRET_STATE = f"libvirt_secret_|-hastack-libvirt-secret-{SECRET}_|-{SECRET}_|-present"
