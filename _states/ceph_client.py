@@ -22,7 +22,7 @@ Connection arguments (``cluster``, ``conf_dir``, ``mon_host``, ``admin_keyring``
             osd: profile rbd pool=images
 """
 
-from hastack_utils import cephx, loader
+from hastack_utils import cephx, loader, states
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "ceph_client"
@@ -39,7 +39,7 @@ def __virtual__():
 
 
 def _ret(name):
-    return {"name": name, "result": True, "changes": {}, "comment": ""}
+    return states.new_ret(name)
 
 
 def _conn(kwargs):
@@ -47,37 +47,8 @@ def _conn(kwargs):
 
 
 def _finish(ret, changes, write, remaining, done_comment, same_comment):
-    """The shared tail of every state here: no diff -> True; test -> None with the
-    prediction; else ``write()``, then ``remaining()`` re-reads what still differs.
-    ``changes`` reports only what the re-read shows was made, also when the write
-    failed half-way."""
-    if not changes:
-        ret["comment"] = same_comment
-        return ret
-    if __opts__["test"]:
-        ret["result"] = None
-        ret["changes"] = changes
-        ret["comment"] = f"{done_comment} (test: would be)"
-        return ret
-    error = None
-    try:
-        write()
-    except (CommandExecutionError, SaltInvocationError) as err:
-        error = str(err)
-    try:
-        left = set(remaining())
-    except (CommandExecutionError, SaltInvocationError) as err:
-        left, error = set(changes), error or str(err)
-    ret["changes"] = {attr: change for attr, change in changes.items() if attr not in left}
-    if error:
-        ret["result"] = False
-        ret["comment"] = error
-    elif left:
-        ret["result"] = False
-        ret["comment"] = f"{done_comment}, but a re-read still differs in: {', '.join(sorted(left))}"
-    else:
-        ret["comment"] = done_comment
-    return ret
+    return states.converge(ret, changes, write, remaining, __opts__["test"], done_comment,
+                           same_comment)
 
 
 def cluster_reachable(name, **kwargs):

@@ -78,12 +78,18 @@ def associated(name, server=None, port=None, fixed_ip=None, address=None, networ
                                 "port": {"old": plan["old_port_id"], "new": plan["port_id"]}})
             return ret
         done = __salt__["floating_ip.associate"](**args)
+        # Read back, as every hastack state does: Neutron must now hold the association.
+        after = __salt__["floating_ip.associate"](test=True, **dict(args, address=done["address"]))
     except (CommandExecutionError, SaltInvocationError) as err:
         ret.update(result=False, comment=str(err))
         return ret
     ret["changes"] = {"address": {"old": None, "new": done["address"]},
                       "port": {"old": done["old_port_id"], "new": done["port_id"]}}
-    ret["comment"] = f"{target} has floating IP {done['address']}"
+    if after["changed"]:
+        ret.update(result=False, comment=f"{target} was given floating IP {done['address']}, "
+                   f"but a re-read shows it elsewhere (port {after['old_port_id']})")
+    else:
+        ret["comment"] = f"{target} has floating IP {done['address']}"
     return ret
 
 
@@ -119,8 +125,13 @@ def absent(name, address=None, release=False, cloud=None):
                        comment=f"{address} would be {'released' if release else 'detached'}")
             return ret
         __salt__[fun](address, cloud=cloud)
+        still = __salt__[fun](address, cloud=cloud, test=True)["changed"]  # read back
     except (CommandExecutionError, SaltInvocationError) as err:
         ret.update(result=False, comment=str(err))
         return ret
-    ret.update(changes=changes, comment=f"{address} {'released' if release else 'detached'}")
+    if still:
+        ret.update(result=False, comment=f"{address} was {'released' if release else 'detached'}, "
+                   "but a re-read shows it still there")
+    else:
+        ret.update(changes=changes, comment=f"{address} {'released' if release else 'detached'}")
     return ret

@@ -14,8 +14,7 @@ Only the named options are managed; every other line survives. ``changes`` are
 ``{"[section] option": {old, new}}``, and ``test=True`` reports exactly those.
 """
 
-from hastack_utils import loader
-from salt.exceptions import CommandExecutionError, SaltInvocationError
+from hastack_utils import loader, states
 
 __virtualname__ = "hastack"
 
@@ -38,23 +37,15 @@ def ini_present(name, sections, mode="0644"):
     mode
         The mode of a file created here (an existing file keeps its own).
     """
-    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    ret = states.new_ret(name)
     try:
         changes = __salt__["hastack.ini_diff"](name, sections)
-        if not changes:
-            ret["comment"] = f"{name} holds the wanted options"
-            return ret
-        if __opts__["test"]:
-            ret.update(result=None, changes=changes, comment=f"{name} would be updated")
-            return ret
-        __salt__["hastack.ini_set"](name, sections, mode=mode)
-        remaining = __salt__["hastack.ini_diff"](name, sections)
-    except (CommandExecutionError, SaltInvocationError) as err:
-        ret.update(result=False, comment=str(err))
-        return ret
-    ret["changes"] = changes
-    if remaining:
-        ret.update(result=False, comment=f"{name} was written but still differs in: {', '.join(remaining)}")
-    else:
-        ret["comment"] = f"{name} updated"
-    return ret
+    except states.ERRORS as err:
+        return states.failed(ret, err)
+    return states.converge(
+        ret, changes,
+        write=lambda: __salt__["hastack.ini_set"](name, sections, mode=mode),
+        remaining=lambda: __salt__["hastack.ini_diff"](name, sections),
+        test=__opts__["test"], done_comment=f"{name} updated",
+        same_comment=f"{name} holds the wanted options",
+        predicted_comment=f"{name} would be updated")

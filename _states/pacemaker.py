@@ -17,8 +17,7 @@ epoch-guarded patch, retried on a fresh read when someone else wrote first, so
 applying from several nodes at once loses nothing.
 """
 
-from hastack_utils import loader
-from salt.exceptions import CommandExecutionError, SaltInvocationError
+from hastack_utils import loader, states
 
 __virtualname__ = "pacemaker"
 
@@ -47,35 +46,27 @@ def configured(name, config, nodes, cib_file=None, remove_undeclared=False):
         name (default: leave them). The failover's shifts, ``crm_resource`` moves and
         bans, and fencing devices always stay.
     """
-    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    ret = states.new_ret(name)
     try:
         wanted = __salt__["pacemaker.validate"](config, nodes)
         changes = __salt__["pacemaker.diff"](wanted, cib_file=cib_file,
                                              remove_undeclared=remove_undeclared)
-        if not changes:
-            ret["comment"] = "The Pacemaker configuration is as declared"
-            return ret
-        check = __salt__["pacemaker.verify"](config=wanted, cib_file=cib_file,
-                                             remove_undeclared=remove_undeclared)
-        if not check["valid"]:
-            ret.update(result=False, comment="crm_verify refuses the declared configuration: "
-                       + "; ".join(check["messages"]))
-            return ret
-        if __opts__["test"]:
-            ret.update(result=None, changes=changes,
-                       comment=f"{len(changes)} item(s) would change")
-            return ret
+        if changes:
+            check = __salt__["pacemaker.verify"](config=wanted, cib_file=cib_file,
+                                                 remove_undeclared=remove_undeclared)
+            if not check["valid"]:
+                return states.failed(ret, "crm_verify refuses the declared configuration: "
+                                     + "; ".join(check["messages"]))
+    except states.ERRORS as err:
+        return states.failed(ret, err)
+    return states.converge(
+        ret, changes,
         # The edit is made inside the epoch-guarded write, on the CIB as it is then: a
         # concurrent writer's changes are kept, not overwritten.
-        __salt__["pacemaker.write"](wanted, cib_file=cib_file, remove_undeclared=remove_undeclared)
-        remaining = __salt__["pacemaker.diff"](wanted, cib_file=cib_file,
-                                               remove_undeclared=remove_undeclared)
-    except (CommandExecutionError, SaltInvocationError) as err:
-        ret.update(result=False, comment=str(err))
-        return ret
-    ret["changes"] = changes
-    if remaining:
-        ret.update(result=False, comment=f"written, but still differs in: {', '.join(remaining)}")
-    else:
-        ret["comment"] = f"{len(changes)} item(s) changed"
-    return ret
+        write=lambda: __salt__["pacemaker.write"](wanted, cib_file=cib_file,
+                                                  remove_undeclared=remove_undeclared),
+        remaining=lambda: __salt__["pacemaker.diff"](wanted, cib_file=cib_file,
+                                                     remove_undeclared=remove_undeclared),
+        test=__opts__["test"], done_comment=f"{len(changes)} item(s) changed",
+        same_comment="The Pacemaker configuration is as declared",
+        predicted_comment=f"{len(changes)} item(s) would change")
