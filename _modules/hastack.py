@@ -2,7 +2,7 @@
 hastack: the ``hastack`` pillar tree as a whole, and the INI files it edits.
 
 ``hastack.validate`` checks this minion's pillar (merged over
-``salt://hastack/defaults.yaml``) before any state acts: ``map.jinja`` calls it, so
+``defaults.yaml`` and its OS family's ``osfamilymap.yaml``) before any state acts: ``map.jinja`` calls it, so
 bad input stops the run at render time with an error naming the pillar key, and
 nothing changes. The checks themselves live in ``hastack_utils.schema``; this module
 loads on every minion, whatever tools it has, so that every minion can render.
@@ -20,27 +20,27 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "hastack"
 
-DEFAULTS_URL = "salt://hastack/defaults.yaml"
-
-
 def __virtual__():
     return __virtualname__
 
 
-def _defaults():
-    """The formula's defaults.yaml, fetched once per run (``__context__`` is per state
-    run: every SLS of a highstate shares it)."""
-    if "hastack.defaults" not in __context__:
-        text = __salt__["cp.get_file_str"](DEFAULTS_URL)
+def _formula_yaml(formula, name):
+    """``salt://<formula>/<name>`` parsed, fetched once per run (``__context__`` is per
+    state run: every SLS of a highstate shares it)."""
+    url = f"salt://{formula}/{name}"
+    ckey = f"hastack.formula.{url}"
+    if ckey not in __context__:
+        text = __salt__["cp.get_file_str"](url)
         if not text:
-            raise CommandExecutionError(f"{DEFAULTS_URL} is not on the fileserver")
-        __context__["hastack.defaults"] = salt.utils.yaml.safe_load(text)
-    return __context__["hastack.defaults"]
+            raise CommandExecutionError(f"{url} is not on the fileserver")
+        __context__[ckey] = salt.utils.yaml.safe_load(text) or {}
+    return __context__[ckey]
 
 
-def _merged(defaults, pillar):
-    """This minion's ``hastack`` pillar merged over the formula's defaults: service
-    defaults apply only to the services the pillar configures."""
+def _merged(defaults, os_family, pillar):
+    """This minion's ``hastack`` pillar merged over the formula's defaults and its OS
+    family's parameters: service defaults apply only to the services the pillar
+    configures."""
 
     def merge(base, over):
         return salt.utils.dictupdate.merge(base, over, strategy="recurse", merge_lists=False)
@@ -56,11 +56,11 @@ def _merged(defaults, pillar):
             merged["ceph_clusters"][name] = merge(base, cluster)
     for name, service_defaults in defaults["services"].items():
         if name in pillar:
-            merged[name] = merge(service_defaults, pillar[name])
+            merged[name] = merge(merge(service_defaults, os_family.get(name) or {}), pillar[name])
     return merged
 
 
-def validate(config=None, minion_id=None):
+def validate(config=None, minion_id=None, formula="hastack"):
     """
     Validate the ``hastack`` pillar tree and return it normalized, with every cephx key
     replaced by the pillar path that holds it (``key_pillar``). Raises an error naming
@@ -70,10 +70,14 @@ def validate(config=None, minion_id=None):
 
     config
         The tree to check, as a mapping; default: this minion's ``hastack`` pillar
-        merged over ``salt://hastack/defaults.yaml``.
+        merged over the formula's ``defaults.yaml`` and ``osfamilymap.yaml``.
 
     minion_id
         The minion whose roles and admin duties apply; default: this minion.
+
+    formula
+        Where the formula is on the fileserver (its ``tplroot``, default ``hastack``):
+        ``defaults.yaml`` and ``osfamilymap.yaml`` are read from there.
 
     CLI Example:
 
@@ -93,11 +97,15 @@ def validate(config=None, minion_id=None):
         merge = False
     # The digest keys the cache, so a changed pillar is validated again.
     digest = hashlib.sha256(
-        json.dumps([minion_id, merge, config], sort_keys=True, default=str).encode()
+        json.dumps([minion_id, merge, formula, config], sort_keys=True, default=str).encode()
     ).hexdigest()
     cache = __context__.setdefault("hastack.validated", {})
     if digest not in cache:
-        tree = _merged(_defaults(), config) if merge else config
+        if merge:
+            os_family = _formula_yaml(formula, "osfamilymap.yaml").get(__grains__.get("os_family"))
+            tree = _merged(_formula_yaml(formula, "defaults.yaml"), os_family or {}, config)
+        else:
+            tree = config
         cache[digest] = schema.validate(tree, minion_id)
     return cache[digest]
 

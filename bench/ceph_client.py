@@ -33,6 +33,10 @@ import tempfile
 from bench import timed
 from lab import cephlab, saltlocal
 
+# Placement groups per pool, the same both ways: small enough that 3 x 60 pools stay
+# under the lab's limit (mon_max_pg_per_osd 250 x 3 OSDs).
+PG_NUM = 2
+
 
 def fake_key(prefix, i):
     secret = f"FAKE-{prefix[:4]:<4}-{i:05d}!"[:16].encode()
@@ -43,7 +47,7 @@ def manual_script(facts, n, out_dir, prefix="m"):
     conf = facts["conf"]
     lines = ["set -e", f"export CEPH_CONF={conf}"]
     for i in range(n):
-        lines += [f"ceph osd pool create {prefix}-pool{i} 8 >/dev/null 2>&1",
+        lines += [f"ceph osd pool create {prefix}-pool{i} {PG_NUM} >/dev/null 2>&1",
                   f"rbd -c {conf} pool init {prefix}-pool{i}"]
     for i in range(n):
         keyring = os.path.join(out_dir, f"ceph.client.{prefix}-user{i}.keyring")
@@ -65,7 +69,8 @@ def bench_pillar(facts, n, conf_dir, prefix="h", backend="auto"):
         "ceph": {
             "fsid": facts["fsid"], "mon_host": facts["mon_host"], "conf_dir": conf_dir,
             "admin_keyring": facts["admin_keyring"], "admin_minion": "bench", "backend": backend,
-            "pools": {f"{prefix}-pool{i}": {"pg_num": 8, "application": "rbd"} for i in range(n)},
+            "pools": {f"{prefix}-pool{i}": {"pg_num": PG_NUM, "application": "rbd"}
+                      for i in range(n)},
             "users": {f"{prefix}-user{i}": {
                 "key": fake_key(prefix, i),
                 "caps": {"mon": "profile rbd", "osd": f"profile rbd pool={prefix}-pool{i}"},
@@ -89,8 +94,10 @@ def applier(work, facts, n, backend, prefix):
 
     def apply():
         ret = funcs["state.apply"]("hastack")
-        if not isinstance(ret, dict) or any(v["result"] is False for v in ret.values()):
-            raise RuntimeError(f"hastack apply ({backend}) failed: {ret}")
+        failed = ([ret] if not isinstance(ret, dict) else
+                  [v["comment"] for v in ret.values() if v["result"] is False])
+        if failed:
+            raise RuntimeError(f"hastack apply ({backend}) failed: {str(failed[0])[:500]}")
         return ret
 
     return minion, apply

@@ -138,6 +138,15 @@ class Minion:
         funcs = salt.loader.minion_mods(opts, utils=utils)
         return funcs, salt.loader.states(opts, funcs, utils, {})
 
+    def configure(self, **settings):
+        """Change settings of this minion's config file (e.g. grains, file_roots)."""
+        path = os.path.join(self.config_dir, "minion")
+        with open(path, encoding="utf-8") as fh:
+            config = yaml.safe_load(fh)
+        config.update(settings)
+        with open(path, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(config, fh)
+
     def set_overlay(self, overlay):
         write_overlay(self.pillar_dir, overlay)
 

@@ -125,14 +125,14 @@ def _validate_pacemaker(pcmk, roles):
 def _validate_clusters(config, out, roles, minion_id):
     """The main cluster (``hastack:ceph``) and any others (``hastack:ceph_clusters``).
 
-    Each gets ``base`` (its pillar path), ``prefix`` (of its state ids), ``conf`` (its
+    Each gets ``base`` (its pillar path), ``main`` (whether it is ``hastack:ceph``), ``conf`` (its
     ceph.conf path), ``is_admin_minion`` and ``local_users`` (whose keyrings this
     minion gets). ``out["clusters"]`` maps every cluster name to its tree.
     """
     out["clusters"] = {}
     trees = []
     if "ceph" in config:
-        trees.append(("hastack:ceph", config["ceph"], "hastack-ceph"))
+        trees.append(("hastack:ceph", config["ceph"], True))
     extra = config.get("ceph_clusters") or {}
     if not isinstance(extra, dict):
         _fail("hastack:ceph_clusters", "must be a mapping of cluster name to settings")
@@ -144,14 +144,13 @@ def _validate_clusters(config, out, roles, minion_id):
             _fail(base, "must be a mapping")
         if tree.get("cluster", name) != name:
             _fail(f"{base}:cluster", f"must be '{name}' (the key) or left out")
-        trees.append((base, dict(tree, cluster=name), f"hastack-ceph-{name}"))
-    for base, tree, prefix in trees:
-        cluster = validate_ceph(tree, roles=roles, known_roles=KNOWN_ROLES,
-                                                   base=base)
+        trees.append((base, dict(tree, cluster=name), False))
+    for base, tree, main in trees:
+        cluster = validate_ceph(tree, roles=roles, known_roles=KNOWN_ROLES, base=base)
         if cluster["cluster"] in out["clusters"]:
             _fail(f"{base}:cluster", f"cluster '{cluster['cluster']}' is defined twice")
         cluster.update(
-            base=base, prefix=prefix,
+            base=base, main=main,
             conf=os.path.join(cluster["conf_dir"], f"{cluster['cluster']}.conf"),
             is_admin_minion=cluster["admin_minion"] == minion_id,
             local_users=sorted(user for user, spec in cluster["users"].items()
@@ -257,8 +256,7 @@ def _validate_openstack(config, out):
             secrets[secret_uuid] = {"ceph_user": user, "cluster": cluster["cluster"], "usage": usage,
                              "key_pillar": cluster["users"][user]["key_pillar"],
                              "replace_usage": spec.get("replace_usage", False),
-                             "user_state": (f"{cluster['prefix']}-user-{user}"
-                                            if cluster["is_admin_minion"] else None)}
+                             "admin_here": cluster["is_admin_minion"]}
         out["libvirt"] = {"uri": lv.get("uri"), "secrets": secrets, "roles": lv["roles"],
                           "applies": bool(roles & set(lv["roles"]))}
 
@@ -294,7 +292,7 @@ def _validate_openstack(config, out):
         applies = bool(roles & set(gl["roles"]))
         check_local_user(cluster, gl["user"], applies, "hastack:glance:user")
         out["glance"] = dict(gl, settings=settings, applies=applies, cluster=cluster["cluster"],
-                             keyring_state=f"{cluster['prefix']}-keyring-{gl['user']}")
+)
 
     if "cinder" in config:
         ci = config["cinder"]
@@ -308,7 +306,7 @@ def _validate_openstack(config, out):
         if release == "folsom" and len(backends) > 1:
             _fail("hastack:cinder:backends", "folsom supports one backend only")
         applies = bool(roles & set(ci["roles"]))
-        settings, keyring_states, backend_users = {"DEFAULT": {}}, set(), set()
+        settings, keyrings, backend_users = {"DEFAULT": {}}, set(), set()
         for bname, spec in sorted(backends.items()):
             key = f"hastack:cinder:backends:{bname}"
             if not re.match(r"^[A-Za-z0-9_-]+$", str(bname)):
@@ -319,7 +317,7 @@ def _validate_openstack(config, out):
             secret_id = _check_uuid(spec.get("secret_uuid"), f"{key}:secret_uuid")
             check_secret(secret_id, cluster, spec["user"], f"{key}:secret_uuid")
             check_local_user(cluster, spec["user"], applies, f"{key}:user")
-            keyring_states.add(f"{cluster['prefix']}-keyring-{spec['user']}")
+            keyrings.add((cluster["cluster"], spec["user"]))
             backend_users.add(spec["user"])
             rbd = {"rbd_pool": spec["pool"], "rbd_user": spec["user"], "rbd_secret_uuid": secret_id}
             if release == "folsom":
@@ -334,7 +332,7 @@ def _validate_openstack(config, out):
         ceph_args_user = ci.get("ceph_args_user") or (
             next(iter(backend_users)) if len(backend_users) == 1 else None)
         out["cinder"] = dict(ci, settings=settings, ceph_args_user=ceph_args_user, release=release,
-                             keyring_states=sorted(keyring_states), applies=applies)
+                             keyrings=[list(pair) for pair in sorted(keyrings)], applies=applies)
 
     if "nova" in config:
         nv = config["nova"]
@@ -364,7 +362,7 @@ def _validate_openstack(config, out):
         applies = bool(roles & set(nv["roles"]))
         check_local_user(cluster, nv["user"], applies, "hastack:nova:user")
         out["nova"] = dict(nv, settings=settings, applies=applies, cluster=cluster["cluster"],
-                           keyring_state=f"{cluster['prefix']}-keyring-{nv['user']}")
+)
 
 
 def _need(cond, key, message):

@@ -1,16 +1,19 @@
 {#- Cinder volumes on Ceph RBD: one section per backend (release's names), and
     CEPH_ARGS=--id <user> for cinder-volume. #}
-{%- from "hastack/map.jinja" import hastack with context %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import hastack, ceph_id with context %}
+{%- if hastack.get('cinder', {}).get('applies') %}
+{#- Applied directly (state.apply {{ tplroot }}.cinder), it still honours the roles. #}
 {%- set cinder = hastack.cinder %}
 include:
-  - hastack.ceph.client
+  - .ceph.client
 
 hastack-cinder-conf:
   hastack.ini_present:
     - name: {{ cinder.config_file }}
     - sections: {{ cinder.settings | json }}
     - require:
-      - sls: hastack.ceph.client
+      - sls: {{ tplroot }}.ceph.client
 {%- if cinder.ceph_args_user %}
 
 hastack-cinder-ceph-args:
@@ -48,7 +51,16 @@ hastack-cinder-service:
 {%-   if cinder.ceph_args_user %}
       - file: hastack-cinder-ceph-args
 {%-   endif %}
-{%-   for keyring_state in cinder.keyring_states %}
-      - ceph_client: {{ keyring_state }}
+{%-   for cluster, user in cinder.keyrings %}
+      - ceph_client: {{ ceph_id(cluster, 'keyring', user) }}
 {%-   endfor %}
+{%- endif %}
+{%- else %}
+
+hastack-cinder-not-here:
+  test.show_notification:
+    - text: >-
+        {{ tplroot }}.cinder does not apply to this minion: hastack:cinder is not in its
+        pillar, or none of its roles ({{ hastack.roles | join(', ') or 'none' }}) is in
+        hastack:cinder:roles
 {%- endif %}

@@ -1,5 +1,8 @@
 {#- Floating IPs by name, as declared in hastack:floating_ips:addresses. #}
-{%- from "hastack/map.jinja" import hastack with context %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import hastack, ceph_id with context %}
+{%- if hastack.get('floating_ips', {}).get('applies') %}
+{#- Applied directly (state.apply {{ tplroot }}.floating_ips), it still honours the roles. #}
 {%- for label, fip in hastack.floating_ips.addresses | dictsort %}
 
 hastack-floating-ip-{{ label }}:
@@ -16,3 +19,12 @@ hastack-floating-ip-{{ label }}:
 {%-     endfor %}
 {%-   endif %}
 {%- endfor %}
+{%- else %}
+
+hastack-floating-ips-not-here:
+  test.show_notification:
+    - text: >-
+        {{ tplroot }}.floating_ips does not apply to this minion: hastack:floating_ips is not in its
+        pillar, or none of its roles ({{ hastack.roles | join(', ') or 'none' }}) is in
+        hastack:floating_ips:roles
+{%- endif %}

@@ -1,9 +1,10 @@
 {#- The whole of hastack for this minion, chosen by its roles and pillar. #}
-{%- from "hastack/map.jinja" import hastack with context %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import hastack, ceph_id with context %}
 include:
-  - hastack.ceph
+  - .ceph
 {%- for service in ('glance', 'cinder', 'nova', 'libvirt', 'pacemaker', 'floating_ips') %}
 {%-   if hastack.get(service, {}).get('applies') %}
-  - hastack.{{ service }}
+  - .{{ service }}
 {%-   endif %}
 {%- endfor %}

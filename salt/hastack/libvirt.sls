@@ -1,10 +1,13 @@
 {#- libvirt secrets holding Ceph keys, set through the libvirt API (never virsh argv). #}
-{%- from "hastack/map.jinja" import hastack with context %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import hastack, ceph_id with context %}
+{%- if hastack.get('libvirt', {}).get('applies') %}
+{#- Applied directly (state.apply {{ tplroot }}.libvirt), it still honours the roles. #}
 {%- set libvirt = hastack.libvirt %}
 {%- if hastack.clusters.values() | selectattr('is_admin_minion') | list %}
 {#- A rotation updates the cluster first, then the secret. #}
 include:
-  - hastack.ceph.cluster
+  - .ceph.cluster
 {%- endif %}
 
 {#- Before anything else in the run: libvirt answers and no usage name is taken, or
@@ -31,7 +34,16 @@ hastack-libvirt-secret-{{ uuid }}:
     - replace_usage: {{ secret.replace_usage }}
     - require:
       - libvirt_secret: hastack-libvirt-preflight
-{%-   if secret.user_state %}
-      - ceph_client: {{ secret.user_state }}
+{%-   if secret.admin_here %}
+      - ceph_client: {{ ceph_id(secret.cluster, 'user', secret.ceph_user) }}
 {%-   endif %}
 {%- endfor %}
+{%- else %}
+
+hastack-libvirt-not-here:
+  test.show_notification:
+    - text: >-
+        {{ tplroot }}.libvirt does not apply to this minion: hastack:libvirt is not in its
+        pillar, or none of its roles ({{ hastack.roles | join(', ') or 'none' }}) is in
+        hastack:libvirt:roles
+{%- endif %}

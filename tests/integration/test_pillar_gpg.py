@@ -45,12 +45,7 @@ def minion_with_pillar_text(tmp_path, name, ceph_lab, key_text, header, config_e
         f"          {line}\n" for line in key_text.splitlines()))
     with open(os.path.join(minion.pillar_dir, "lab.sls"), "w", encoding="utf-8") as fh:
         fh.write(header + text)
-    path = os.path.join(minion.config_dir, "minion")
-    with open(path, encoding="utf-8") as fh:
-        config = yaml.safe_load(fh)
-    config.update(log_level_logfile="all", **(config_extra or {}))
-    with open(path, "w", encoding="utf-8") as fh:
-        yaml.safe_dump(config, fh)
+    minion.configure(log_level_logfile="all", **(config_extra or {}))
     minion.conf_dir = conf_dir
     return minion
 

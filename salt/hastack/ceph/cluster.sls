@@ -1,14 +1,13 @@
 {#- Pools and cephx users of every cluster whose admin minion this is (it holds
-    client.admin there). The main cluster's state ids are hastack-ceph-*, another
-    cluster's hastack-ceph-<cluster>-*. #}
-{%- from "hastack/map.jinja" import hastack with context %}
+    client.admin there). State ids: see ceph_id in map.jinja. #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import hastack, ceph_id with context %}
 {%- for ceph in hastack.clusters.values() if ceph.is_admin_minion %}
-{%-   set p = ceph.prefix %}
 {%-   set conn = {'cluster': ceph.cluster, 'conf_dir': ceph.conf_dir, 'mon_host': ceph.mon_host,
                   'admin_keyring': ceph.admin_keyring, 'timeout': ceph.timeout,
                   'backend': ceph.backend} %}
 
-{{ p }}-cluster-reachable:
+{{ ceph_id(ceph.cluster, 'cluster-reachable') }}:
   ceph_client.cluster_reachable:
     - name: {{ ceph.cluster }}
 {%-   for arg, value in conn.items() %}
@@ -17,7 +16,7 @@
 
 {%-   for pool, spec in ceph.pools | dictsort %}
 
-{{ p }}-pool-{{ pool }}:
+{{ ceph_id(ceph.cluster, 'pool', pool) }}:
   ceph_client.pool_present:
     - name: {{ pool }}
     - pg_num: {{ spec.pg_num }}
@@ -27,12 +26,12 @@
     - {{ arg }}: {{ value | json }}
 {%-     endfor %}
     - require:
-      - ceph_client: {{ p }}-cluster-reachable
+      - ceph_client: {{ ceph_id(ceph.cluster, 'cluster-reachable') }}
 {%-   endfor %}
 
 {%-   for user, spec in ceph.users | dictsort %}
 
-{{ p }}-user-{{ user }}:
+{{ ceph_id(ceph.cluster, 'user', user) }}:
   ceph_client.user_present:
     - name: client.{{ user }}
     - key_pillar: {{ spec.key_pillar }}
@@ -41,9 +40,9 @@
     - {{ arg }}: {{ value | json }}
 {%-     endfor %}
     - require:
-      - ceph_client: {{ p }}-cluster-reachable
+      - ceph_client: {{ ceph_id(ceph.cluster, 'cluster-reachable') }}
 {%-     for pool in ceph.pools | sort %}
-      - ceph_client: {{ p }}-pool-{{ pool }}
+      - ceph_client: {{ ceph_id(ceph.cluster, 'pool', pool) }}
 {%-     endfor %}
 {%-   endfor %}
 {%- endfor %}
