@@ -642,6 +642,8 @@ def entity_import(name, caps=None, key=None, key_pillar=None, **kwargs):
     _invalidate(conn, "auth")
     _ceph(conn, {"prefix": "auth import"}, ["auth", "import", "-i", "-"],
           inbuf=cephx.keyring_text(_entity_name(name), key, caps), json_out=False)
+    # Noted for hastack.clean, which removes it once the pillar no longer names it.
+    __salt__["hastack.managed_note"]("users", _entity_name(name), scope=conn["cluster"])
     return True
 
 
@@ -687,6 +689,8 @@ def entity_delete(name, **kwargs):
     _invalidate(conn, "auth")
     rc, _ = _ceph(conn, {"prefix": "auth del", "entity": _entity_name(name)},
                   ["auth", "del", _entity_name(name)], json_out=False, ok_codes=(0, errno.ENOENT))
+    __salt__["hastack.managed_note"]("users", _entity_name(name), scope=conn["cluster"],
+                                     present=False)
     return rc == 0
 
 
@@ -826,7 +830,32 @@ def keyring_write(path, entity, key=None, key_pillar=None, owner="root", group="
         _atomic_write(path, cephx.keyring_text(_entity_name(entity), key), uid, gid, mode)
     except OSError as err:
         raise CommandExecutionError(f"cannot write keyring {path}: {err}") from err
+    __salt__["hastack.managed_note"]("keyrings", path)
     return True
+
+
+def keyring_remove(path):
+    """
+    Remove a keyring file; ``False`` when it did not exist.
+
+    path
+        The keyring's path.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' ceph_client.keyring_remove /etc/ceph/ceph.client.glance.keyring
+    """
+    try:
+        os.unlink(path)
+        removed = True
+    except FileNotFoundError:
+        removed = False
+    except OSError as err:
+        raise CommandExecutionError(f"cannot remove keyring {path}: {err}") from err
+    __salt__["hastack.managed_note"]("keyrings", path, present=False)
+    return removed
 
 
 def keyring_meta_set(path, owner, group, mode):

@@ -8,6 +8,7 @@ nothing changes. The checks themselves live in ``hastack_utils.schema``; this mo
 loads on every minion, whatever tools it has, so that every minion can render.
 """
 
+import fcntl
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ import os
 import salt.utils.atomicfile
 import salt.utils.dictupdate
 import salt.utils.yaml
-from hastack_utils import ini, schema
+from hastack_utils import ini, registry, schema
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "hastack"
@@ -191,3 +192,114 @@ def ini_set(path, settings, mode="0644"):
     except OSError as err:
         raise CommandExecutionError(f"cannot write {path}: {err}") from err
     return changes
+
+
+def _registry_path():
+    return os.path.join(__opts__["cachedir"], "hastack", "managed.json")
+
+
+def managed():
+    """
+    What hastack created on this minion and still holds there: cephx users per cluster
+    (on the admin minion), keyring files, ``[client.<user>]`` sections per ceph.conf and
+    libvirt secrets per URI. ``hastack.clean`` removes from these only what the pillar no
+    longer names; anything an operator made by hand is not listed and never removed.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' hastack.managed
+    """
+    try:
+        with open(_registry_path(), encoding="utf-8") as fh:
+            record = json.load(fh)
+    except FileNotFoundError:
+        return registry.empty()
+    except (OSError, ValueError) as err:
+        raise CommandExecutionError(f"cannot read {_registry_path()}: {err}") from err
+    return dict(registry.empty(), **record)
+
+
+def managed_note(kind, item, scope=None, present=True):
+    """
+    Note that hastack created (``present=True``) or removed ``item`` on this minion.
+    The execution modules call it; an operator rarely needs to.
+
+    kind
+        ``users``, ``keyrings``, ``conf_sections`` or ``libvirt_secrets``.
+
+    item
+        The cephx entity, keyring path, section name or secret UUID.
+
+    scope
+        The cluster (users), ceph.conf path (sections) or libvirt URI (secrets).
+
+    present
+        ``True`` when created, ``False`` when removed.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' hastack.managed_note keyrings /etc/ceph/ceph.client.glance.keyring
+    """
+    path = _registry_path()
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    with open(f"{path}.lock", "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            record = managed()
+            change = registry.add if present else registry.forget
+            record = change(record, kind, item, scope)
+            with salt.utils.atomicfile.atomic_open(path, "w") as fh:
+                json.dump(record, fh, indent=1, sort_keys=True)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return True
+
+
+def stale(formula="hastack"):
+    """
+    What ``hastack.clean`` would remove: what hastack created here (``hastack.managed``)
+    that this minion's pillar no longer names.
+
+    formula
+        Where the formula is on the fileserver (its ``tplroot``), as for ``validate``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' hastack.stale
+    """
+    return registry.stale(managed(), validate(formula=formula))
+
+
+def ini_remove_sections(path, sections):
+    """
+    Remove whole sections from an INI file (header, options and comments inside them),
+    keeping every other line where it was. Returns the sections removed.
+
+    path
+        The file's path.
+
+    sections
+        Section names, e.g. ``[client.glance]`` is ``client.glance``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' hastack.ini_remove_sections /etc/ceph/ceph.conf '[client.glance]'
+    """
+    text = _read_text(path)
+    present = sorted(set(sections) & set(ini.parse(text or "")))
+    if not present:
+        return []
+    try:
+        with salt.utils.atomicfile.atomic_open(path, "w") as fh:
+            fh.write(ini.remove_sections(text, present))
+    except OSError as err:
+        raise CommandExecutionError(f"cannot write {path}: {err}") from err
+    return present

@@ -281,6 +281,8 @@ def define(uuid, ceph_user, key=None, key_pillar=None, uri=None, usage=None):
         raise CommandExecutionError(f"libvirt: {err.get_error_message()}") from err
     finally:
         conn.close()
+    # Noted for hastack.clean, which removes it once the pillar no longer names it.
+    __salt__["hastack.managed_note"]("libvirt_secrets", uuid.lower(), scope=_uri(uri))
     return True
 
 
@@ -307,6 +309,8 @@ def undefine(uuid, uri=None):
         if secret is None:
             return False
         secret.undefine()
+        __salt__["hastack.managed_note"]("libvirt_secrets", uuid.lower(), scope=_uri(uri),
+                                         present=False)
         return True
     except libvirt.libvirtError as err:
         raise CommandExecutionError(f"libvirt: {err.get_error_message()}") from err

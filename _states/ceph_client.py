@@ -22,6 +22,8 @@ Connection arguments (``cluster``, ``conf_dir``, ``mon_host``, ``admin_keyring``
             osd: profile rbd pool=images
 """
 
+import os
+
 from hastack_utils import cephx, loader, states
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
@@ -309,4 +311,56 @@ def conf_present(name, fsid, mon_host, clients=None, options=None):
         settings.setdefault(f"client.{user}", {})["keyring"] = path
     for section, opts in (options or {}).items():
         settings.setdefault(section, {}).update(opts)
-    return __states__["hastack.ini_present"](name, settings)
+    ret = __states__["hastack.ini_present"](name, settings)
+    if ret["result"] and not __opts__["test"]:
+        # Noted for hastack.clean, which removes a section the pillar no longer names.
+        for user in clients or {}:
+            __salt__["hastack.managed_note"]("conf_sections", f"client.{user}", scope=name)
+    return ret
+
+
+def keyring_absent(name):
+    """
+    Make sure a keyring file does not exist (``hastack.clean`` uses it for the keyrings
+    of users the pillar no longer names).
+
+    name
+        The keyring path.
+    """
+    ret = _ret(name)
+    changes = {"keyring": {"old": name, "new": None}} if os.path.exists(name) else {}
+    return _finish(ret, changes,
+                   write=lambda: __salt__["ceph_client.keyring_remove"](name),
+                   remaining=lambda: ["keyring"] if os.path.exists(name) else [],
+                   done_comment=f"Keyring {name} removed",
+                   same_comment=f"Keyring {name} is absent")
+
+
+def conf_sections_absent(name, sections):
+    """
+    Make sure a ceph.conf holds none of these sections; every other line stays.
+
+    name
+        The ceph.conf path.
+    sections
+        Section names, e.g. ``[client.glance]``.
+    """
+    ret = _ret(name)
+    try:
+        present = sorted(set(sections) & set(__salt__["hastack.ini_read"](name) or {}))
+    except (CommandExecutionError, SaltInvocationError) as err:
+        return states.failed(ret, err)
+    changes = {f"[{section}]": {"old": "present", "new": None} for section in present}
+
+    def write():
+        __salt__["hastack.ini_remove_sections"](name, present)
+        for section in present:
+            __salt__["hastack.managed_note"]("conf_sections", section, scope=name, present=False)
+
+    def remaining():
+        left = set(present) & set(__salt__["hastack.ini_read"](name) or {})
+        return [f"[{section}]" for section in left]
+
+    return _finish(ret, changes, write, remaining,
+                   done_comment=f"{name}: {', '.join(present)} removed",
+                   same_comment=f"{name} holds none of {', '.join(sections)}")

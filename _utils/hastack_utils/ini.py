@@ -90,3 +90,17 @@ def edit(text, settings):
                     insert -= 1
                 lines.insert(insert, new_line)
     return "\n".join(lines) + "\n"
+
+
+def remove_sections(text, sections):
+    """INI text without the named sections (header, options and comments inside them,
+    up to the next section); everything else stays as it was."""
+    lines = text.splitlines()
+    doomed = set()
+    for section, start, end in _sections(lines):
+        if section in sections:
+            doomed.update(range(start, end))
+    kept = [line for idx, line in enumerate(lines) if idx not in doomed]
+    while kept and not kept[-1].strip():
+        kept.pop()
+    return "\n".join(kept) + "\n" if kept else ""

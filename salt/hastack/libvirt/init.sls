@@ -7,7 +7,7 @@
 {%- if hastack.clusters.values() | selectattr('is_admin_minion') | list %}
 {#- A rotation updates the cluster first, then the secret. #}
 include:
-  - .ceph.cluster
+  - {{ tplroot }}.ceph.cluster
 {%- endif %}
 
 {#- Before anything else in the run: libvirt answers and no usage name is taken, or
