@@ -48,8 +48,10 @@ test: setup lint
 
 # The pre-commit checks (.pre-commit-config.yaml), run with the venv's tools.
 lint: setup
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(PY) tools/check_docs.py
+	find salt/hastack pillar -name '*.sls' -print0 | xargs -0 $(VENV)/bin/salt-lint
 
 unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

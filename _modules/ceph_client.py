@@ -37,8 +37,8 @@ backend (``auto``)
     Ceph tool.
 """
 
-import grp
 import errno
+import grp
 import logging
 import os
 import pwd
@@ -47,8 +47,9 @@ import tempfile
 
 import salt.utils.json
 import salt.utils.path
-from hastack_utils import cephx, schema
 from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+from hastack_utils import cephx, schema
 
 try:
     import rados
@@ -141,6 +142,7 @@ def parse_caps(caps, pools=None, where="caps", pools_key="hastack:ceph:pools"):
     """
     return cephx.parse_caps(caps, pools=pools, where=where, pools_key=pools_key)
 
+
 def caps_normalize(caps):
     """
     Normalize caps as the cluster holds them, for comparison with ``parse_caps`` output:
@@ -185,11 +187,13 @@ def _conn(kwargs):
     }
     if conn["backend"] not in BACKENDS:
         raise SaltInvocationError(
-            f"backend: '{conn['backend']}' is not one of {', '.join(BACKENDS)}")
+            f"backend: '{conn['backend']}' is not one of {', '.join(BACKENDS)}"
+        )
     if conn["backend"] == "librados" and not HAS_RADOS:
         raise CommandExecutionError(
             "backend librados: the rados and rbd Python bindings do not import here (install "
-            "python3-rados and python3-rbd into the Python that runs Salt, or use backend cli)")
+            "python3-rados and python3-rbd into the Python that runs Salt, or use backend cli)"
+        )
     return conn
 
 
@@ -202,8 +206,12 @@ def _base_argv(tool, conn):
     if tool == "ceph":
         argv += ["--connect-timeout", str(conn["timeout"])]
     else:
-        argv += ["--client-mount-timeout", str(conn["timeout"]),
-                 "--rados-mon-op-timeout", str(conn["timeout"])]
+        argv += [
+            "--client-mount-timeout",
+            str(conn["timeout"]),
+            "--rados-mon-op-timeout",
+            str(conn["timeout"]),
+        ]
     return argv
 
 
@@ -276,21 +284,28 @@ def _cluster(conn):
             "(hastack:ceph:admin_keyring; cluster changes run on hastack:ceph:admin_minion)"
         )
     conf = os.path.join(conn["conf_dir"], f"{conn['cluster']}.conf")
-    settings = {"keyring": conn["admin_keyring"],
-                "client_mount_timeout": str(conn["timeout"]),
-                "rados_mon_op_timeout": str(conn["timeout"])}
+    settings = {
+        "keyring": conn["admin_keyring"],
+        "client_mount_timeout": str(conn["timeout"]),
+        "rados_mon_op_timeout": str(conn["timeout"]),
+    }
     if conn["mon_host"]:
         settings["mon_host"] = conn["mon_host"]
     try:
-        cluster = rados.Rados(conffile=conf if os.path.exists(conf) else "/dev/null",
-                              clustername=conn["cluster"], name="client.admin", conf=settings)
+        cluster = rados.Rados(
+            conffile=conf if os.path.exists(conf) else "/dev/null",
+            clustername=conn["cluster"],
+            name="client.admin",
+            conf=settings,
+        )
         cluster.connect(timeout=conn["timeout"])
     except rados.TimedOut as err:
         raise _unreachable(conn) from err
     except rados.Error as err:
         raise CommandExecutionError(
             f"cannot connect to Ceph cluster '{conn['cluster']}' at mon_host {conn['mon_host']} "
-            f"as client.admin: {err}") from err
+            f"as client.admin: {err}"
+        ) from err
     __context__[ckey] = cluster
     return cluster
 
@@ -310,7 +325,8 @@ def _ceph(conn, command, argv, inbuf=None, ok_codes=(0,), json_out=True):
     log.debug("ceph_client: librados mon_command %s", " ".join(argv))
     try:
         ret, outbuf, outs = _cluster(conn).mon_command(
-            salt.utils.json.dumps(cmd), (inbuf or "").encode(), timeout=conn["timeout"])
+            salt.utils.json.dumps(cmd), (inbuf or "").encode(), timeout=conn["timeout"]
+        )
     except rados.TimedOut as err:
         raise _unreachable(conn) from err
     except rados.Error as err:
@@ -405,8 +421,9 @@ def pool_list(refresh=False, **kwargs):
         _invalidate(conn, "pools")
 
     def read():
-        _, out = _ceph(conn, {"prefix": "osd pool ls", "detail": "detail"},
-                       ["osd", "pool", "ls", "detail"])
+        _, out = _ceph(
+            conn, {"prefix": "osd pool ls", "detail": "detail"}, ["osd", "pool", "ls", "detail"]
+        )
         return {
             p["pool_name"]: {
                 "pg_num": p.get("pg_num"),
@@ -460,8 +477,12 @@ def pool_create(name, pg_num=32, application=None, **kwargs):
     """
     conn = _conn(kwargs)
     _invalidate(conn, "pools")
-    _ceph(conn, {"prefix": "osd pool create", "pool": name, "pg_num": int(pg_num)},
-          ["osd", "pool", "create", name, str(int(pg_num))], json_out=False)
+    _ceph(
+        conn,
+        {"prefix": "osd pool create", "pool": name, "pg_num": int(pg_num)},
+        ["osd", "pool", "create", name, str(int(pg_num))],
+        json_out=False,
+    )
     if application == "rbd":
         _rbd_pool_init(conn, name, validate=False)  # new: nothing to validate
     elif application:
@@ -491,8 +512,12 @@ def pool_application_enable(name, application, **kwargs):
     if application == "rbd":
         _rbd_pool_init(conn, name)
     else:
-        _ceph(conn, {"prefix": "osd pool application enable", "pool": name, "app": application},
-              ["osd", "pool", "application", "enable", name, application], json_out=False)
+        _ceph(
+            conn,
+            {"prefix": "osd pool application enable", "pool": name, "app": application},
+            ["osd", "pool", "application", "enable", name, application],
+            json_out=False,
+        )
     return True
 
 
@@ -517,8 +542,12 @@ def pool_set(name, var, value, **kwargs):
     """
     conn = _conn(kwargs)
     _invalidate(conn, "pools")
-    _ceph(conn, {"prefix": "osd pool set", "pool": name, "var": var, "val": str(value)},
-          ["osd", "pool", "set", name, var, str(value)], json_out=False)
+    _ceph(
+        conn,
+        {"prefix": "osd pool set", "pool": name, "var": var, "val": str(value)},
+        ["osd", "pool", "set", name, var, str(value)],
+        json_out=False,
+    )
     return True
 
 
@@ -537,8 +566,10 @@ def _auth_dump(conn, refresh=False):
 
     def read():
         _, out = _ceph(conn, {"prefix": "auth ls"}, ["auth", "ls"])
-        return {e["entity"]: {"key": e.get("key"), "caps": e.get("caps", {})}
-                for e in (out or {}).get("auth_dump", [])}
+        return {
+            e["entity"]: {"key": e.get("key"), "caps": e.get("caps", {})}
+            for e in (out or {}).get("auth_dump", [])
+        }
 
     return _cached(conn, "auth", read)
 
@@ -640,8 +671,13 @@ def entity_import(name, caps=None, key=None, key_pillar=None, **kwargs):
     key = _resolve_key(key, key_pillar)
     caps = parse_caps(caps)
     _invalidate(conn, "auth")
-    _ceph(conn, {"prefix": "auth import"}, ["auth", "import", "-i", "-"],
-          inbuf=cephx.keyring_text(_entity_name(name), key, caps), json_out=False)
+    _ceph(
+        conn,
+        {"prefix": "auth import"},
+        ["auth", "import", "-i", "-"],
+        inbuf=cephx.keyring_text(_entity_name(name), key, caps),
+        json_out=False,
+    )
     # Noted for hastack.clean, which removes it once the pillar no longer names it.
     __salt__["hastack.managed_note"]("users", _entity_name(name), scope=conn["cluster"])
     return True
@@ -667,8 +703,12 @@ def entity_caps_set(name, caps, **kwargs):
     caps = parse_caps(caps)
     pairs = [part for cap_type, text in sorted(caps.items()) for part in (cap_type, text)]
     _invalidate(conn, "auth")
-    _ceph(conn, {"prefix": "auth caps", "entity": _entity_name(name), "caps": pairs},
-          ["auth", "caps", _entity_name(name), *pairs], json_out=False)
+    _ceph(
+        conn,
+        {"prefix": "auth caps", "entity": _entity_name(name), "caps": pairs},
+        ["auth", "caps", _entity_name(name), *pairs],
+        json_out=False,
+    )
     return True
 
 
@@ -687,10 +727,16 @@ def entity_delete(name, **kwargs):
     """
     conn = _conn(kwargs)
     _invalidate(conn, "auth")
-    rc, _ = _ceph(conn, {"prefix": "auth del", "entity": _entity_name(name)},
-                  ["auth", "del", _entity_name(name)], json_out=False, ok_codes=(0, errno.ENOENT))
-    __salt__["hastack.managed_note"]("users", _entity_name(name), scope=conn["cluster"],
-                                     present=False)
+    rc, _ = _ceph(
+        conn,
+        {"prefix": "auth del", "entity": _entity_name(name)},
+        ["auth", "del", _entity_name(name)],
+        json_out=False,
+        ok_codes=(0, errno.ENOENT),
+    )
+    __salt__["hastack.managed_note"](
+        "users", _entity_name(name), scope=conn["cluster"], present=False
+    )
     return rc == 0
 
 
@@ -789,12 +835,13 @@ def keyring_info(path, entity=None, key=None, key_pillar=None):
     if entity is not None and (key is not None or key_pillar):
         wanted = _resolve_key(key, key_pillar)
         held = keys.get(_entity_name(entity))
-        info["key_matches"] = held is not None and cephx.decode_key(held) == cephx.decode_key(wanted)
+        info["key_matches"] = held is not None and cephx.decode_key(held) == cephx.decode_key(
+            wanted
+        )
     return info
 
 
-def keyring_write(path, entity, key=None, key_pillar=None, owner="root", group="root",
-                  mode="0600"):
+def keyring_write(path, entity, key=None, key_pillar=None, owner="root", group="root", mode="0600"):
     """
     Write a keyring for one entity, atomically, with the given owner, group and mode.
     The file never exists with a wider mode than asked, not even for a moment.

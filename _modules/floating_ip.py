@@ -67,9 +67,12 @@ def _cloud(cloud):
     if not cloud:
         raise SaltInvocationError(
             "cloud: no OpenStack cloud given (argument cloud=, or pillar hastack:openstack:cloud: "
-            "a clouds.yaml entry name or openstacksdk connection arguments)")
+            "a clouds.yaml entry name or openstacksdk connection arguments)"
+        )
     if not isinstance(cloud, (str, dict)):
-        raise SaltInvocationError("hastack:openstack:cloud: must be a clouds.yaml entry name or a dict")
+        raise SaltInvocationError(
+            "hastack:openstack:cloud: must be a clouds.yaml entry name or a dict"
+        )
     return cloud
 
 
@@ -83,21 +86,30 @@ def _conn(cloud=None):
             try:
                 _CONNECTIONS[key] = openstack.connect(**args)
             except openstack.exceptions.SDKException as err:
-                raise CommandExecutionError(f"cannot set up the OpenStack connection "
-                                            f"(hastack:openstack:cloud): {err}") from err
+                raise CommandExecutionError(
+                    f"cannot set up the OpenStack connection (hastack:openstack:cloud): {err}"
+                ) from err
         return _CONNECTIONS[key]
 
 
 def _unreachable(err):
-    return isinstance(err, (ksa_exceptions.ConnectFailure, ksa_exceptions.ConnectTimeout,
-                            ksa_exceptions.DiscoveryFailure))
+    return isinstance(
+        err,
+        (
+            ksa_exceptions.ConnectFailure,
+            ksa_exceptions.ConnectTimeout,
+            ksa_exceptions.DiscoveryFailure,
+        ),
+    )
 
 
 def _transient(err):
     if _unreachable(err):
         return True
     status = getattr(err, "status_code", None)
-    return isinstance(err, openstack.exceptions.HttpException) and status is not None and status >= 500
+    return (
+        isinstance(err, openstack.exceptions.HttpException) and status is not None and status >= 500
+    )
 
 
 def _call(what, fn, *args, **kwargs):
@@ -110,13 +122,14 @@ def _call(what, fn, *args, **kwargs):
             raise
         except Exception as err:  # pylint: disable=broad-except
             if _transient(err) and attempt < RETRIES - 1:
-                delay = RETRY_BASE * 2 ** attempt
+                delay = RETRY_BASE * 2**attempt
                 log.info("floating_ip: %s failed (%s); retry in %.2f s", what, err, delay)
                 time.sleep(delay)
                 continue
             if _unreachable(err):
                 raise CommandExecutionError(
-                    f"Neutron is unreachable ({what}, {RETRIES} tries): {err}") from err
+                    f"Neutron is unreachable ({what}, {RETRIES} tries): {err}"
+                ) from err
             if isinstance(err, openstack.exceptions.SDKException):
                 raise CommandExecutionError(f"{what}: {_neutron_message(err)}") from err
             raise
@@ -137,7 +150,9 @@ def _one(items, what, arg):
         raise SaltInvocationError(f"{arg}: no {what}")
     if len(items) > 1:
         ids = ", ".join(sorted(i.id for i in items))
-        raise SaltInvocationError(f"{arg}: {what} is ambiguous ({len(items)} match); use an ID: {ids}")
+        raise SaltInvocationError(
+            f"{arg}: {what} is ambiguous ({len(items)} match); use an ID: {ids}"
+        )
     return items[0]
 
 
@@ -154,15 +169,19 @@ def _fips(conn, what, **query):
 
 
 def _port_busy(target, held, why=""):
-    return SaltInvocationError(f"the port {target.name or target.id} already has floating IP "
-                               f"{held[0].floating_ip_address}{why}")
+    return SaltInvocationError(
+        f"the port {target.name or target.id} already has floating IP "
+        f"{held[0].floating_ip_address}{why}"
+    )
 
 
 def _network(conn, name):
     net = _by_name_or_id(conn.network.networks, name, "network")
     if not net.is_router_external:
-        raise SaltInvocationError(f"network: '{name}' is not an external network (router:external "
-                                  "is false): floating IPs come from external networks")
+        raise SaltInvocationError(
+            f"network: '{name}' is not an external network (router:external "
+            "is false): floating IPs come from external networks"
+        )
     return net
 
 
@@ -170,13 +189,17 @@ def _server_ports(conn, name):
     """The ports of the server named ``name`` (through Nova)."""
     try:
         compute = conn.compute
-        servers = _call(f"look up server {name}",
-                        lambda: [s for s in compute.servers(name=f"^{name}$", all_projects=True)
-                                 if s.name == name])
+        servers = _call(
+            f"look up server {name}",
+            lambda: [
+                s for s in compute.servers(name=f"^{name}$", all_projects=True) if s.name == name
+            ],
+        )
     except openstack.exceptions.EndpointNotFound as err:
         raise SaltInvocationError(
             f"server: the cloud has no compute (Nova) endpoint to find '{name}'; name the port "
-            "(port=) or the fixed IP (fixed_ip=)") from err
+            "(port=) or the fixed IP (fixed_ip=)"
+        ) from err
     server = _one(servers, f"server named '{name}'", "server")
     ports = _call(f"ports of server {name}", lambda: list(conn.network.ports(device_id=server.id)))
     if not ports:
@@ -192,10 +215,14 @@ def _target_port(conn, server=None, port=None, fixed_ip=None):
         found = _call(f"look up port {port}", lambda: list(conn.network.ports(name=port)))
         return _one(found, f"port named '{port}'", "port")
     if fixed_ip:
-        found = _call(f"look up fixed IP {fixed_ip}",
-                      lambda: list(conn.network.ports(fixed_ips=[f"ip_address={fixed_ip}"])))
+        found = _call(
+            f"look up fixed IP {fixed_ip}",
+            lambda: list(conn.network.ports(fixed_ips=[f"ip_address={fixed_ip}"])),
+        )
         return _one(found, f"port with fixed IP {fixed_ip}", "fixed_ip")
-    return _one(_server_ports(conn, server), f"port of server '{server}' (name the port instead)", "server")
+    return _one(
+        _server_ports(conn, server), f"port of server '{server}' (name the port instead)", "server"
+    )
 
 
 def _target_of(conn, spec):
@@ -289,8 +316,11 @@ def _selected(conn, server=None, host=None, router=None, network=None):
 def _put_association(conn, fip, port_id):
     # Sent as is: openstacksdk's update_ip drops a port_id equal to the one it holds,
     # and a reissue is exactly that PUT.
-    resp = conn.network.put(f"/floatingips/{fip.id}", json={"floatingip": {"port_id": port_id}},
-                            headers={"If-Match": f"revision_number={fip.revision_number}"})
+    resp = conn.network.put(
+        f"/floatingips/{fip.id}",
+        json={"floatingip": {"port_id": port_id}},
+        headers={"If-Match": f"revision_number={fip.revision_number}"},
+    )
     openstack.exceptions.raise_from_response(resp)
     return resp.json()["floatingip"]
 
@@ -302,7 +332,8 @@ def _update(conn, fip, port_id, what):
     except openstack.exceptions.PreconditionFailedException as err:
         raise CommandExecutionError(
             f"floating IP {fip.floating_ip_address} changed since it was read (revision "
-            f"{fip.revision_number}); nothing was overwritten: read it again ({what})") from err
+            f"{fip.revision_number}); nothing was overwritten: read it again ({what})"
+        ) from err
 
 
 def _held_by_standby(conn, standby, address, network):
@@ -313,13 +344,26 @@ def _held_by_standby(conn, standby, address, network):
     net_id = _network(conn, network).id if network and not address else None
     for fip in _fips(conn, "floating IPs of the standby", port_id=target.id):
         if fip.floating_ip_address == address or (net_id and fip.floating_network_id == net_id):
-            return {"changed": False, "address": fip.floating_ip_address, "port_id": target.id,
-                    "old_port_id": target.id, "standby": True}
+            return {
+                "changed": False,
+                "address": fip.floating_ip_address,
+                "port_id": target.id,
+                "old_port_id": target.id,
+                "standby": True,
+            }
     return None
 
 
-def associate(server=None, port=None, fixed_ip=None, address=None, network=None, cloud=None,
-              standby=None, test=False):
+def associate(
+    server=None,
+    port=None,
+    fixed_ip=None,
+    address=None,
+    network=None,
+    cloud=None,
+    standby=None,
+    test=False,
+):
     """
     Give a server (by name), a port (by name) or a fixed IP a floating IP: ``address``
     (an unassociated floating address, allocated from the network first if it is not
@@ -390,52 +434,85 @@ def associate(server=None, port=None, fixed_ip=None, address=None, network=None,
             if not network:
                 raise SaltInvocationError(
                     f"address: {address} is not allocated; name the network to take it from "
-                    "(network=, or pillar hastack:openstack:external_network)")
+                    "(network=, or pillar hastack:openstack:external_network)"
+                )
             net = _network(conn, network)
             if not test:
-                _call(f"allocate {address} on {network}", conn.network.create_ip,
-                      floating_network_id=net.id, floating_ip_address=address, port_id=target.id)
+                _call(
+                    f"allocate {address} on {network}",
+                    conn.network.create_ip,
+                    floating_network_id=net.id,
+                    floating_ip_address=address,
+                    port_id=target.id,
+                )
             return {"changed": True, "address": address, "port_id": target.id, "old_port_id": None}
         fip = _one(found, f"floating IP {address}", "address")
         if fip.port_id == target.id:
-            return {"changed": False, "address": address, "port_id": target.id, "old_port_id": target.id}
+            return {
+                "changed": False,
+                "address": address,
+                "port_id": target.id,
+                "old_port_id": target.id,
+            }
         if held:
             raise _port_busy(target, held, "; disassociate it first")
         if fip.port_id:
             raise SaltInvocationError(
                 f"address: {address} is associated with port {fip.port_id}; use floating_ip.move "
-                "to take it from there")
+                "to take it from there"
+            )
         if not test:
             _update(conn, fip, target.id, f"associate {address}")
         return {"changed": True, "address": address, "port_id": target.id, "old_port_id": None}
 
     if not network:
-        raise SaltInvocationError("network: name the external network (network=, or pillar "
-                                  "hastack:openstack:external_network), or give address=")
+        raise SaltInvocationError(
+            "network: name the external network (network=, or pillar "
+            "hastack:openstack:external_network), or give address="
+        )
     net = _network(conn, network)
     for fip in held:
         if fip.floating_network_id == net.id:
-            return {"changed": False, "address": fip.floating_ip_address, "port_id": target.id,
-                    "old_port_id": target.id}
+            return {
+                "changed": False,
+                "address": fip.floating_ip_address,
+                "port_id": target.id,
+                "old_port_id": target.id,
+            }
     if held:
         raise _port_busy(target, held, " from another network")
     if test:
         return {"changed": True, "address": None, "port_id": target.id, "old_port_id": None}
     try:
-        fip = _call(f"allocate a floating IP on {network}", conn.network.create_ip,
-                    floating_network_id=net.id, port_id=target.id)
+        fip = _call(
+            f"allocate a floating IP on {network}",
+            conn.network.create_ip,
+            floating_network_id=net.id,
+            port_id=target.id,
+        )
     except CommandExecutionError as err:
         if "No more IP addresses" in str(err):
-            raise CommandExecutionError(f"network: no free floating address left on '{network}'") from err
+            raise CommandExecutionError(
+                f"network: no free floating address left on '{network}'"
+            ) from err
         if isinstance(err.__cause__, openstack.exceptions.ConflictException):
             # Another minion applying the same declaration got there first (Neutron
             # refused a second floating IP for the port and allocated nothing): done.
             for fip in _fips(conn, "floating IPs of the port", port_id=target.id):
                 if fip.floating_network_id == net.id:
-                    return {"changed": False, "address": fip.floating_ip_address, "port_id": target.id,
-                            "old_port_id": target.id}
+                    return {
+                        "changed": False,
+                        "address": fip.floating_ip_address,
+                        "port_id": target.id,
+                        "old_port_id": target.id,
+                    }
         raise
-    return {"changed": True, "address": fip.floating_ip_address, "port_id": target.id, "old_port_id": None}
+    return {
+        "changed": True,
+        "address": fip.floating_ip_address,
+        "port_id": target.id,
+        "old_port_id": None,
+    }
 
 
 def disassociate(address, cloud=None, test=False):
@@ -499,10 +576,13 @@ def release(address, cloud=None, test=False):
     fip = _one(found, f"floating IP {address}", "address")
     if not test:
         try:
-            _call(f"release {address}", conn.network.delete_ip, fip, if_revision=fip.revision_number)
+            _call(
+                f"release {address}", conn.network.delete_ip, fip, if_revision=fip.revision_number
+            )
         except openstack.exceptions.PreconditionFailedException as err:
-            raise CommandExecutionError(f"floating IP {address} changed since it was read; "
-                                        "not released") from err
+            raise CommandExecutionError(
+                f"floating IP {address} changed since it was read; not released"
+            ) from err
     return {"changed": True, "address": address, "old_port_id": fip.port_id}
 
 
@@ -517,12 +597,15 @@ def _standby(conn, address):
     if label is None:
         raise SaltInvocationError(
             f"address: '{address}' is neither a label nor an address in hastack:floating_ips:addresses; "
-            "name the target (server=, port= or fixed_ip=)")
+            "name the target (server=, port= or fixed_ip=)"
+        )
     entry = entries[label]
     standby = entry.get("standby") or {}
     if not standby:
-        raise SaltInvocationError(f"hastack:floating_ips:addresses:{label}:standby: not set; name the "
-                                  "target (server=, port= or fixed_ip=)")
+        raise SaltInvocationError(
+            f"hastack:floating_ips:addresses:{label}:standby: not set; name the "
+            "target (server=, port= or fixed_ip=)"
+        )
     if entry.get("address"):
         return standby, entry["address"]
     # An address the primary got from the network: read it from the primary's port.
@@ -580,7 +663,12 @@ def move(address, server=None, port=None, fixed_ip=None, cloud=None, test=False)
         target = _target_of(conn, standby)
     fip = _fip_by_address(conn, address)
     if fip.port_id == target.id:
-        return {"changed": False, "address": address, "port_id": target.id, "old_port_id": target.id}
+        return {
+            "changed": False,
+            "address": address,
+            "port_id": target.id,
+            "old_port_id": target.id,
+        }
     held = _fips(conn, "floating IPs of the port", port_id=target.id)
     if held:
         raise _port_busy(target, held)
@@ -590,7 +678,9 @@ def move(address, server=None, port=None, fixed_ip=None, cloud=None, test=False)
     return {"changed": True, "address": address, "port_id": target.id, "old_port_id": old_port_id}
 
 
-def reissue(addresses=None, host=None, server=None, cloud=None, concurrency=CONCURRENCY, test=False):
+def reissue(
+    addresses=None, host=None, server=None, cloud=None, concurrency=CONCURRENCY, test=False
+):
     """
     Associate floating IPs again with the port their server has now, so Neutron
     re-programs them (after a network node or a compute failed): the given
@@ -688,9 +778,15 @@ def l3_agents(cloud=None):
     out = []
     for agent in _l3_agents(conn):
         routers = _hosted(conn, agent)
-        out.append({"id": agent.id, "host": agent.host, "alive": agent.is_alive,
-                    "admin_state_up": agent.is_admin_state_up,
-                    "routers": sorted(r.name or r.id for r in routers)})
+        out.append(
+            {
+                "id": agent.id,
+                "host": agent.host,
+                "alive": agent.is_alive,
+                "admin_state_up": agent.is_admin_state_up,
+                "routers": sorted(r.name or r.id for r in routers),
+            }
+        )
     return sorted(out, key=lambda a: a["host"])
 
 
@@ -718,7 +814,9 @@ def routers_on_agent(host=None, agent=None, cloud=None):
     agents = [a for a in _l3_agents(conn) if a.host == host or a.id == agent]
     found = _one(agents, f"L3 agent on '{host or agent}'", "host" if host else "agent")
     routers = _hosted(conn, found)
-    return sorted(({"id": r.id, "name": r.name} for r in routers), key=lambda r: (r["name"] or "", r["id"]))
+    return sorted(
+        ({"id": r.id, "name": r.name} for r in routers), key=lambda r: (r["name"] or "", r["id"])
+    )
 
 
 def move_routers(from_host=None, to_host=None, cloud=None, test=False):
@@ -765,13 +863,14 @@ def move_routers(from_host=None, to_host=None, cloud=None, test=False):
         live = [a for a in live if a.host == to_host]
         if not live:
             raise SaltInvocationError(f"to_host: no live L3 agent on '{to_host}'")
-    load = {a.id: len(_hosted(conn, a))
-            for a in live}
+    load = {a.id: len(_hosted(conn, a)) for a in live}
     plan = []
     for source in sources:
         for router in _hosted(conn, source):
             if not live:
-                raise CommandExecutionError(f"no live L3 agent to take router {router.name or router.id}")
+                raise CommandExecutionError(
+                    f"no live L3 agent to take router {router.name or router.id}"
+                )
             target = min(live, key=lambda a: (load[a.id], a.host))
             load[target.id] += 1
             plan.append((router, source, target))
@@ -780,13 +879,24 @@ def move_routers(from_host=None, to_host=None, cloud=None, test=False):
         name = router.name or router.id
         if not test:
             try:
-                _call(f"remove router {name} from {source.host}", conn.network.remove_router_from_agent,
-                      source, router)
-                _call(f"add router {name} to {target.host}", conn.network.add_router_to_agent, target, router)
+                _call(
+                    f"remove router {name} from {source.host}",
+                    conn.network.remove_router_from_agent,
+                    source,
+                    router,
+                )
+                _call(
+                    f"add router {name} to {target.host}",
+                    conn.network.add_router_to_agent,
+                    target,
+                    router,
+                )
             except CommandExecutionError as err:
                 failed[name] = str(err)
                 continue
         moved[name] = {"from": source.host, "to": target.host}
     routers = {r.id for r, _, _ in plan if (r.name or r.id) in moved}
-    fips = [f.floating_ip_address for f in _fips(conn, "list floating IPs") if f.router_id in routers]
+    fips = [
+        f.floating_ip_address for f in _fips(conn, "list floating IPs") if f.router_id in routers
+    ]
     return {"moved": moved, "floating_ips": sorted(fips), "failed": failed}

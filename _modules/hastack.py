@@ -16,10 +16,12 @@ import os
 import salt.utils.atomicfile
 import salt.utils.dictupdate
 import salt.utils.yaml
-from hastack_utils import ini, registry, schema
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+from hastack_utils import ini, registry, schema
+
 __virtualname__ = "hastack"
+
 
 def __virtual__():
     return __virtualname__
@@ -52,8 +54,11 @@ def _merged(defaults, os_family, pillar):
     for name, cluster in (pillar.get("ceph_clusters") or {}).items():
         if isinstance(cluster, dict):
             # Another cluster's files sit beside the main one's, named by cluster.
-            base = dict(defaults["hastack"]["ceph"], cluster=name,
-                        conf_dir=(merged.get("ceph") or {}).get("conf_dir", "/etc/ceph"))
+            base = dict(
+                defaults["hastack"]["ceph"],
+                cluster=name,
+                conf_dir=(merged.get("ceph") or {}).get("conf_dir", "/etc/ceph"),
+            )
             merged["ceph_clusters"][name] = merge(base, cluster)
     for name, service_defaults in defaults["services"].items():
         if name in pillar:

@@ -16,8 +16,9 @@ import base64
 import logging
 from xml.sax.saxutils import escape
 
-from hastack_utils import cephx
 from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+from hastack_utils import cephx
 
 try:
     import libvirt
@@ -36,8 +37,11 @@ DEFAULT_URI = "qemu:///system"
 
 def __virtual__():
     if not HAS_LIBVIRT:
-        return (False, "libvirt_secret: the libvirt Python bindings are missing (install "
-                       "python3-libvirt, or pip install 'saltext.hastack[libvirt]')")
+        return (
+            False,
+            "libvirt_secret: the libvirt Python bindings are missing (install "
+            "python3-libvirt, or pip install 'saltext.hastack[libvirt]')",
+        )
     return __virtualname__
 
 
@@ -61,7 +65,9 @@ def _key_bytes(key=None, key_pillar=None):
     if key_pillar:
         key = __salt__["pillar.get"](key_pillar, None, unmask=True)
     if key is None:
-        raise SaltInvocationError(f"{where}: no key" if key_pillar else "one of key or key_pillar is required")
+        raise SaltInvocationError(
+            f"{where}: no key" if key_pillar else "one of key or key_pillar is required"
+        )
     if not cephx.key_valid(key):
         raise SaltInvocationError(f"{where}: not a cephx key")
     return base64.b64decode(key.strip())
@@ -309,8 +315,9 @@ def undefine(uuid, uri=None):
         if secret is None:
             return False
         secret.undefine()
-        __salt__["hastack.managed_note"]("libvirt_secrets", uuid.lower(), scope=_uri(uri),
-                                         present=False)
+        __salt__["hastack.managed_note"](
+            "libvirt_secrets", uuid.lower(), scope=_uri(uri), present=False
+        )
         return True
     except libvirt.libvirtError as err:
         raise CommandExecutionError(f"libvirt: {err.get_error_message()}") from err

@@ -63,8 +63,9 @@ import tempfile
 import xml.etree.ElementTree as ET
 
 import salt.utils.path
-from hastack_utils import cib
 from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+from hastack_utils import cib
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,9 @@ def __virtual__():
 
 def _run(argv, cib_file=None, ok_codes=(0,), env=None):
     env = dict(env or {}, **({"CIB_file": cib_file} if cib_file else {}))
-    res = __salt__["cmd.run_all"](argv, python_shell=False, env=env, ignore_retcode=True,
-                                  output_loglevel="debug")
+    res = __salt__["cmd.run_all"](
+        argv, python_shell=False, env=env, ignore_retcode=True, output_loglevel="debug"
+    )
     if res["retcode"] not in ok_codes:
         err = CommandExecutionError(
             f"{argv[0]} failed (rc {res['retcode']}): {(res['stderr'] or res['stdout']).strip()}"
@@ -262,7 +264,9 @@ def verify(config=None, cib_file=None, remove_undeclared=False):
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(text)
         res = _run(["crm_verify", "--xml-file", path], ok_codes=range(256))
-    messages = [line.strip() for line in (res["stderr"] + res["stdout"]).splitlines() if line.strip()]
+    messages = [
+        line.strip() for line in (res["stderr"] + res["stdout"]).splitlines() if line.strip()
+    ]
     return {"valid": res["retcode"] == 0, "messages": messages}
 
 
@@ -275,8 +279,16 @@ def _simulated(cib_text, online, failed=(), scores=False):
             fh.write(cib_text)
         # crm_simulate writes temporary files; keep them out of /var/lib/pacemaker.
         env = {"CIB_shadow_dir": tmp}
-        argv = ["crm_simulate", "--xml-file", start, "--simulate", "--quorum", "1",
-                "--save-output", up]
+        argv = [
+            "crm_simulate",
+            "--xml-file",
+            start,
+            "--simulate",
+            "--quorum",
+            "1",
+            "--save-output",
+            up,
+        ]
         for node in online:
             argv += ["--node-up", node]
         _run(argv, env=env)
@@ -318,8 +330,10 @@ def simulate(online, failed=None, config=None, cib_file=None, roles=False):
         text = cib.candidate(text, cib.normalize(config))
     tree = cib.simulated_tree(_simulated(text, online, failed))
     if roles:
-        return {rid: {"nodes": item["nodes"], "promoted": item["promoted"]}
-                for rid, item in tree.items()}
+        return {
+            rid: {"nodes": item["nodes"], "promoted": item["promoted"]}
+            for rid, item in tree.items()
+        }
     return cib.flatten(tree)
 
 
@@ -385,7 +399,9 @@ def _write_edit(edit, cib_file=None, retries=5):
                 _run(["cibadmin", "--patch", "--xml-file", patch_path], cib_file)
             except CommandExecutionError as err:
                 if getattr(err, "retcode", None) == RC_OLD_DATA and attempt < retries:
-                    log.info("pacemaker: the CIB changed under us; re-reading (try %s)", attempt + 2)
+                    log.info(
+                        "pacemaker: the CIB changed under us; re-reading (try %s)", attempt + 2
+                    )
                     continue
                 raise
             return int(cib.parse(_query(cib_file)).get("epoch", 0))
@@ -398,8 +414,9 @@ def _version(text):
 
 def _patch(old_path, new_path):
     """The epoch-guarded patch from one CIB to the other, or None when they are equal."""
-    diff_text = _run(["crm_diff", "--original", old_path, "--new", new_path],
-                     ok_codes=(0, 1))["stdout"]
+    diff_text = _run(["crm_diff", "--original", old_path, "--new", new_path], ok_codes=(0, 1))[
+        "stdout"
+    ]
     if not diff_text.strip():
         return None
     # The version without num_updates (source and target): the patch then applies only
@@ -415,9 +432,13 @@ def _check_location(rsc, node, score, current, nodes=None):
     if rsc not in current["resource_ids"]:
         raise SaltInvocationError(f"rsc: no resource, group or clone '{rsc}' in the CIB")
     if nodes is not None and node not in nodes:
-        raise SaltInvocationError(f"node: '{node}' is not a node of the cluster ({', '.join(nodes)})")
+        raise SaltInvocationError(
+            f"node: '{node}' is not a node of the cluster ({', '.join(nodes)})"
+        )
     if not cib.SCORE_RE.match(str(score)):
-        raise SaltInvocationError(f"score: '{score}' is not a Pacemaker score (an integer or INFINITY)")
+        raise SaltInvocationError(
+            f"score: '{score}' is not a Pacemaker score (an integer or INFINITY)"
+        )
 
 
 def _remove_ids(item_ids, cib_file):
@@ -532,9 +553,12 @@ def clear(rsc, cib_file=None, test=False):
 
         salt '*' pacemaker.clear g_keystone
     """
-    ids = sorted(lid for lid, loc in configuration(cib_file)["locations"].items()
-                 if loc.get("rsc") == rsc and (lid == f"cli-prefer-{rsc}"
-                                               or lid.startswith(f"cli-ban-{rsc}-on-")))
+    ids = sorted(
+        lid
+        for lid, loc in configuration(cib_file)["locations"].items()
+        if loc.get("rsc") == rsc
+        and (lid == f"cli-prefer-{rsc}" or lid.startswith(f"cli-ban-{rsc}-on-"))
+    )
     if ids and not test:
         _remove_ids(ids, cib_file)
     return ids
@@ -561,8 +585,10 @@ def status(cib_file=None):
     with _locked(cib_file, exclusive=False):
         root = ET.fromstring(_run(["crm_mon", "--one-shot", "--output-as=xml"], cib_file)["stdout"])
     dc = root.find("summary/current_dc")
-    nodes = {n.get("name"): {k: n.get(k) == "true" for k in ("online", "standby", "maintenance")}
-             for n in root.findall("nodes/node")}
+    nodes = {
+        n.get("name"): {k: n.get(k) == "true" for k in ("online", "standby", "maintenance")}
+        for n in root.findall("nodes/node")
+    }
     # crm_mon shows standby only for online nodes; the CIB says it for all.
     for name, standby in cib.cib_nodes(cib_xml(cib_file)).items():
         if standby and name in nodes:
@@ -578,7 +604,9 @@ def status(cib_file=None):
 def _set_standby(node, value, cib_file, test):
     known = cib.cib_nodes(cib_xml(cib_file))
     if node not in known:
-        raise SaltInvocationError(f"node: '{node}' is not a node of the cluster ({', '.join(sorted(known))})")
+        raise SaltInvocationError(
+            f"node: '{node}' is not a node of the cluster ({', '.join(sorted(known))})"
+        )
     old = "on" if known[node] else "off"
     if old == value:
         return {}
@@ -586,8 +614,20 @@ def _set_standby(node, value, cib_file, test):
         # One attribute through crm_attribute: it changes that nvpair alone, so nothing
         # another writer did is overwritten.
         with _locked(cib_file):
-            _run(["crm_attribute", "--node", node, "--name", "standby", "--lifetime", "forever",
-                  "--update", value], cib_file)
+            _run(
+                [
+                    "crm_attribute",
+                    "--node",
+                    node,
+                    "--name",
+                    "standby",
+                    "--lifetime",
+                    "forever",
+                    "--update",
+                    value,
+                ],
+                cib_file,
+            )
     return {"old": old, "new": value}
 
 
@@ -643,21 +683,24 @@ def _shift_work(conf, node, survivors, scores):
     """What a shift away from ``node`` has to move: ``({label: item}, {label: reason
     it is skipped})``; a label is the resource, with its role when it has one."""
     todo, skipped = {}, {}
-    for (rsc, role), score in sorted(cib.preferring(conf, node).items(),
-                                     key=lambda kv: (kv[0][0], kv[0][1] or "")):
+    for (rsc, role), score in sorted(
+        cib.preferring(conf, node).items(), key=lambda kv: (kv[0][0], kv[0][1] or "")
+    ):
         label = rsc if role is None else f"{rsc} ({role})"
         reason = cib.not_shiftable(conf, rsc)
         if reason:
             skipped[label] = reason
             continue
         todo[label] = {
-            "rsc": rsc, "role": role, "score": score,
+            "rsc": rsc,
+            "role": role,
+            "score": score,
             # Survivors Pacemaker bans it from (allocation score -INFINITY with the node
             # failed) come last: a shift of what it depends on may still open them.
             "banned": [n for n in survivors if (scores.get(rsc) or {}).get(n) == "-INFINITY"],
             "size": sum(1 for rid in conf["primitives"] if rsc in cib.lineage(conf, rid)) or 1,
             "tried": {},  # target: where the simulation put it instead
-            "next": [],   # where the cluster itself put it last time
+            "next": [],  # where the cluster itself put it last time
         }
     return todo, skipped
 
@@ -698,9 +741,11 @@ def _settle_targets(text, nodes, node, todo, load, preferred):
         for label, item in list(todo.items()):
             target = held.get(label) or _choose_target(item, survivors, preferred, loads)
             if target is None:
-                tried = "; ".join(f"to {t}: the cluster put it on {', '.join(p) or 'no node'}"
-                                  + (" (allocation score -INFINITY)" if t in item["banned"] else "")
-                                  for t, p in item["tried"].items())
+                tried = "; ".join(
+                    f"to {t}: the cluster put it on {', '.join(p) or 'no node'}"
+                    + (" (allocation score -INFINITY)" if t in item["banned"] else "")
+                    for t, p in item["tried"].items()
+                )
                 refused[label] = f"no survivor takes it ({tried})"
                 del todo[label]
                 continue
@@ -710,7 +755,10 @@ def _settle_targets(text, nodes, node, todo, load, preferred):
             return {}, None, refused
         candidate = cib.candidate(text, {"locations": _shift_locations(todo, targets, node)})
         tree = cib.simulated_tree(_simulated(candidate, nodes, [node]))
-        placed = {label: cib.placement_of(tree, todo[label]["rsc"], todo[label]["role"]) for label in targets}
+        placed = {
+            label: cib.placement_of(tree, todo[label]["rsc"], todo[label]["role"])
+            for label in targets
+        }
         missed = [label for label, target in targets.items() if target not in placed[label]]
         if not missed:
             return targets, tree, refused
@@ -761,16 +809,22 @@ def shift_away(node, nodes, fallback=None, cib_file=None, test=False):
     conf = parse_configuration(text)
     base = _simulated(text, nodes, [node], scores=True)
     base_tree = cib.simulated_tree(base)
-    load = {n: sum(1 for rid in conf["primitives"] if n in (base_tree.get(rid) or {}).get("nodes", []))
-            for n in survivors}
+    load = {
+        n: sum(1 for rid in conf["primitives"] if n in (base_tree.get(rid) or {}).get("nodes", []))
+        for n in survivors
+    }
     todo, skipped = _shift_work(conf, node, survivors, cib.allocation_scores(base))
     preferred = [n for n in (fallback or []) if n in survivors]
     targets, tree, refused = _settle_targets(text, nodes, node, todo, load, preferred)
     plan = {}
     for label, target in targets.items():
         item = todo[label]
-        plan[label] = {"from": node, "to": target, "score": item["score"],
-                       "constraint": cib.shift_id(item["rsc"], node, item["role"])}
+        plan[label] = {
+            "from": node,
+            "to": target,
+            "score": item["score"],
+            "constraint": cib.shift_id(item["rsc"], node, item["role"]),
+        }
         if item["role"]:
             plan[label]["role"] = item["role"]
     if plan and not test:
@@ -778,8 +832,12 @@ def shift_away(node, nodes, fallback=None, cib_file=None, test=False):
         _write_edit(lambda root: cib.apply(root, {"locations": added}), cib_file)
     if refused:
         __context__["retcode"] = 1
-    return {"plan": plan, "skipped": skipped, "refused": refused,
-            "placement": cib.flatten(tree or base_tree)}
+    return {
+        "plan": plan,
+        "skipped": skipped,
+        "refused": refused,
+        "placement": cib.flatten(tree or base_tree),
+    }
 
 
 def restore(node, cib_file=None, test=False):

@@ -24,8 +24,9 @@ Connection arguments (``cluster``, ``conf_dir``, ``mon_host``, ``admin_keyring``
 
 import os
 
-from hastack_utils import cephx, loader, states
 from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+from hastack_utils import cephx, loader, states
 
 __virtualname__ = "ceph_client"
 
@@ -49,8 +50,9 @@ def _conn(kwargs):
 
 
 def _finish(ret, changes, write, remaining, done_comment, same_comment):
-    return states.converge(ret, changes, write, remaining, __opts__["test"], done_comment,
-                           same_comment)
+    return states.converge(
+        ret, changes, write, remaining, __opts__["test"], done_comment, same_comment
+    )
 
 
 def cluster_reachable(name, **kwargs):
@@ -115,8 +117,11 @@ def pool_present(name, pg_num=32, application="rbd", pillar_key=None, **kwargs):
 
     def diff(pool):
         if pool is None:
-            return {"pool": {"old": None, "new": name}, "pg_num": {"old": None, "new": pg_num},
-                    "application": {"old": None, "new": application}}
+            return {
+                "pool": {"old": None, "new": name},
+                "pg_num": {"old": None, "new": pg_num},
+                "application": {"old": None, "new": application},
+            }
         changes = {}
         if pool["autoscale_mode"] != "on" and pool["pg_num"] != pg_num:
             changes["pg_num"] = {"old": pool["pg_num"], "new": pg_num}
@@ -128,7 +133,9 @@ def pool_present(name, pg_num=32, application="rbd", pillar_key=None, **kwargs):
 
     def write():
         if pool is None:
-            __salt__["ceph_client.pool_create"](name, pg_num=pg_num, application=application, **conn)
+            __salt__["ceph_client.pool_create"](
+                name, pg_num=pg_num, application=application, **conn
+            )
         else:
             if "pg_num" in changes:
                 __salt__["ceph_client.pool_set"](name, "pg_num", pg_num, **conn)
@@ -139,9 +146,14 @@ def pool_present(name, pg_num=32, application="rbd", pillar_key=None, **kwargs):
         # A pool that now exists counts as created even if its application failed.
         return set(diff(__salt__["ceph_client.pool_get"](name, refresh=True, **conn)))
 
-    return _finish(ret, changes, write, remaining,
-                   f"Pool {name} {'created' if pool is None else 'updated'}",
-                   f"Pool {name} is as wanted")
+    return _finish(
+        ret,
+        changes,
+        write,
+        remaining,
+        f"Pool {name} {'created' if pool is None else 'updated'}",
+        f"Pool {name} is as wanted",
+    )
 
 
 def user_present(name, caps=None, key=None, key_pillar=None, **kwargs):
@@ -164,8 +176,9 @@ def user_present(name, caps=None, key=None, key_pillar=None, **kwargs):
     try:
         caps = cephx.parse_caps(caps or {}, where="caps")
         current = __salt__["ceph_client.entity_get"](entity, **conn)
-        key_ok = __salt__["ceph_client.entity_key_matches"](entity, key=key, key_pillar=key_pillar,
-                                                            **conn)
+        key_ok = __salt__["ceph_client.entity_key_matches"](
+            entity, key=key, key_pillar=key_pillar, **conn
+        )
     except (CommandExecutionError, SaltInvocationError) as err:
         ret["result"] = False
         ret["comment"] = str(err)
@@ -173,8 +186,11 @@ def user_present(name, caps=None, key=None, key_pillar=None, **kwargs):
 
     def diff(current, key_ok):
         if current is None:
-            return {"entity": {"old": None, "new": entity}, "key": {"old": None, "new": HIDDEN},
-                    "caps": {"old": None, "new": caps}}
+            return {
+                "entity": {"old": None, "new": entity},
+                "key": {"old": None, "new": HIDDEN},
+                "caps": {"old": None, "new": caps},
+            }
         changes = {}
         if not key_ok:
             changes["key"] = {"old": HIDDEN, "new": HIDDEN}
@@ -186,21 +202,31 @@ def user_present(name, caps=None, key=None, key_pillar=None, **kwargs):
 
     def write():
         if "key" in changes:
-            __salt__["ceph_client.entity_import"](entity, caps=caps, key=key, key_pillar=key_pillar,
-                                                  **conn)
+            __salt__["ceph_client.entity_import"](
+                entity, caps=caps, key=key, key_pillar=key_pillar, **conn
+            )
         else:
             __salt__["ceph_client.entity_caps_set"](entity, caps, **conn)
 
     def remaining():
-        return set(diff(
-            __salt__["ceph_client.entity_get"](entity, refresh=True, **conn),
-            __salt__["ceph_client.entity_key_matches"](entity, key=key, key_pillar=key_pillar,
-                                                       **conn),
-        ))
+        return set(
+            diff(
+                __salt__["ceph_client.entity_get"](entity, refresh=True, **conn),
+                __salt__["ceph_client.entity_key_matches"](
+                    entity, key=key, key_pillar=key_pillar, **conn
+                ),
+            )
+        )
 
     verb = "created" if current is None else ("rotated" if "key" in changes else "updated")
-    return _finish(ret, changes, write, remaining, f"cephx user {entity} {verb}",
-                   f"cephx user {entity} holds the wanted key and caps")
+    return _finish(
+        ret,
+        changes,
+        write,
+        remaining,
+        f"cephx user {entity} {verb}",
+        f"cephx user {entity} holds the wanted key and caps",
+    )
 
 
 def user_absent(name, **kwargs):
@@ -228,12 +254,19 @@ def user_absent(name, **kwargs):
         gone = __salt__["ceph_client.entity_get"](entity, refresh=True, **conn) is None
         return [] if gone else ["entity"]
 
-    return _finish(ret, changes, write, remaining, f"cephx user {entity} deleted",
-                   f"cephx user {entity} is absent")
+    return _finish(
+        ret,
+        changes,
+        write,
+        remaining,
+        f"cephx user {entity} deleted",
+        f"cephx user {entity} is absent",
+    )
 
 
-def keyring_present(name, entity, key=None, key_pillar=None, owner="root", group="root",
-                    mode="0600"):
+def keyring_present(
+    name, entity, key=None, key_pillar=None, owner="root", group="root", mode="0600"
+):
     """
     Make sure a keyring file holds the entity's key, with this owner, group and mode.
     Written atomically; never readable wider than ``mode``; ``changes`` never shows the key.
@@ -278,18 +311,25 @@ def keyring_present(name, entity, key=None, key_pillar=None, owner="root", group
 
     def write():
         if "key" in changes:
-            __salt__["ceph_client.keyring_write"](name, entity, key=key, key_pillar=key_pillar,
-                                                  owner=owner, group=group, mode=mode)
+            __salt__["ceph_client.keyring_write"](
+                name, entity, key=key, key_pillar=key_pillar, owner=owner, group=group, mode=mode
+            )
         else:
             __salt__["ceph_client.keyring_meta_set"](name, owner, group, mode)
 
     def remaining():
-        return diff(__salt__["ceph_client.keyring_info"](name, entity, key=key,
-                                                          key_pillar=key_pillar))
+        return diff(
+            __salt__["ceph_client.keyring_info"](name, entity, key=key, key_pillar=key_pillar)
+        )
 
-    return _finish(ret, changes, write, remaining,
-                   f"Keyring {name} {'written' if 'key' in changes else 'updated'}",
-                   f"Keyring {name} is as wanted")
+    return _finish(
+        ret,
+        changes,
+        write,
+        remaining,
+        f"Keyring {name} {'written' if 'key' in changes else 'updated'}",
+        f"Keyring {name} is as wanted",
+    )
 
 
 def conf_present(name, fsid, mon_host, clients=None, options=None):
@@ -329,11 +369,14 @@ def keyring_absent(name):
     """
     ret = _ret(name)
     changes = {"keyring": {"old": name, "new": None}} if os.path.exists(name) else {}
-    return _finish(ret, changes,
-                   write=lambda: __salt__["ceph_client.keyring_remove"](name),
-                   remaining=lambda: ["keyring"] if os.path.exists(name) else [],
-                   done_comment=f"Keyring {name} removed",
-                   same_comment=f"Keyring {name} is absent")
+    return _finish(
+        ret,
+        changes,
+        write=lambda: __salt__["ceph_client.keyring_remove"](name),
+        remaining=lambda: ["keyring"] if os.path.exists(name) else [],
+        done_comment=f"Keyring {name} removed",
+        same_comment=f"Keyring {name} is absent",
+    )
 
 
 def conf_sections_absent(name, sections):
@@ -361,6 +404,11 @@ def conf_sections_absent(name, sections):
         left = set(present) & set(__salt__["hastack.ini_read"](name) or {})
         return [f"[{section}]" for section in left]
 
-    return _finish(ret, changes, write, remaining,
-                   done_comment=f"{name}: {', '.join(present)} removed",
-                   same_comment=f"{name} holds none of {', '.join(sections)}")
+    return _finish(
+        ret,
+        changes,
+        write,
+        remaining,
+        done_comment=f"{name}: {', '.join(present)} removed",
+        same_comment=f"{name} holds none of {', '.join(sections)}",
+    )

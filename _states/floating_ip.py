@@ -18,8 +18,9 @@ Floating IPs by name, declared.
 predicted changes, nothing written (a new address shows as ``(new from <network>)``).
 """
 
-from hastack_utils import loader
 from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+from hastack_utils import loader
 
 __virtualname__ = "floating_ip"
 
@@ -31,8 +32,16 @@ def __virtual__():
     return __virtualname__
 
 
-def associated(name, server=None, port=None, fixed_ip=None, address=None, network=None, cloud=None,
-               standby=None):
+def associated(
+    name,
+    server=None,
+    port=None,
+    fixed_ip=None,
+    address=None,
+    network=None,
+    cloud=None,
+    standby=None,
+):
     """
     The server, port or fixed IP has a floating IP (``address``, or any from ``network``).
 
@@ -62,20 +71,36 @@ def associated(name, server=None, port=None, fixed_ip=None, address=None, networ
         highstate neither takes it back nor allocates another.
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
-    args = {"server": server, "port": port, "fixed_ip": fixed_ip, "address": address,
-            "network": network, "cloud": cloud, "standby": standby}
+    args = {
+        "server": server,
+        "port": port,
+        "fixed_ip": fixed_ip,
+        "address": address,
+        "network": network,
+        "cloud": cloud,
+        "standby": standby,
+    }
     try:
         plan = __salt__["floating_ip.associate"](test=True, **args)
         target = server or port or fixed_ip
         if not plan["changed"]:
-            where = " (on its standby: floating_ip.move it back when ready)" if plan.get("standby") else ""
+            where = (
+                " (on its standby: floating_ip.move it back when ready)"
+                if plan.get("standby")
+                else ""
+            )
             ret["comment"] = f"{target} has floating IP {plan['address']}{where}"
             return ret
         new_address = plan["address"] or f"(new from {network or 'the external network'})"
         if __opts__["test"]:
-            ret.update(result=None, comment=f"{target} would get floating IP {new_address}",
-                       changes={"address": {"old": None, "new": new_address},
-                                "port": {"old": plan["old_port_id"], "new": plan["port_id"]}})
+            ret.update(
+                result=None,
+                comment=f"{target} would get floating IP {new_address}",
+                changes={
+                    "address": {"old": None, "new": new_address},
+                    "port": {"old": plan["old_port_id"], "new": plan["port_id"]},
+                },
+            )
             return ret
         done = __salt__["floating_ip.associate"](**args)
         # Read back, as every hastack state does: Neutron must now hold the association.
@@ -83,11 +108,16 @@ def associated(name, server=None, port=None, fixed_ip=None, address=None, networ
     except (CommandExecutionError, SaltInvocationError) as err:
         ret.update(result=False, comment=str(err))
         return ret
-    ret["changes"] = {"address": {"old": None, "new": done["address"]},
-                      "port": {"old": done["old_port_id"], "new": done["port_id"]}}
+    ret["changes"] = {
+        "address": {"old": None, "new": done["address"]},
+        "port": {"old": done["old_port_id"], "new": done["port_id"]},
+    }
     if after["changed"]:
-        ret.update(result=False, comment=f"{target} was given floating IP {done['address']}, "
-                   f"but a re-read shows it elsewhere (port {after['old_port_id']})")
+        ret.update(
+            result=False,
+            comment=f"{target} was given floating IP {done['address']}, "
+            f"but a re-read shows it elsewhere (port {after['old_port_id']})",
+        )
     else:
         ret["comment"] = f"{target} has floating IP {done['address']}"
     return ret
@@ -121,8 +151,11 @@ def absent(name, address=None, release=False, cloud=None):
         if release:
             changes["address"] = {"old": address, "new": None}
         if __opts__["test"]:
-            ret.update(result=None, changes=changes,
-                       comment=f"{address} would be {'released' if release else 'detached'}")
+            ret.update(
+                result=None,
+                changes=changes,
+                comment=f"{address} would be {'released' if release else 'detached'}",
+            )
             return ret
         __salt__[fun](address, cloud=cloud)
         still = __salt__[fun](address, cloud=cloud, test=True)["changed"]  # read back
@@ -130,8 +163,11 @@ def absent(name, address=None, release=False, cloud=None):
         ret.update(result=False, comment=str(err))
         return ret
     if still:
-        ret.update(result=False, comment=f"{address} was {'released' if release else 'detached'}, "
-                   "but a re-read shows it still there")
+        ret.update(
+            result=False,
+            comment=f"{address} was {'released' if release else 'detached'}, "
+            "but a re-read shows it still there",
+        )
     else:
         ret.update(changes=changes, comment=f"{address} {'released' if release else 'detached'}")
     return ret

@@ -43,9 +43,12 @@ def ini_present(name, sections, mode="0644"):
     except states.ERRORS as err:
         return states.failed(ret, err)
     return states.converge(
-        ret, changes,
+        ret,
+        changes,
         write=lambda: __salt__["hastack.ini_set"](name, sections, mode=mode),
         remaining=lambda: __salt__["hastack.ini_diff"](name, sections),
-        test=__opts__["test"], done_comment=f"{name} updated",
+        test=__opts__["test"],
+        done_comment=f"{name} updated",
         same_comment=f"{name} holds the wanted options",
-        predicted_comment=f"{name} would be updated")
+        predicted_comment=f"{name} would be updated",
+    )

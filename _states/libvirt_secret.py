@@ -13,8 +13,9 @@ The value is compared with the key without ever being shown: a change is reporte
 ``{"value": {"old": "(hidden)", "new": "(hidden)"}}``.
 """
 
-from hastack_utils import loader
 from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+from hastack_utils import loader
 
 __virtualname__ = "libvirt_secret"
 HIDDEN = "(hidden)"
@@ -35,8 +36,7 @@ def __virtual__():
     return __virtualname__
 
 
-def present(name, ceph_user, key=None, key_pillar=None, uri=None, replace_usage=False,
-            usage=None):
+def present(name, ceph_user, key=None, key_pillar=None, uri=None, replace_usage=False, usage=None):
     """
     Make sure secret ``name`` (a UUID) exists with usage ``client.<ceph_user> secret``
     and holds the Ceph user's key.
@@ -65,8 +65,9 @@ def present(name, ceph_user, key=None, key_pillar=None, uri=None, replace_usage=
         # Otherwise this also checks the key, even when the secret does not exist yet.
         value_ok = None
         if current is None or not current["private"]:
-            value_ok = __salt__["libvirt_secret.value_matches"](name, key=key,
-                                                                key_pillar=key_pillar, uri=uri)
+            value_ok = __salt__["libvirt_secret.value_matches"](
+                name, key=key, key_pillar=key_pillar, uri=uri
+            )
     except (CommandExecutionError, SaltInvocationError) as err:
         ret["result"] = False
         ret["comment"] = str(err)
@@ -81,8 +82,13 @@ def present(name, ceph_user, key=None, key_pillar=None, uri=None, replace_usage=
     if holder is not None and holder != name:
         changes["replaced"] = {"old": holder, "new": None}
     if current is None:
-        changes.update({"uuid": {"old": None, "new": name}, "usage": {"old": None, "new": usage},
-                        "value": {"old": None, "new": HIDDEN}})
+        changes.update(
+            {
+                "uuid": {"old": None, "new": name},
+                "usage": {"old": None, "new": usage},
+                "value": {"old": None, "new": HIDDEN},
+            }
+        )
     else:
         if current["usage_type"] != "ceph" or current["usage_id"] != usage:
             changes["usage"] = {"old": current["usage_id"], "new": usage}
@@ -95,20 +101,28 @@ def present(name, ceph_user, key=None, key_pillar=None, uri=None, replace_usage=
         ret["comment"] = f"libvirt secret {name} holds the key of client.{ceph_user}"
         return ret
     if __opts__["test"]:
-        ret.update(result=None, changes=changes,
-                   comment=f"libvirt secret {name} would be set for client.{ceph_user}")
+        ret.update(
+            result=None,
+            changes=changes,
+            comment=f"libvirt secret {name} would be set for client.{ceph_user}",
+        )
         return ret
     try:
         if "replaced" in changes:
             __salt__["libvirt_secret.undefine"](holder, uri=uri)
         if current is not None and current["private"]:
             __salt__["libvirt_secret.undefine"](name, uri=uri)  # private cannot be undone in place
-        __salt__["libvirt_secret.define"](name, ceph_user, key=key, key_pillar=key_pillar, uri=uri,
-                                          usage=usage)
+        __salt__["libvirt_secret.define"](
+            name, ceph_user, key=key, key_pillar=key_pillar, uri=uri, usage=usage
+        )
         after = __salt__["libvirt_secret.get"](name, uri=uri)
-        verified = (after is not None and after["usage_id"] == usage
-                    and __salt__["libvirt_secret.value_matches"](name, key=key, key_pillar=key_pillar,
-                                                                 uri=uri))
+        verified = (
+            after is not None
+            and after["usage_id"] == usage
+            and __salt__["libvirt_secret.value_matches"](
+                name, key=key, key_pillar=key_pillar, uri=uri
+            )
+        )
     except (CommandExecutionError, SaltInvocationError) as err:
         ret["result"] = False
         ret["comment"] = str(err)
@@ -170,7 +184,9 @@ def absent(name, uri=None):
             return ret
         changes = {"uuid": {"old": name, "new": None}}
         if __opts__["test"]:
-            ret.update(result=None, changes=changes, comment=f"libvirt secret {name} would be removed")
+            ret.update(
+                result=None, changes=changes, comment=f"libvirt secret {name} would be removed"
+            )
             return ret
         __salt__["libvirt_secret.undefine"](name, uri=uri)
         if __salt__["libvirt_secret.get"](name, uri=uri) is not None:

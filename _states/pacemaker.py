@@ -49,24 +49,34 @@ def configured(name, config, nodes, cib_file=None, remove_undeclared=False):
     ret = states.new_ret(name)
     try:
         wanted = __salt__["pacemaker.validate"](config, nodes)
-        changes = __salt__["pacemaker.diff"](wanted, cib_file=cib_file,
-                                             remove_undeclared=remove_undeclared)
+        changes = __salt__["pacemaker.diff"](
+            wanted, cib_file=cib_file, remove_undeclared=remove_undeclared
+        )
         if changes:
-            check = __salt__["pacemaker.verify"](config=wanted, cib_file=cib_file,
-                                                 remove_undeclared=remove_undeclared)
+            check = __salt__["pacemaker.verify"](
+                config=wanted, cib_file=cib_file, remove_undeclared=remove_undeclared
+            )
             if not check["valid"]:
-                return states.failed(ret, "crm_verify refuses the declared configuration: "
-                                     + "; ".join(check["messages"]))
+                return states.failed(
+                    ret,
+                    "crm_verify refuses the declared configuration: "
+                    + "; ".join(check["messages"]),
+                )
     except states.ERRORS as err:
         return states.failed(ret, err)
     return states.converge(
-        ret, changes,
+        ret,
+        changes,
         # The edit is made inside the epoch-guarded write, on the CIB as it is then: a
         # concurrent writer's changes are kept, not overwritten.
-        write=lambda: __salt__["pacemaker.write"](wanted, cib_file=cib_file,
-                                                  remove_undeclared=remove_undeclared),
-        remaining=lambda: __salt__["pacemaker.diff"](wanted, cib_file=cib_file,
-                                                     remove_undeclared=remove_undeclared),
-        test=__opts__["test"], done_comment=f"{len(changes)} item(s) changed",
+        write=lambda: __salt__["pacemaker.write"](
+            wanted, cib_file=cib_file, remove_undeclared=remove_undeclared
+        ),
+        remaining=lambda: __salt__["pacemaker.diff"](
+            wanted, cib_file=cib_file, remove_undeclared=remove_undeclared
+        ),
+        test=__opts__["test"],
+        done_comment=f"{len(changes)} item(s) changed",
         same_comment="The Pacemaker configuration is as declared",
-        predicted_comment=f"{len(changes)} item(s) would change")
+        predicted_comment=f"{len(changes)} item(s) would change",
+    )

@@ -69,8 +69,13 @@ def main(argv=None):  # pylint: disable=too-many-locals,too-many-statements
     try:
         conn = openstack.connect(**facts["cloud"])
         made = neutronlab.workshop_topology(conn)
-        ports = [neutronlab.vm_port(conn, made["admin-net"], f"vm{i}-port", "alice") for i in range(n)]
-        fips = [conn.network.create_ip(floating_network_id=made["ext_net"].id, port_id=p.id) for p in ports]
+        ports = [
+            neutronlab.vm_port(conn, made["admin-net"], f"vm{i}-port", "alice") for i in range(n)
+        ]
+        fips = [
+            conn.network.create_ip(floating_network_id=made["ext_net"].id, port_id=p.id)
+            for p in ports
+        ]
         by_address = {f.floating_ip_address: f for f in fips}
 
         clouds = os.path.join(work, "clouds.yaml")
@@ -82,10 +87,17 @@ def main(argv=None):  # pylint: disable=too-many-locals,too-many-statements
         def cli_one(fip):
             # `floating ip set --port` onto the port it already has sends nothing (the SDK
             # drops an unchanged port_id): the CLI way to reissue is unset, then set.
-            for argv in (["unset", "--port", fip.floating_ip_address],
-                         ["set", "--port", fip.port_id, fip.floating_ip_address]):
-                res = subprocess.run([osc, "floating", "ip", *argv], env=osc_env, capture_output=True,
-                                     text=True, check=False)
+            for argv in (
+                ["unset", "--port", fip.floating_ip_address],
+                ["set", "--port", fip.port_id, fip.floating_ip_address],
+            ):
+                res = subprocess.run(
+                    [osc, "floating", "ip", *argv],
+                    env=osc_env,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
                 if res.returncode != 0:
                     return res.stderr
             return True
@@ -96,13 +108,19 @@ def main(argv=None):  # pylint: disable=too-many-locals,too-many-statements
 
         def raw_one(fip):
             current = session.get(f"{facts['url']}v2.0/floatingips/{fip.id}").json()["floatingip"]
-            resp = session.put(f"{facts['url']}v2.0/floatingips/{fip.id}",
-                               json={"floatingip": {"port_id": current["port_id"]}},
-                               headers={"If-Match": f"revision_number={current['revision_number']}"})
+            resp = session.put(
+                f"{facts['url']}v2.0/floatingips/{fip.id}",
+                json={"floatingip": {"port_id": current["port_id"]}},
+                headers={"If-Match": f"revision_number={current['revision_number']}"},
+            )
             return True if resp.status_code == 200 else resp.text
 
-        minion = saltlocal.Minion(os.path.join(work, "minion"), "alice",
-                                  {"hastack": {"openstack": {"cloud": facts["cloud"]}}}, example=False)
+        minion = saltlocal.Minion(
+            os.path.join(work, "minion"),
+            "alice",
+            {"hastack": {"openstack": {"cloud": facts["cloud"]}}},
+            example=False,
+        )
         funcs, _ = minion.loader({"hastack": {"openstack": {"cloud": facts["cloud"]}}})
 
         def hastack_reissue():
@@ -115,14 +133,20 @@ def main(argv=None):  # pylint: disable=too-many-locals,too-many-statements
 
         def revisions():
             return {f.id: f.revision_number for f in conn.network.ips()}
-        for name, fn in (("cli", lambda: parallel(cli_one, list(by_address.values()), conc)),
-                         ("raw", lambda: parallel(raw_one, list(by_address.values()), conc)),
-                         ("hastack", hastack_reissue)):
+
+        for name, fn in (
+            ("cli", lambda: parallel(cli_one, list(by_address.values()), conc)),
+            ("raw", lambda: parallel(raw_one, list(by_address.values()), conc)),
+            ("hastack", hastack_reissue),
+        ):
             before = revisions()
             cpu_before, own_before = cpu_seconds(server_pid), time.process_time()
             seconds, _ = timed(fn)
-            figures[name] = {"wall": seconds, "neutron_cpu": cpu_seconds(server_pid) - cpu_before,
-                             "own_cpu": time.process_time() - own_before}
+            figures[name] = {
+                "wall": seconds,
+                "neutron_cpu": cpu_seconds(server_pid) - cpu_before,
+                "own_cpu": time.process_time() - own_before,
+            }
             after = revisions()
             written = sum(after[i] > before[i] for i in before)
             if written != n:  # each way must really have written every floating IP
@@ -132,13 +156,16 @@ def main(argv=None):  # pylint: disable=too-many-locals,too-many-statements
             rc, out = minion.call("floating_ip.reissue", "host=alice", f"concurrency={conc}")
             if rc != 0 or len(out["reissued"]) != n:
                 raise RuntimeError(f"salt-call reissue: {minion.last_output}")
+
         salt_seconds, _ = timed(salt_call)
 
         # Growth: hastack reissue of the first k floating IPs by address.
         growth = []
         for k in sorted({max(1, n // 5), max(1, n // 2), n}):
             subset = sorted(by_address)[:k]
-            seconds, _ = timed(lambda s=subset: funcs["floating_ip.reissue"](addresses=s, concurrency=conc))
+            seconds, _ = timed(
+                lambda s=subset: funcs["floating_ip.reissue"](addresses=s, concurrency=conc)
+            )
             growth.append((k, seconds))
 
         # The fewest writes: alice's L3 agent dies; its router (behind all N) moves.
@@ -149,29 +176,47 @@ def main(argv=None):  # pylint: disable=too-many-locals,too-many-statements
         cpu_before = cpu_seconds(server_pid)
         move_seconds, moved = timed(lambda: funcs["floating_ip.move_routers"]())
         move_cpu = cpu_seconds(server_pid) - cpu_before
-        if moved["moved"] != {"admin-router": {"from": "alice", "to": "bob"}} or len(moved["floating_ips"]) != n:
+        if (
+            moved["moved"] != {"admin-router": {"from": "alice", "to": "bob"}}
+            or len(moved["floating_ips"]) != n
+        ):
             raise RuntimeError(f"move_routers: {moved}")
 
         h = figures["hastack"]
-        print(f"hastack floating-IP benchmark: reissue of N={n} floating IPs, concurrency {conc}, "
-              "one lab neutron-server")
-        for name, label in (("cli", "openstack floating ip unset + set, per IP"),
-                            ("raw", "raw HTTP PUT (GET + guarded PUT)")):
+        print(
+            f"hastack floating-IP benchmark: reissue of N={n} floating IPs, concurrency {conc}, "
+            "one lab neutron-server"
+        )
+        for name, label in (
+            ("cli", "openstack floating ip unset + set, per IP"),
+            ("raw", "raw HTTP PUT (GET + guarded PUT)"),
+        ):
             f = figures[name]
-            print(f"  {label:44} {f['wall']:6.2f} s   hastack reissue {h['wall']:5.2f} s   "
-                  f"ratio {f['wall'] / h['wall']:5.2f}")
+            print(
+                f"  {label:44} {f['wall']:6.2f} s   hastack reissue {h['wall']:5.2f} s   "
+                f"ratio {f['wall'] / h['wall']:5.2f}"
+            )
         print(f"  hastack as one salt-call (Salt start-up included)  {salt_seconds:5.2f} s")
         print("  where the time goes (neutron-server CPU / wall; client CPU):")
         for name in ("cli", "raw", "hastack"):
             f = figures[name]
-            client = (f"{2 * n} CLI processes (their CPU not counted)" if name == "cli"
-                      else f"client CPU {f['own_cpu']:5.2f} s")
-            print(f"    {name:8} neutron-server CPU {f['neutron_cpu']:5.2f} s of {f['wall']:5.2f} s wall   {client}")
-        print("  hastack growth: " + ", ".join(f"N={k}: {s:5.2f} s ({1000 * s / k:4.0f} ms/IP)"
-                                                for k, s in growth))
-        print(f"  fewest writes: move the router behind all {n} off the dead L3 agent: {move_seconds:5.2f} s "
-              f"(neutron CPU {move_cpu:4.2f} s, 2 writes) vs reissuing {n}: {h['wall']:5.2f} s "
-              f"(ratio {h['wall'] / move_seconds:5.1f})")
+            client = (
+                f"{2 * n} CLI processes (their CPU not counted)"
+                if name == "cli"
+                else f"client CPU {f['own_cpu']:5.2f} s"
+            )
+            print(
+                f"    {name:8} neutron-server CPU {f['neutron_cpu']:5.2f} s of {f['wall']:5.2f} s wall   {client}"
+            )
+        print(
+            "  hastack growth: "
+            + ", ".join(f"N={k}: {s:5.2f} s ({1000 * s / k:4.0f} ms/IP)" for k, s in growth)
+        )
+        print(
+            f"  fewest writes: move the router behind all {n} off the dead L3 agent: {move_seconds:5.2f} s "
+            f"(neutron CPU {move_cpu:4.2f} s, 2 writes) vs reissuing {n}: {h['wall']:5.2f} s "
+            f"(ratio {h['wall'] / move_seconds:5.1f})"
+        )
     finally:
         neutronlab.stop(lab_dir)
         shutil.rmtree(work, ignore_errors=True)

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 
-
 from bench import timed
 from lab import cephlab, libvirtlab, saltlocal
 
@@ -37,21 +36,29 @@ CINDER_KEY = "AQAAAAAAAAAAABAARkFLRS1jaW5kZXIta2V5IQ=="
 
 
 def virsh_define(uri, xml_path):
-    subprocess.run(["virsh", "-q", "-c", uri, "secret-define", "--file", xml_path],
-                   check=True, capture_output=True)
-    subprocess.run(["virsh", "-q", "-c", uri, "secret-set-value", "--secret", UUID, "--base64",
-                    CINDER_KEY], check=True, capture_output=True)
+    subprocess.run(
+        ["virsh", "-q", "-c", uri, "secret-define", "--file", xml_path],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        ["virsh", "-q", "-c", uri, "secret-set-value", "--secret", UUID, "--base64", CINDER_KEY],
+        check=True,
+        capture_output=True,
+    )
 
 
 def undefine_all(uri):
-    out = subprocess.run(["virsh", "-q", "-c", uri, "secret-list"], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["virsh", "-q", "-c", uri, "secret-list"], check=True, capture_output=True, text=True
+    ).stdout
     for line in out.splitlines():
         if line.strip():
-            subprocess.run(["virsh", "-q", "-c", uri, "secret-undefine", line.split()[0]],
-                           check=True, capture_output=True)
-
-
+            subprocess.run(
+                ["virsh", "-q", "-c", uri, "secret-undefine", line.split()[0]],
+                check=True,
+                capture_output=True,
+            )
 
 
 def main(argv=None):
@@ -67,13 +74,16 @@ def main(argv=None):
             labs.append(libvirtlab.start(os.path.join(work, f"libvirt-{i}")))
         xml = os.path.join(work, "secret.xml")
         with open(xml, "w", encoding="utf-8") as fh:
-            fh.write(f"<secret ephemeral='no' private='no'><uuid>{UUID}</uuid><usage type='ceph'>"
-                     "<name>client.cinder secret</name></usage></secret>")
+            fh.write(
+                f"<secret ephemeral='no' private='no'><uuid>{UUID}</uuid><usage type='ceph'>"
+                "<name>client.cinder secret</name></usage></secret>"
+            )
         minions = []
         for i, lab in enumerate(labs):
             root = os.path.join(work, f"compute-{i}")
-            overlay = saltlocal.lab_overlay(facts, os.path.join(root, "etc-ceph"),
-                                            os.path.join(root, "etc"), lab["uri"])
+            overlay = saltlocal.lab_overlay(
+                facts, os.path.join(root, "etc-ceph"), os.path.join(root, "etc"), lab["uri"]
+            )
             minions.append(saltlocal.Minion(root, "charlie", overlay))
 
         def reset():
@@ -82,7 +92,8 @@ def main(argv=None):
 
         recipe, whole, state_only = [], [], []
         _, states = minions[0].loader(
-            pillar={"hastack": {"ceph": {"users": {"cinder": {"key": CINDER_KEY}}}}})
+            pillar={"hastack": {"ceph": {"users": {"cinder": {"key": CINDER_KEY}}}}}
+        )
         for _ in range(args.rounds):
             reset()
             recipe.append(timed(lambda: [virsh_define(lab["uri"], xml) for lab in labs])[0])
@@ -93,16 +104,21 @@ def main(argv=None):
                     rc, ret = minion.call("state.sls", "hastack.libvirt")
                     if rc != 0:
                         raise RuntimeError(f"hastack.libvirt failed: {ret}")
+
             whole.append(timed(salt_calls)[0])
             reset()
 
             def present_all():
                 for lab in labs:
                     ret = states["libvirt_secret.present"](
-                        name=UUID, ceph_user="cinder", key_pillar="hastack:ceph:users:cinder:key",
-                        uri=lab["uri"])
+                        name=UUID,
+                        ceph_user="cinder",
+                        key_pillar="hastack:ceph:users:cinder:key",
+                        uri=lab["uri"],
+                    )
                     if not ret["result"] or not ret["changes"]:
                         raise RuntimeError(f"libvirt_secret.present: {ret['comment']}")
+
             state_only.append(timed(present_all)[0])
 
         # A compute's idempotent highstate vs re-running the recipe's compute steps.
@@ -124,26 +140,39 @@ def main(argv=None):
         )
         recipe_rerun, hastack_rerun = [], []
         for _ in range(args.rounds):
-            recipe_rerun.append(timed(lambda: subprocess.run(["bash", "-c", script], check=True))[0])
+            recipe_rerun.append(
+                timed(lambda: subprocess.run(["bash", "-c", script], check=True))[0]
+            )
 
             def highstate():
                 rc, ret = charlie.call("state.apply", "hastack")
                 if rc != 0 or saltlocal.changes_by_id(ret):
                     raise RuntimeError("charlie's re-apply was not idempotent")
+
             hastack_rerun.append(timed(highstate)[0])
 
         med = statistics.median
-        print(f"hastack libvirt_secret benchmark: {args.computes} computes (one real libvirtd each), "
-              f"median of {args.rounds} rounds")
-        print(f"  secret for {args.computes} computes   recipe (virsh) {med(recipe):6.2f} s   "
-              f"hastack salt-call per compute {med(whole):6.2f} s   ratio {med(recipe) / med(whole):5.2f}")
-        print(f"  {'':25}recipe (virsh) {med(recipe):6.2f} s   "
-              f"hastack state via loader     {med(state_only):6.2f} s   ratio {med(recipe) / med(state_only):5.2f}")
-        print(f"  compute node re-run       recipe (shell)  {med(recipe_rerun):5.2f} s   "
-              f"hastack idempotent highstate {med(hastack_rerun):6.2f} s   "
-              f"ratio {med(recipe_rerun) / med(hastack_rerun):5.2f}")
-        print("  (ratio > 1: hastack faster. The recipe puts the key in virsh's argv and verifies "
-              "nothing; hastack compares, sets through the API and reads back.)")
+        print(
+            f"hastack libvirt_secret benchmark: {args.computes} computes (one real libvirtd each), "
+            f"median of {args.rounds} rounds"
+        )
+        print(
+            f"  secret for {args.computes} computes   recipe (virsh) {med(recipe):6.2f} s   "
+            f"hastack salt-call per compute {med(whole):6.2f} s   ratio {med(recipe) / med(whole):5.2f}"
+        )
+        print(
+            f"  {'':25}recipe (virsh) {med(recipe):6.2f} s   "
+            f"hastack state via loader     {med(state_only):6.2f} s   ratio {med(recipe) / med(state_only):5.2f}"
+        )
+        print(
+            f"  compute node re-run       recipe (shell)  {med(recipe_rerun):5.2f} s   "
+            f"hastack idempotent highstate {med(hastack_rerun):6.2f} s   "
+            f"ratio {med(recipe_rerun) / med(hastack_rerun):5.2f}"
+        )
+        print(
+            "  (ratio > 1: hastack faster. The recipe puts the key in virsh's argv and verifies "
+            "nothing; hastack compares, sets through the API and reads back.)"
+        )
     finally:
         for i in range(len(labs)):
             libvirtlab.stop(os.path.join(work, f"libvirt-{i}"))

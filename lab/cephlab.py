@@ -148,17 +148,69 @@ def start(d, osds=1):
 
     admin_keyring = os.path.join(d, "ceph.client.admin.keyring")
     mkfs_keyring = os.path.join(d, "mkfs.keyring")
-    _run(["ceph-authtool", "--create-keyring", mkfs_keyring, "--gen-key", "-n", "mon.",
-          "--cap", "mon", "allow *"])
-    _run(["ceph-authtool", "--create-keyring", admin_keyring, "--gen-key", "-n", "client.admin",
-          "--cap", "mon", "allow *", "--cap", "osd", "allow *", "--cap", "mds", "allow *",
-          "--cap", "mgr", "allow *"])
+    _run(
+        [
+            "ceph-authtool",
+            "--create-keyring",
+            mkfs_keyring,
+            "--gen-key",
+            "-n",
+            "mon.",
+            "--cap",
+            "mon",
+            "allow *",
+        ]
+    )
+    _run(
+        [
+            "ceph-authtool",
+            "--create-keyring",
+            admin_keyring,
+            "--gen-key",
+            "-n",
+            "client.admin",
+            "--cap",
+            "mon",
+            "allow *",
+            "--cap",
+            "osd",
+            "allow *",
+            "--cap",
+            "mds",
+            "allow *",
+            "--cap",
+            "mgr",
+            "allow *",
+        ]
+    )
     _run(["ceph-authtool", mkfs_keyring, "--import-keyring", admin_keyring])
     monmap = os.path.join(d, "monmap")
-    _run(["monmaptool", "--create", "--fsid", fsid, "--addv", MON_ID,
-          f"[v2:127.0.0.1:{mon_port},v1:127.0.0.1:{mon_port + 1}]", monmap])
-    _run(["ceph-mon", "-c", conf, "--mkfs", "-i", MON_ID, "--monmap", monmap,
-          "--keyring", mkfs_keyring])
+    _run(
+        [
+            "monmaptool",
+            "--create",
+            "--fsid",
+            fsid,
+            "--addv",
+            MON_ID,
+            f"[v2:127.0.0.1:{mon_port},v1:127.0.0.1:{mon_port + 1}]",
+            monmap,
+        ]
+    )
+    _run(
+        [
+            "ceph-mon",
+            "-c",
+            conf,
+            "--mkfs",
+            "-i",
+            MON_ID,
+            "--monmap",
+            monmap,
+            "--keyring",
+            mkfs_keyring,
+        ]
+    )
     # The mon ports were free a moment ago; refuse to go on if something took them, or
     # clients would silently talk to another cluster.
     if not (_port_free(mon_port) and _port_free(mon_port + 1)):
@@ -170,13 +222,51 @@ def start(d, osds=1):
         osd_uuid = str(uuid.uuid4())
         osd_dir = os.path.join(d, "osd", f"ceph-{osd_id}")
         os.makedirs(osd_dir, exist_ok=True)
-        _run(["ceph-osd", "-c", conf, "-i", str(osd_id), "--mkfs", "--mkkey", "--no-mon-config",
-              "--osd-uuid", osd_uuid, "--keyring", os.path.join(osd_dir, "keyring")])
-        _ceph(d, "auth", "add", f"osd.{osd_id}", "osd", "allow *", "mon", "allow profile osd",
-              "mgr", "allow profile osd", "-i", os.path.join(osd_dir, "keyring"))
+        _run(
+            [
+                "ceph-osd",
+                "-c",
+                conf,
+                "-i",
+                str(osd_id),
+                "--mkfs",
+                "--mkkey",
+                "--no-mon-config",
+                "--osd-uuid",
+                osd_uuid,
+                "--keyring",
+                os.path.join(osd_dir, "keyring"),
+            ]
+        )
+        _ceph(
+            d,
+            "auth",
+            "add",
+            f"osd.{osd_id}",
+            "osd",
+            "allow *",
+            "mon",
+            "allow profile osd",
+            "mgr",
+            "allow profile osd",
+            "-i",
+            os.path.join(osd_dir, "keyring"),
+        )
         _ceph(d, "osd", "new", osd_uuid, str(osd_id))
-        _spawn(["ceph-osd", "-c", conf, "-i", str(osd_id), "-f",
-                "--keyring", os.path.join(osd_dir, "keyring")], d, f"osd.{osd_id}")
+        _spawn(
+            [
+                "ceph-osd",
+                "-c",
+                conf,
+                "-i",
+                str(osd_id),
+                "-f",
+                "--keyring",
+                os.path.join(osd_dir, "keyring"),
+            ],
+            d,
+            f"osd.{osd_id}",
+        )
 
     def _osds_up():
         stat = json.loads(_ceph(d, "osd", "stat", "-f", "json"))
@@ -226,7 +316,9 @@ def stop(d):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m lab.cephlab", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lab.cephlab", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("action", choices=["start", "stop", "status"])
     parser.add_argument("dir")
     parser.add_argument("--osds", type=int, default=1)

@@ -36,8 +36,13 @@ VAR_DEMO_DIR = "/var/tmp/hastack-demo"
 
 def rbd(conf, user, *args, keyring=None):
     extra = ["--keyring", keyring] if keyring else []
-    proc = subprocess.run(["rbd", "-c", conf, "--id", user, *extra, *args], capture_output=True,
-                          text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        ["rbd", "-c", conf, "--id", user, *extra, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     return proc.returncode == 0, (proc.stderr.strip().splitlines() or [""])[-1]
 
 
@@ -45,8 +50,10 @@ def check(label, ok, detail="", want_ok=True):
     good = ok == want_ok
     mark = "ok  " if good else "FAIL"
     expect = "allowed" if want_ok else "refused"
-    print(f"  [{mark}] {label}: {'allowed' if ok else 'refused'} (expected {expect})"
-          + (f": {detail}" if detail and not ok else ""))
+    print(
+        f"  [{mark}] {label}: {'allowed' if ok else 'refused'} (expected {expect})"
+        + (f": {detail}" if detail and not ok else "")
+    )
     return good
 
 
@@ -63,27 +70,42 @@ def openstack_checks(alice, virt, conf_dir, etc_dir):
     finally:
         conn.close()
     keyring = os.path.join(DEMO_DIR, "from-libvirt.keyring")
-    with open(os.open(keyring, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w",
-              encoding="utf-8") as fh:
+    with open(
+        os.open(keyring, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8"
+    ) as fh:
         fh.write(f"[client.cinder]\n\tkey = {value}\n")
     conf = os.path.join(conf_dir, "ceph.conf")
-    ok &= check("client.cinder with the key read back from libvirt: create volumes/libvirt",
-                *rbd(conf, "cinder", "create", "volumes/libvirt", "--size", "1M", keyring=keyring))
+    ok &= check(
+        "client.cinder with the key read back from libvirt: create volumes/libvirt",
+        *rbd(conf, "cinder", "create", "volumes/libvirt", "--size", "1M", keyring=keyring),
+    )
     glance_conf = os.path.join(etc_dir, "glance", "glance-api.conf")
-    proc = subprocess.run([sys.executable, "-m", "lab.glance_check", glance_conf], capture_output=True,
-                          text=True, timeout=120, check=False, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lab.glance_check", glance_conf],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=REPO,
+    )
     stored = proc.returncode == 0 and json.loads(proc.stdout.splitlines()[-1])["read_back_equal"]
-    ok &= check("glance_store with the rendered glance-api.conf: store + read back 1 MiB", stored,
-                (proc.stderr.strip().splitlines() or [""])[-1])
+    ok &= check(
+        "glance_store with the rendered glance-api.conf: store + read back 1 MiB",
+        stored,
+        (proc.stderr.strip().splitlines() or [""])[-1],
+    )
     for service, section, user_key, pool_key, conf_key in (
-            ("cinder", "ceph", "rbd_user", "rbd_pool", "rbd_ceph_conf"),
-            ("nova", "libvirt", "rbd_user", "images_rbd_pool", "images_rbd_ceph_conf")):
+        ("cinder", "ceph", "rbd_user", "rbd_pool", "rbd_ceph_conf"),
+        ("nova", "libvirt", "rbd_user", "images_rbd_pool", "images_rbd_ceph_conf"),
+    ):
         ini = configparser.ConfigParser(interpolation=None)
         ini.read(os.path.join(etc_dir, service, f"{service}.conf"))
         opts = {k: v for k, v in ini.items(section, raw=True) if k not in ini.defaults()}
         print(f"  {service}.conf [{section}]: " + ", ".join(f"{k} = {v}" for k, v in opts.items()))
-        ok &= check(f"rbd as {service}'s rbd_user in its pool",
-                    *rbd(opts[conf_key], opts[user_key], "ls", opts[pool_key]))
+        ok &= check(
+            f"rbd as {service}'s rbd_user in its pool",
+            *rbd(opts[conf_key], opts[user_key], "ls", opts[pool_key]),
+        )
     return ok
 
 
@@ -114,23 +136,32 @@ def pacemaker_drill():
         rc, planned = alice.call("pacemaker.simulate", "online=[alice, bob, charlie]")
         live = pcmklab.wait_for_placement(alice, planned)
         hosts = ", ".join(f"host{i} on {live.get(f'p_nova-compute-host{i}')}" for i in (1, 2, 3))
-        print(f"  placement as simulated: {live == planned}; control plane with p_IP on "
-              f"{live.get('p_IP')}; {hosts}")
+        print(
+            f"  placement as simulated: {live == planned}; control plane with p_IP on "
+            f"{live.get('p_IP')}; {hosts}"
+        )
         started = time.monotonic()
         pcmklab.kill(facts, "alice")
         pcmklab.wait_until_offline(facts, "alice", seen_from="bob")
-        print(f"  alice killed (SIGKILL, all its processes); bob saw it go in "
-              f"{time.monotonic() - started:.1f} s")
-        rc, shifted = bob.call("pacemaker.shift_away", "alice", "nodes=[alice, bob, charlie]",
-                               "fallback=[bob]")
+        print(
+            f"  alice killed (SIGKILL, all its processes); bob saw it go in "
+            f"{time.monotonic() - started:.1f} s"
+        )
+        rc, shifted = bob.call(
+            "pacemaker.shift_away", "alice", "nodes=[alice, bob, charlie]", "fallback=[bob]"
+        )
         if rc != 0:
             print(bob.last_output)
             return False
         for rsc, step in shifted["plan"].items():
-            print(f"  bob: shift_away alice: {rsc} {step['from']} -> {step['to']} ({step['constraint']})")
+            print(
+                f"  bob: shift_away alice: {rsc} {step['from']} -> {step['to']} ({step['constraint']})"
+            )
         live = pcmklab.wait_for_placement(bob, shifted["placement"])
-        print(f"  crm_mon placement equals the simulated plan: {live == shifted['placement']} "
-              f"({time.monotonic() - started:.1f} s after the kill); p_IP now on {live.get('p_IP')}")
+        print(
+            f"  crm_mon placement equals the simulated plan: {live == shifted['placement']} "
+            f"({time.monotonic() - started:.1f} s after the kill); p_IP now on {live.get('p_IP')}"
+        )
         return live == shifted["placement"] and live.get("p_nova-compute-host1") == "bob"
     finally:
         pcmklab.stop(pcmk_dir)
@@ -159,8 +190,10 @@ def floating_ip_drill(alice, overlay_for):
         neutronlab.report_l3_agents(facts, "alice", "bob")
         agent = {a.host: a for a in conn.network.agents(agent_type="L3 agent")}["alice"]
         conn.network.add_router_to_agent(agent, made["admin-router"])
-        print(f"  neutron-server up with ext_net, admin-net, admin-router, VMs web1, web1-standby, db1 "
-              f"({time.monotonic() - started:.1f} s)")
+        print(
+            f"  neutron-server up with ext_net, admin-net, admin-router, VMs web1, web1-standby, db1 "
+            f"({time.monotonic() - started:.1f} s)"
+        )
         alice.set_overlay(overlay_for(cloud))
         rc, applied = alice.call("state.sls", "hastack.floating_ips")
         print(f"  alice: state.sls hastack.floating_ips (pillar/hastack/openstack.sls): rc {rc}")
@@ -168,7 +201,9 @@ def floating_ip_drill(alice, overlay_for):
             print(alice.last_output)
             return False
         for sid, changes in sorted(saltlocal.changes_by_id(applied).items()):
-            print(f"    {sid}: address {changes['address']['new']} -> port {changes['port']['new']}")
+            print(
+                f"    {sid}: address {changes['address']['new']} -> port {changes['port']['new']}"
+            )
         for name, port in (("web1", web1), ("db1", db1)):
             held = [f.floating_ip_address for f in conn.network.ips(port_id=port.id)]
             print(f"  Neutron says {name}'s port has {held}")
@@ -178,8 +213,10 @@ def floating_ip_drill(alice, overlay_for):
         if rc4 != 0:
             print(alice.last_output)
             return False
-        print(f"  floating_ip.move web1 (to the standby in pillar): {moved_ip['address']} now on "
-              f"web1-standby; Neutron says {[f.floating_ip_address for f in conn.network.ips(port_id=web1_standby.id)]}")
+        print(
+            f"  floating_ip.move web1 (to the standby in pillar): {moved_ip['address']} now on "
+            f"web1-standby; Neutron says {[f.floating_ip_address for f in conn.network.ips(port_id=web1_standby.id)]}"
+        )
 
         neutronlab.age_agent(facts, "alice")
         print("  alice's L3 agent stops reporting (its heartbeat an hour old)")
@@ -188,10 +225,16 @@ def floating_ip_drill(alice, overlay_for):
             print(alice.last_output)
             return False
         for router, step in moved["moved"].items():
-            print(f"  floating_ip.move_routers: {router} {step['from']} -> {step['to']}, "
-                  f"re-serving {', '.join(moved['floating_ips'])}")
-        return (rc == 0 and rc2 == 0 and not saltlocal.changes_by_id(again)
-                and moved["moved"] == {"admin-router": {"from": "alice", "to": "bob"}})
+            print(
+                f"  floating_ip.move_routers: {router} {step['from']} -> {step['to']}, "
+                f"re-serving {', '.join(moved['floating_ips'])}"
+            )
+        return (
+            rc == 0
+            and rc2 == 0
+            and not saltlocal.changes_by_id(again)
+            and moved["moved"] == {"admin-router": {"from": "alice", "to": "bob"}}
+        )
     finally:
         nova.stop()
         neutronlab.stop(neutron_dir)
@@ -213,8 +256,9 @@ def main():
     print("== 1. Lab Ceph cluster (1 mon, 1 memstore OSD, cephx) on 127.0.0.1")
     started = time.monotonic()
     facts = cephlab.start(ceph_dir)
-    print(f"  fsid {facts['fsid']}, mon_host {facts['mon_host']} "
-          f"({time.monotonic() - started:.1f} s)")
+    print(
+        f"  fsid {facts['fsid']}, mon_host {facts['mon_host']} ({time.monotonic() - started:.1f} s)"
+    )
     libvirt_dir = os.path.join(DEMO_DIR, "libvirt")
     ok = True
     try:
@@ -222,8 +266,11 @@ def main():
         print(f"  libvirtd (secret driver, own mount namespace): {virt['uri']}")
         conf_dir = os.path.join(DEMO_DIR, "alice", "etc-ceph")
         etc_dir = os.path.join(DEMO_DIR, "alice", "etc")
-        alice = saltlocal.Minion(os.path.join(DEMO_DIR, "alice"), "alice",
-                                 saltlocal.lab_overlay(facts, conf_dir, etc_dir, virt["uri"]))
+        alice = saltlocal.Minion(
+            os.path.join(DEMO_DIR, "alice"),
+            "alice",
+            saltlocal.lab_overlay(facts, conf_dir, etc_dir, virt["uri"]),
+        )
         print("\n== 2. Example pillar (pillar/hastack/common.sls) on minion alice, test=True first")
         rc, predicted = alice.call("state.apply", "hastack", test=True)
         if not isinstance(predicted, dict):
@@ -251,23 +298,32 @@ def main():
             made = rbd(conf, user, "create", f"{pool}/demo", "--size", "1M")
             ok &= check(f"client.{user} create {pool}/demo", *made)
             ok &= check(f"client.{user} ls {pool}", *rbd(conf, user, "ls", pool))
-            ok &= check(f"client.{user} rm {pool}/demo",
-                        *rbd(conf, user, "rm", f"{pool}/demo", "--no-progress"))
+            ok &= check(
+                f"client.{user} rm {pool}/demo",
+                *rbd(conf, user, "rm", f"{pool}/demo", "--no-progress"),
+            )
         ok &= check("client.glance ls volumes", *rbd(conf, "glance", "ls", "volumes"), False)
         ok &= check("client.cinder ls images (read-only)", *rbd(conf, "cinder", "ls", "images"))
-        ok &= check("client.cinder create images/demo",
-                    *rbd(conf, "cinder", "create", "images/demo", "--size", "1M"), False)
+        ok &= check(
+            "client.cinder create images/demo",
+            *rbd(conf, "cinder", "create", "images/demo", "--size", "1M"),
+            False,
+        )
 
         ok &= openstack_checks(alice, virt, conf_dir, etc_dir)
 
         ok &= pacemaker_drill()
 
-        ok &= floating_ip_drill(alice, lambda cloud: saltlocal.lab_overlay(
-            facts, conf_dir, etc_dir, virt["uri"], cloud=cloud))
+        ok &= floating_ip_drill(
+            alice,
+            lambda cloud: saltlocal.lab_overlay(facts, conf_dir, etc_dir, virt["uri"], cloud=cloud),
+        )
     finally:
         if os.environ.get("KEEP") == "1":
-            print(f"\nLab kept running: python -m lab.cephlab stop {ceph_dir}; "
-                  f"python -m lab.libvirtlab stop {libvirt_dir}")
+            print(
+                f"\nLab kept running: python -m lab.cephlab stop {ceph_dir}; "
+                f"python -m lab.libvirtlab stop {libvirt_dir}"
+            )
         else:
             libvirtlab.stop(libvirt_dir)
             cephlab.stop(ceph_dir)

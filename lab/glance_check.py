@@ -15,9 +15,9 @@ import uuid
 
 
 def main(config_file):
-    from oslo_config import cfg  # pylint: disable=import-outside-toplevel
     import glance_store  # pylint: disable=import-outside-toplevel
     from glance_store import multi_backend  # pylint: disable=import-outside-toplevel
+    from oslo_config import cfg  # pylint: disable=import-outside-toplevel
 
     conf = cfg.CONF
     # glance registers enabled_backends itself; glance_store does not.
@@ -34,8 +34,16 @@ def main(config_file):
     got, got_size = store.get(loc)
     read_back = b"".join(got)
     store.delete(loc)
-    print(json.dumps({"backend": backend, "location": location, "size": size,
-                      "read_back_equal": read_back == data and got_size == len(data)}))
+    print(
+        json.dumps(
+            {
+                "backend": backend,
+                "location": location,
+                "size": size,
+                "read_back_equal": read_back == data and got_size == len(data),
+            }
+        )
+    )
     return 0
 
 

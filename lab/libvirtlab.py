@@ -59,14 +59,19 @@ def start(d, timeout=20):
     mounts = []
     for path in SHADOWED:
         os.makedirs(path, exist_ok=True)  # a mount point must exist (usually does)
-        mounts.append(f"mount --bind {shlex.quote(os.path.join(d, path.strip('/').replace('/', '-')))} {path}")
+        mounts.append(
+            f"mount --bind {shlex.quote(os.path.join(d, path.strip('/').replace('/', '-')))} {path}"
+        )
     # In the new namespace: private bind mounts, then exec libvirtd (same PID as Popen's).
     script = " && ".join(mounts + [f"exec libvirtd -f {shlex.quote(conf)}"])
     env = dict(os.environ, LIBVIRT_DRIVER_DIR=drivers)
     with open(os.path.join(d, "log", "libvirtd.stdout"), "ab") as out:
         proc = subprocess.Popen(  # pylint: disable=consider-using-with
             ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
             start_new_session=True,
         )
     with open(os.path.join(d, "pid"), "w", encoding="utf-8") as fh:
@@ -100,7 +105,9 @@ def stop(d):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m lab.libvirtlab", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lab.libvirtlab", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("action", choices=["start", "stop"])
     parser.add_argument("dir")
     args = parser.parse_args(argv)

@@ -24,11 +24,22 @@ def main(conf, hosts):
     ctx = context.get_admin_context()
     for host in hosts:
         # What neutron-l3-agent (legacy mode) reports about itself.
-        state = {"binary": "neutron-l3-agent", "host": host, "availability_zone": "nova",
-                 "topic": "l3_agent", "agent_type": "L3 agent", "start_flag": True,
-                 "configurations": {"agent_mode": "legacy", "routers": 0, "gateway_external_network_id": "",
-                                    "handle_internal_only_routers": True, "interface_driver": "openvswitch",
-                                    "log_agent_heartbeats": False}}
+        state = {
+            "binary": "neutron-l3-agent",
+            "host": host,
+            "availability_zone": "nova",
+            "topic": "l3_agent",
+            "agent_type": "L3 agent",
+            "start_flag": True,
+            "configurations": {
+                "agent_mode": "legacy",
+                "routers": 0,
+                "gateway_external_network_id": "",
+                "handle_internal_only_routers": True,
+                "interface_driver": "openvswitch",
+                "log_agent_heartbeats": False,
+            },
+        }
         now = timeutils.utcnow().strftime("%Y-%m-%dT%H:%M:%S.%f")
         callback.report_state(ctx, agent_state={"agent_state": state}, time=now)
 

@@ -52,5 +52,7 @@ def _serve_l3_agents(hosts):
 
 
 if __name__ == "__main__":
-    eventlet.spawn(_serve_l3_agents, [h for h in os.environ.get("HASTACK_LAB_L3_HOSTS", "").split(",") if h])
+    eventlet.spawn(
+        _serve_l3_agents, [h for h in os.environ.get("HASTACK_LAB_L3_HOSTS", "").split(",") if h]
+    )
     sys.exit(server.main())

@@ -48,8 +48,13 @@ def closed_port():
 
 
 def _as_postgres(argv, **kwargs):
-    return subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True,
-                          capture_output=True, text=True, **kwargs)
+    return subprocess.run(
+        ["runuser", "-u", "postgres", "--", *argv],
+        check=True,
+        capture_output=True,
+        text=True,
+        **kwargs,
+    )
 
 
 def _neutron_conf(d, api_port, db_url):
@@ -113,8 +118,11 @@ def _wait(predicate, timeout, what):
 
 
 def _pg_ready(sock_dir, port):
-    res = subprocess.run([os.path.join(PG_BIN, "pg_isready"), "-h", sock_dir, "-p", str(port)],
-                         capture_output=True, check=False)
+    res = subprocess.run(
+        [os.path.join(PG_BIN, "pg_isready"), "-h", sock_dir, "-p", str(port)],
+        capture_output=True,
+        check=False,
+    )
     return res.returncode == 0
 
 
@@ -135,7 +143,9 @@ def start(d=None, l3_hosts=L3_HOSTS, timeout=90):
     parent = os.path.dirname(d)
     while parent != "/":
         if not os.stat(parent).st_mode & 0o001:
-            raise LabError(f"the postgres user cannot reach {d}: {parent} is not searchable by others")
+            raise LabError(
+                f"the postgres user cannot reach {d}: {parent} is not searchable by others"
+            )
         parent = os.path.dirname(parent)
     for sub in ("state", "log", "lock"):
         os.makedirs(os.path.join(d, sub), exist_ok=True)
@@ -146,20 +156,62 @@ def start(d=None, l3_hosts=L3_HOSTS, timeout=90):
         shutil.chown(owned, "postgres", "postgres")
     pg_port = _free_port()
     try:
-        _as_postgres([os.path.join(PG_BIN, "initdb"), "-D", pgdata, "-A", "trust", "-U", "postgres",
-                      "--no-sync"])
+        _as_postgres(
+            [
+                os.path.join(PG_BIN, "initdb"),
+                "-D",
+                pgdata,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ]
+        )
         with open(os.path.join(d, "log", "postgres.log"), "w", encoding="utf-8") as log:
             # fsync off: a lab database that is thrown away.
             pg = subprocess.Popen(  # pylint: disable=consider-using-with
-                ["runuser", "-u", "postgres", "--", os.path.join(PG_BIN, "postgres"), "-D", pgdata,
-                 "-p", str(pg_port), "-k", sock_dir, "-c", "listen_addresses=127.0.0.1",
-                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    "runuser",
+                    "-u",
+                    "postgres",
+                    "--",
+                    os.path.join(PG_BIN, "postgres"),
+                    "-D",
+                    pgdata,
+                    "-p",
+                    str(pg_port),
+                    "-k",
+                    sock_dir,
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         facts["pids"]["postgres"] = pg.pid
         _write(d, facts)
         _wait(lambda: _pg_ready(sock_dir, pg_port), 30, "PostgreSQL")
-        psql = [os.path.join(PG_BIN, "psql"), "-h", sock_dir, "-p", str(pg_port), "-U", "postgres",
-                "-v", "ON_ERROR_STOP=1", "-q", "-c"]
+        psql = [
+            os.path.join(PG_BIN, "psql"),
+            "-h",
+            sock_dir,
+            "-p",
+            str(pg_port),
+            "-U",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-c",
+        ]
         _as_postgres(psql + [f"CREATE USER neutron PASSWORD '{DB_PASSWORD}'"])
         _as_postgres(psql + ["CREATE DATABASE neutron OWNER neutron"])
         db_url = f"postgresql+psycopg2://neutron:{DB_PASSWORD}@127.0.0.1:{pg_port}/neutron"
@@ -168,19 +220,37 @@ def start(d=None, l3_hosts=L3_HOSTS, timeout=90):
         with open(conf, "w", encoding="utf-8") as fh:
             fh.write(_neutron_conf(d, api_port, db_url))
         started = time.monotonic()
-        subprocess.run(["neutron-db-manage", "--config-file", conf, "upgrade", "heads"], check=True,
-                       capture_output=True, text=True)
+        subprocess.run(
+            ["neutron-db-manage", "--config-file", conf, "upgrade", "heads"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         facts["migrate_seconds"] = round(time.monotonic() - started, 1)
         with open(os.path.join(d, "log", "neutron-server.stdout"), "w", encoding="utf-8") as log:
             # Debian's neutron-server, plus the L3 agents' RPC endpoint (lab/neutron_server.py).
             server = subprocess.Popen(  # pylint: disable=consider-using-with
-                ["/usr/bin/python3", os.path.join(HERE, "neutron_server.py"), "--config-file", conf],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                env=dict(os.environ, HASTACK_LAB_L3_HOSTS=",".join(l3_hosts)))
+                [
+                    "/usr/bin/python3",
+                    os.path.join(HERE, "neutron_server.py"),
+                    "--config-file",
+                    conf,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=dict(os.environ, HASTACK_LAB_L3_HOSTS=",".join(l3_hosts)),
+            )
         facts["pids"]["neutron-server"] = server.pid
         url = f"http://127.0.0.1:{api_port}/"
-        facts.update(url=url, conf=conf, db_url=db_url, pg_port=pg_port, pg_socket_dir=sock_dir,
-                     cloud={"auth_type": "none", "network_endpoint_override": url})
+        facts.update(
+            url=url,
+            conf=conf,
+            db_url=db_url,
+            pg_port=pg_port,
+            pg_socket_dir=sock_dir,
+            cloud={"auth_type": "none", "network_endpoint_override": url},
+        )
         _write(d, facts)
         _wait(lambda: _api_ready(url), timeout, "neutron-server")
     except (subprocess.CalledProcessError, LabError) as err:
@@ -226,16 +296,25 @@ def workshop_topology(conn, ports=()):
     ``(name, host)`` in ``ports`` standing in for a VM. Returns {name: resource}."""
     made = {}
     made["ext_net"] = conn.network.create_network(
-        name="ext_net", is_router_external=True, provider_network_type="flat",
-        provider_physical_network="public")
+        name="ext_net",
+        is_router_external=True,
+        provider_network_type="flat",
+        provider_physical_network="public",
+    )
     made["ext_subnet"] = conn.network.create_subnet(
-        network_id=made["ext_net"].id, name="ext_subnet", cidr="192.168.144.0/24", ip_version=4,
-        enable_dhcp=False)
+        network_id=made["ext_net"].id,
+        name="ext_subnet",
+        cidr="192.168.144.0/24",
+        ip_version=4,
+        enable_dhcp=False,
+    )
     made["admin-net"] = conn.network.create_network(name="admin-net")
     made["admin-subnet"] = conn.network.create_subnet(
-        network_id=made["admin-net"].id, name="admin-subnet", cidr="10.5.5.0/24", ip_version=4)
+        network_id=made["admin-net"].id, name="admin-subnet", cidr="10.5.5.0/24", ip_version=4
+    )
     made["admin-router"] = conn.network.create_router(
-        name="admin-router", external_gateway_info={"network_id": made["ext_net"].id})
+        name="admin-router", external_gateway_info={"network_id": made["ext_net"].id}
+    )
     conn.network.add_interface_to_router(made["admin-router"], subnet=made["admin-subnet"].id)
     for name, host in ports:
         made[name] = vm_port(conn, made["admin-net"], name, host)
@@ -246,25 +325,49 @@ def report_l3_agents(facts, *hosts):
     """Register (or refresh) an L3 agent on each host the way Neutron does on an agent's
     state report (lab/neutron_agent_report.py runs Neutron's own handler)."""
     script = os.path.join(HERE, "neutron_agent_report.py")
-    subprocess.run(["/usr/bin/python3", script, facts["conf"], *hosts], check=True,
-                   capture_output=True, text=True)
+    subprocess.run(
+        ["/usr/bin/python3", script, facts["conf"], *hosts],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
 
 
 def age_agent(facts, host, seconds=3600):
     """Make the agents on ``host`` look dead: their last heartbeat ``seconds`` ago (what
     Neutron sees when an agent stops reporting)."""
-    _as_postgres([os.path.join(PG_BIN, "psql"), "-h", facts["pg_socket_dir"], "-p", str(facts["pg_port"]),
-                  "-U", "postgres", "-d", "neutron", "-v", "ON_ERROR_STOP=1", "-q", "-c",
-                  f"UPDATE agents SET heartbeat_timestamp = heartbeat_timestamp - interval '{int(seconds)} "
-                  f"seconds' WHERE host = '{host}'"])
+    _as_postgres(
+        [
+            os.path.join(PG_BIN, "psql"),
+            "-h",
+            facts["pg_socket_dir"],
+            "-p",
+            str(facts["pg_port"]),
+            "-U",
+            "postgres",
+            "-d",
+            "neutron",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-c",
+            f"UPDATE agents SET heartbeat_timestamp = heartbeat_timestamp - interval '{int(seconds)} "
+            f"seconds' WHERE host = '{host}'",
+        ]
+    )
 
 
 def vm_port(conn, network, name, host, device_id=None):
     """A port as Nova makes one for a VM (``compute:nova``, bound to ``host``)."""
     import uuid  # pylint: disable=import-outside-toplevel
 
-    return conn.network.create_port(network_id=network.id, name=name, device_owner="compute:nova",
-                                    device_id=device_id or str(uuid.uuid4()), binding_host_id=host)
+    return conn.network.create_port(
+        network_id=network.id,
+        name=name,
+        device_owner="compute:nova",
+        device_id=device_id or str(uuid.uuid4()),
+        binding_host_id=host,
+    )
 
 
 if __name__ == "__main__":

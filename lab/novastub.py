@@ -36,15 +36,22 @@ class NovaStub:
                 url = urlparse(self.path)
                 path = url.path.rstrip("/")
                 if path in ("", "/v2.1"):
-                    version = {"id": "v2.1", "status": "CURRENT", "version": "2.96", "min_version": "2.1",
-                               "links": [{"rel": "self", "href": stub.url}]}
+                    version = {
+                        "id": "v2.1",
+                        "status": "CURRENT",
+                        "version": "2.96",
+                        "min_version": "2.1",
+                        "links": [{"rel": "self", "href": stub.url}],
+                    }
                     self._json(200, {"version": version} if path else {"versions": [version]})
                     return
                 if path in ("/v2.1/servers", "/v2.1/servers/detail"):
                     pattern = parse_qs(url.query).get("name", [None])[0]
-                    found = [{"id": sid, "name": name, "status": "ACTIVE", "links": []}
-                             for sid, name in sorted(stub.servers.items())
-                             if pattern is None or re.search(pattern, name)]
+                    found = [
+                        {"id": sid, "name": name, "status": "ACTIVE", "links": []}
+                        for sid, name in sorted(stub.servers.items())
+                        if pattern is None or re.search(pattern, name)
+                    ]
                     self._json(200, {"servers": found})
                     return
                 self._json(404, {"itemNotFound": {"code": 404, "message": "not in the stand-in"}})

@@ -19,8 +19,8 @@ under /var/tmp.
 
 import json
 import os
-import shutil
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,8 +37,15 @@ FACTS = procs.FACTS
 KNET_PORT = 5495
 # libqb's filesystem sockets (cmap, cpg, cib_rw, crmd, ...) live in /tmp here: a private
 # /tmp per node keeps one node's daemons from connecting to another's.
-SHADOWED = ("/etc/corosync", "/etc/libqb", "/var/lib/pacemaker", "/var/lib/corosync",
-            "/var/log", "/run", "/tmp")
+SHADOWED = (
+    "/etc/corosync",
+    "/etc/libqb",
+    "/var/lib/pacemaker",
+    "/var/lib/corosync",
+    "/var/log",
+    "/run",
+    "/tmp",
+)
 
 
 class LabError(RuntimeError):
@@ -52,7 +59,8 @@ def _corosync_conf(cluster, me):
     order = [me] + [n for n in NODES if n != me]
     nodes = "\n".join(
         f"  node {{\n    ring0_addr: {NODES[name]}\n    name: {name}\n    nodeid: {ids[name]}\n  }}"
-        for name in order)
+        for name in order
+    )
     return f"""totem {{
   version: 2
   cluster_name: {cluster}
@@ -116,30 +124,38 @@ def _start_node(d, name, cluster):
     for sub in ("pengine", "cib", "blackbox", "cores"):
         os.makedirs(os.path.join(root, "var-lib-pacemaker", sub), exist_ok=True)
     # Pacemaker's daemons run as hacluster and need their state directories.
-    subprocess.run(["chown", "-R", "hacluster:haclient", os.path.join(root, "var-lib-pacemaker")],
-                   check=False)
+    subprocess.run(
+        ["chown", "-R", "hacluster:haclient", os.path.join(root, "var-lib-pacemaker")], check=False
+    )
     q = shlex.quote
     # The repository and the venv stay visible inside the node even when they live under
     # /tmp (a checkout in a temporary directory): bound back in from a view of the host's /tmp.
     host_tmp = os.path.join(root, "host-tmp")
     os.makedirs(host_tmp, exist_ok=True)
     mounts = [f"mount --bind /tmp {q(host_tmp)}"]
-    mounts += [f"mount --bind {q(os.path.join(root, p.strip('/').replace('/', '-')))} {q(p)}"
-               for p in SHADOWED]
+    mounts += [
+        f"mount --bind {q(os.path.join(root, p.strip('/').replace('/', '-')))} {q(p)}"
+        for p in SHADOWED
+    ]
     for keep in sorted({os.path.realpath(REPO), os.path.realpath(sys.prefix)}):
         if keep.startswith("/tmp/"):
             inside = os.path.join(host_tmp, os.path.relpath(keep, "/tmp"))
             mounts.append(f"mkdir -p {q(keep)} && mount --bind {q(inside)} {q(keep)}")
     mounts = " && ".join(mounts)
     # corosync and pacemaker know the local node by its hostname: a UTS namespace each.
-    script = (f"hostname {q(name)} && {mounts} && mkdir -p /run/pacemaker /var/log/pacemaker && "
-              "chown hacluster:haclient /var/log/pacemaker && "
-              "(corosync -f >/var/log/corosync.stdout 2>&1 &) && sleep 1 && "
-              "exec pacemakerd -f >/var/log/pacemakerd.stdout 2>&1")
+    script = (
+        f"hostname {q(name)} && {mounts} && mkdir -p /run/pacemaker /var/log/pacemaker && "
+        "chown hacluster:haclient /var/log/pacemaker && "
+        "(corosync -f >/var/log/corosync.stdout 2>&1 &) && sleep 1 && "
+        "exec pacemakerd -f >/var/log/pacemakerd.stdout 2>&1"
+    )
     proc = subprocess.Popen(  # pylint: disable=consider-using-with
         ["unshare", "-m", "-u", "--propagation", "private", "sh", "-c", script],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     # The node's mount namespace names its processes (see node_pids).
     ours = _mount_ns(os.getpid())
     procs.until(lambda: _mount_ns(proc.pid) != ours, 5, 0.01)
@@ -167,7 +183,6 @@ def start(d=None, timeout=90):
 def _save(facts):
     with open(os.path.join(facts["dir"], FACTS), "w", encoding="utf-8") as fh:
         json.dump(facts, fh)
-
 
 
 def restart(facts, node, timeout=90):
@@ -204,14 +219,24 @@ def node_minion(facts, node, pillar):
     """A masterless minion that runs inside ``node`` (root under the lab directory)."""
     from lab import saltlocal  # pylint: disable=import-outside-toplevel
 
-    return saltlocal.Minion(os.path.join(facts["dir"], f"minion-{node}"), node, pillar,
-                            example=False, wrap=node_argv(facts, node, []))
+    return saltlocal.Minion(
+        os.path.join(facts["dir"], f"minion-{node}"),
+        node,
+        pillar,
+        example=False,
+        wrap=node_argv(facts, node, []),
+    )
 
 
 def crm_mon(facts, node):
     """``crm_mon --output-as=xml`` as seen from ``node`` (None if it does not answer)."""
-    res = subprocess.run(node_argv(facts, node, ["crm_mon", "-1", "--output-as=xml"]),
-                         capture_output=True, text=True, timeout=30, check=False)
+    res = subprocess.run(
+        node_argv(facts, node, ["crm_mon", "-1", "--output-as=xml"]),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     return res.stdout if res.returncode == 0 else None
 
 
@@ -225,8 +250,11 @@ def online_nodes(facts, node):
     summary = root.find("summary/current_dc")
     if summary is None or summary.get("with_quorum") != "true":
         return []
-    return sorted(n.get("name") for n in root.iter("node")
-                  if n.get("online") == "true" and n.get("name") in NODES)
+    return sorted(
+        n.get("name")
+        for n in root.iter("node")
+        if n.get("online") == "true" and n.get("name") in NODES
+    )
 
 
 def _mount_ns(pid):

@@ -36,8 +36,11 @@ def lab_overlay(facts, conf_dir, etc_dir=None, libvirt_uri=None, cloud=None):
         }
     }
     if etc_dir:
-        for service, name in (("glance", "glance-api.conf"), ("cinder", "cinder.conf"),
-                              ("nova", "nova.conf")):
+        for service, name in (
+            ("glance", "glance-api.conf"),
+            ("cinder", "cinder.conf"),
+            ("nova", "nova.conf"),
+        ):
             os.makedirs(os.path.join(etc_dir, service), exist_ok=True)
             overlay["hastack"][service] = {"config_file": os.path.join(etc_dir, service, name)}
         overlay["hastack"]["cinder"]["systemd_dir"] = os.path.join(etc_dir, "systemd", "system")
@@ -48,8 +51,10 @@ def lab_overlay(facts, conf_dir, etc_dir=None, libvirt_uri=None, cloud=None):
         if not os.path.exists(cib):
             with open(cib, "w", encoding="utf-8") as fh:
                 subprocess.run(["cibadmin", "--empty"], stdout=fh, check=True)
-        overlay["hastack"]["pacemaker"] = {"cib_file": cib,
-                                           "properties": {"stonith-enabled": "false"}}
+        overlay["hastack"]["pacemaker"] = {
+            "cib_file": cib,
+            "properties": {"stonith-enabled": "false"},
+        }
     if libvirt_uri:
         overlay["hastack"]["libvirt"] = {"uri": libvirt_uri}
     if cloud:
@@ -151,8 +156,19 @@ class Minion:
         write_overlay(self.pillar_dir, overlay)
 
     def argv(self, fun, *args, test=False, log_level="quiet"):
-        argv = [SALT_CALL, "--local", "-c", self.config_dir, "--out", "json",
-                "--retcode-passthrough", "-l", log_level, fun, *args]
+        argv = [
+            SALT_CALL,
+            "--local",
+            "-c",
+            self.config_dir,
+            "--out",
+            "json",
+            "--retcode-passthrough",
+            "-l",
+            log_level,
+            fun,
+            *args,
+        ]
         if test:
             argv.append("test=True")
         return argv
@@ -162,9 +178,14 @@ class Minion:
 
         The raw stdout and stderr of the last call stay in ``last_output``.
         """
-        proc = subprocess.run(self.wrap + self.argv(fun, *args, test=test, log_level=log_level),
-                              capture_output=True, text=True, timeout=timeout, check=False,
-                              env=env)
+        proc = subprocess.run(
+            self.wrap + self.argv(fun, *args, test=test, log_level=log_level),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=env,
+        )
         self.last_output = proc.stdout + proc.stderr
         try:
             out = json.loads(proc.stdout)["local"]

@@ -37,11 +37,13 @@ MONITOR = ["op", "monitor", "interval=15s", "timeout=20s"]
 
 
 def _run(argv, path):
-    res = subprocess.run(argv, env=dict(os.environ, CIB_file=path), capture_output=True,
-                         text=True, check=False)
+    res = subprocess.run(
+        argv, env=dict(os.environ, CIB_file=path), capture_output=True, text=True, check=False
+    )
     if res.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed (rc {res.returncode}): "
-                           f"{(res.stderr or res.stdout).strip()}")
+        raise RuntimeError(
+            f"{' '.join(argv)} failed (rc {res.returncode}): {(res.stderr or res.stdout).strip()}"
+        )
     if res.stderr.strip():  # pcs warnings, crm_resource's "Migration will take effect until"
         print(f"{os.path.basename(path)}: {' '.join(argv)}: {res.stderr.strip()}", file=sys.stderr)
     return res.stdout
@@ -59,17 +61,23 @@ def tool(path, *argv):
 
 def live_properties(path, cluster_name):
     """The cluster properties a running cluster's DC writes itself."""
-    for name, value in (("cluster-name", cluster_name), ("dc-version", DC_VERSION),
-                        ("cluster-infrastructure", "corosync"), ("have-watchdog", "false")):
+    for name, value in (
+        ("cluster-name", cluster_name),
+        ("dc-version", DC_VERSION),
+        ("cluster-infrastructure", "corosync"),
+        ("have-watchdog", "false"),
+    ):
         tool(path, "crm_attribute", "--type", "crm_config", "--name", name, "--update", value)
 
 
 def verify(path):
-    res = subprocess.run(["crm_verify", "--xml-file", path], capture_output=True, text=True,
-                         check=False)
+    res = subprocess.run(
+        ["crm_verify", "--xml-file", path], capture_output=True, text=True, check=False
+    )
     if res.returncode != 0:
-        raise RuntimeError(f"crm_verify {path}: rc {res.returncode}: "
-                           f"{(res.stderr + res.stdout).strip()}")
+        raise RuntimeError(
+            f"crm_verify {path}: rc {res.returncode}: {(res.stderr + res.stdout).strip()}"
+        )
 
 
 # --------------------------------------------------------------------------- the CIBs
@@ -137,60 +145,208 @@ def listing2_operator(path):
     pcs(path, "resource", "defaults", "update", "migration-threshold=5")
 
     pcs(path, "alert", "create", f"path={ALERT_FILE}", "id=al_file", "meta", "timeout=15s")
-    pcs(path, "alert", "recipient", "add", "al_file", "value=/var/log/pcmk_alerts.log",
-        "id=al_file_rcpt", "meta", "timestamp-format=%H:%M:%S.%06N")
+    pcs(
+        path,
+        "alert",
+        "recipient",
+        "add",
+        "al_file",
+        "value=/var/log/pcmk_alerts.log",
+        "id=al_file_rcpt",
+        "meta",
+        "timestamp-format=%H:%M:%S.%06N",
+    )
 
     for node in NODES:
         pcs(path, "stonith", "create", f"fence_{node}", "null", f"hostlist={node}")
         pcs(path, "constraint", "location", f"fence_{node}", "avoids", node)
         pcs(path, "stonith", "level", "add", "1", node, f"fence_{node}")
 
-    pcs(path, "tag", "create", "t_computes", "p_nova-compute-host1", "p_nova-compute-host2",
-        "p_nova-compute-host3")
+    pcs(
+        path,
+        "tag",
+        "create",
+        "t_computes",
+        "p_nova-compute-host1",
+        "p_nova-compute-host2",
+        "p_nova-compute-host3",
+    )
     pcs(path, "node", "attribute", "alice", "rack=r1")
     pcs(path, "node", "attribute", "bob", "rack=r2")
     pcs(path, "node", "utilization", "bob", "cpu=8", "memory=16384")
     live_properties(path, "workshop")
 
-    tool(path, "crm_resource", "--move", "--resource", "p_nova-compute-host2", "--node", "charlie",
-         "--lifetime", "PT1H")
-    pcs(path, "constraint", "location", "p_nova-compute-host3", "rule",
-        "constraint-id=lo_host3_not_alice", "score=-INFINITY", "#uname", "eq", "alice")
+    tool(
+        path,
+        "crm_resource",
+        "--move",
+        "--resource",
+        "p_nova-compute-host2",
+        "--node",
+        "charlie",
+        "--lifetime",
+        "PT1H",
+    )
+    pcs(
+        path,
+        "constraint",
+        "location",
+        "p_nova-compute-host3",
+        "rule",
+        "constraint-id=lo_host3_not_alice",
+        "score=-INFINITY",
+        "#uname",
+        "eq",
+        "alice",
+    )
 
-    pcs(path, "resource", "create", "p_galera", "ocf:pacemaker:Stateful", "promotable",
-        "--no-default-ops", "op", "monitor", "interval=20s", "role=Promoted",
-        "op", "monitor", "interval=30s", "role=Unpromoted")
+    pcs(
+        path,
+        "resource",
+        "create",
+        "p_galera",
+        "ocf:pacemaker:Stateful",
+        "promotable",
+        "--no-default-ops",
+        "op",
+        "monitor",
+        "interval=20s",
+        "role=Promoted",
+        "op",
+        "monitor",
+        "interval=30s",
+        "role=Unpromoted",
+    )
     pcs(path, "resource", "meta", "p_galera-clone", "promotable-max=1", "notify=true")
-    pcs(path, "constraint", "location", "p_galera-clone", "rule",
-        "constraint-id=lo_galera_promote_alice", "role=Promoted", "score=100", "#uname", "eq",
-        "alice")
-    pcs(path, "constraint", "colocation", "add", "p_IP", "with", "Promoted", "p_galera-clone",
-        "INFINITY", "id=co_IP_with_galera_master")
-    pcs(path, "constraint", "order", "promote", "p_galera-clone", "then", "start",
-        "g_basic_services", "id=o_galera_promote_first")
-    pcs(path, "constraint", "colocation", "set", "p_nova-compute-host1", "p_nova-compute-host2",
-        "sequential=false", "setoptions", "score=-100", "id=cs_computes_apart")
-    pcs(path, "constraint", "order", "set", "g_keystone", "g_glance", "require-all=false",
-        "setoptions", "kind=Optional", "id=os_keystone_glance")
+    pcs(
+        path,
+        "constraint",
+        "location",
+        "p_galera-clone",
+        "rule",
+        "constraint-id=lo_galera_promote_alice",
+        "role=Promoted",
+        "score=100",
+        "#uname",
+        "eq",
+        "alice",
+    )
+    pcs(
+        path,
+        "constraint",
+        "colocation",
+        "add",
+        "p_IP",
+        "with",
+        "Promoted",
+        "p_galera-clone",
+        "INFINITY",
+        "id=co_IP_with_galera_master",
+    )
+    pcs(
+        path,
+        "constraint",
+        "order",
+        "promote",
+        "p_galera-clone",
+        "then",
+        "start",
+        "g_basic_services",
+        "id=o_galera_promote_first",
+    )
+    pcs(
+        path,
+        "constraint",
+        "colocation",
+        "set",
+        "p_nova-compute-host1",
+        "p_nova-compute-host2",
+        "sequential=false",
+        "setoptions",
+        "score=-100",
+        "id=cs_computes_apart",
+    )
+    pcs(
+        path,
+        "constraint",
+        "order",
+        "set",
+        "g_keystone",
+        "g_glance",
+        "require-all=false",
+        "setoptions",
+        "kind=Optional",
+        "id=os_keystone_glance",
+    )
 
     for rid in ("p_ovs_a", "p_ovs_b"):
-        pcs(path, "resource", "create", rid, "ocf:pacemaker:Dummy", "--no-default-ops",
-            "op", "monitor", "interval=30s", "timeout=30s", "--group", "g_ovs_agents")
+        pcs(
+            path,
+            "resource",
+            "create",
+            rid,
+            "ocf:pacemaker:Dummy",
+            "--no-default-ops",
+            "op",
+            "monitor",
+            "interval=30s",
+            "timeout=30s",
+            "--group",
+            "g_ovs_agents",
+        )
     pcs(path, "resource", "clone", "g_ovs_agents", "interleave=true")
     pcs(path, "resource", "disable", "p_nova-novnc")
 
-    pcs(path, "resource", "bundle", "create", "b_web", "container", "podman",
-        "image=localhost/test:latest", "replicas=2", "network", "ip-range-start=127.0.0.50",
-        "control-port=3121", "port-map", "port=8080")
-    pcs(path, "resource", "create", "p_web", "ocf:pacemaker:Dummy", "--no-default-ops",
-        "op", "monitor", "interval=30s", "bundle", "b_web")
+    pcs(
+        path,
+        "resource",
+        "bundle",
+        "create",
+        "b_web",
+        "container",
+        "podman",
+        "image=localhost/test:latest",
+        "replicas=2",
+        "network",
+        "ip-range-start=127.0.0.50",
+        "control-port=3121",
+        "port-map",
+        "port=8080",
+    )
+    pcs(
+        path,
+        "resource",
+        "create",
+        "p_web",
+        "ocf:pacemaker:Dummy",
+        "--no-default-ops",
+        "op",
+        "monitor",
+        "interval=30s",
+        "bundle",
+        "b_web",
+    )
 
-    tool(path, "cibadmin", "--create", "-o", "resources", "-X",
-         '<template id="tpl_dummy" class="ocf" provider="pacemaker" type="Dummy">'
-         '<operations><op id="tpl_dummy-monitor" name="monitor" interval="45s"/></operations>'
-         '</template>')
-    tool(path, "cibadmin", "--create", "-o", "resources", "-X",
-         '<primitive id="p_from_tpl" template="tpl_dummy"/>')
+    tool(
+        path,
+        "cibadmin",
+        "--create",
+        "-o",
+        "resources",
+        "-X",
+        '<template id="tpl_dummy" class="ocf" provider="pacemaker" type="Dummy">'
+        '<operations><op id="tpl_dummy-monitor" name="monitor" interval="45s"/></operations>'
+        "</template>",
+    )
+    tool(
+        path,
+        "cibadmin",
+        "--create",
+        "-o",
+        "resources",
+        "-X",
+        '<primitive id="p_from_tpl" template="tpl_dummy"/>',
+    )
 
 
 def four_node(path):
@@ -224,49 +380,154 @@ def four_node(path):
     live_properties(path, "four")
 
     def dummy(rid, *extra):
-        pcs(path, "resource", "create", rid, "ocf:pacemaker:Dummy", "--no-default-ops", *MONITOR,
-            *extra)
+        pcs(
+            path,
+            "resource",
+            "create",
+            rid,
+            "ocf:pacemaker:Dummy",
+            "--no-default-ops",
+            *MONITOR,
+            *extra,
+        )
 
     dummy("vip_public")
     dummy("vip_internal")
-    for gid, members in (("grp_db", ["db_fs", "db_server"]), ("grp_mq", ["mq_server", "mq_mgmt"]),
-                         ("grp_api", ["api_keystone", "api_nova"])):
+    for gid, members in (
+        ("grp_db", ["db_fs", "db_server"]),
+        ("grp_mq", ["mq_server", "mq_mgmt"]),
+        ("grp_api", ["api_keystone", "api_nova"]),
+    ):
         for rid in members:
             dummy(rid, "--group", gid)
-    pcs(path, "resource", "create", "redis", "ocf:pacemaker:Stateful", "--no-default-ops",
-        "op", "monitor", "interval=15s", "timeout=20s", "role=Promoted",
-        "op", "monitor", "interval=16s", "timeout=20s", "role=Unpromoted", "promotable")
+    pcs(
+        path,
+        "resource",
+        "create",
+        "redis",
+        "ocf:pacemaker:Stateful",
+        "--no-default-ops",
+        "op",
+        "monitor",
+        "interval=15s",
+        "timeout=20s",
+        "role=Promoted",
+        "op",
+        "monitor",
+        "interval=16s",
+        "timeout=20s",
+        "role=Unpromoted",
+        "promotable",
+    )
     dummy("haproxy", "clone", "interleave=true", "clone-max=3")
     for rid in ("agent_dhcp", "agent_meta"):
         dummy(rid, "--group", "grp_agents")
     pcs(path, "resource", "clone", "grp_agents")
 
-    for lid, rsc, node, score in (("lo_db_a", "grp_db", "ctl-a", "500"),
-                                  ("lo_mq_a", "grp_mq", "ctl-a", "300"),
-                                  ("lo_api_b", "grp_api", "ctl-b", "200"),
-                                  ("lo_vip_a", "vip_public", "ctl-a", "250"),
-                                  ("lo_haproxy_not_d", "haproxy-clone", "ctl-d", "-INFINITY")):
+    for lid, rsc, node, score in (
+        ("lo_db_a", "grp_db", "ctl-a", "500"),
+        ("lo_mq_a", "grp_mq", "ctl-a", "300"),
+        ("lo_api_b", "grp_api", "ctl-b", "200"),
+        ("lo_vip_a", "vip_public", "ctl-a", "250"),
+        ("lo_haproxy_not_d", "haproxy-clone", "ctl-d", "-INFINITY"),
+    ):
         # A negative score goes after "--" (pcs 0.11 deprecates it bare).
         pcs(path, "constraint", "location", "add", lid, rsc, node, "--", score)
-    pcs(path, "constraint", "location", "redis-clone", "rule", "constraint-id=lo_redis_promoted_a",
-        "role=Promoted", "score=1000", "#uname", "eq", "ctl-a")
-    pcs(path, "constraint", "colocation", "add", "grp_db", "with", "grp_mq", "--", "-1000",
-        "id=co_db_apart_mq")
-    pcs(path, "constraint", "colocation", "add", "vip_public", "with", "Promoted", "redis-clone",
-        "INFINITY", "id=co_vip_with_redis_promoted")
-    pcs(path, "constraint", "colocation", "set", "vip_public", "vip_internal", "sequential=true",
-        "setoptions", "score=INFINITY", "id=cs_vips")
-    pcs(path, "constraint", "order", "set", "grp_db", "grp_mq", "require-all=false",
-        "setoptions", "kind=Optional", "id=os_db_mq")
-    pcs(path, "constraint", "order", "start", "haproxy-clone", "then", "start", "grp_api",
-        "id=o_haproxy_then_api")
+    pcs(
+        path,
+        "constraint",
+        "location",
+        "redis-clone",
+        "rule",
+        "constraint-id=lo_redis_promoted_a",
+        "role=Promoted",
+        "score=1000",
+        "#uname",
+        "eq",
+        "ctl-a",
+    )
+    pcs(
+        path,
+        "constraint",
+        "colocation",
+        "add",
+        "grp_db",
+        "with",
+        "grp_mq",
+        "--",
+        "-1000",
+        "id=co_db_apart_mq",
+    )
+    pcs(
+        path,
+        "constraint",
+        "colocation",
+        "add",
+        "vip_public",
+        "with",
+        "Promoted",
+        "redis-clone",
+        "INFINITY",
+        "id=co_vip_with_redis_promoted",
+    )
+    pcs(
+        path,
+        "constraint",
+        "colocation",
+        "set",
+        "vip_public",
+        "vip_internal",
+        "sequential=true",
+        "setoptions",
+        "score=INFINITY",
+        "id=cs_vips",
+    )
+    pcs(
+        path,
+        "constraint",
+        "order",
+        "set",
+        "grp_db",
+        "grp_mq",
+        "require-all=false",
+        "setoptions",
+        "kind=Optional",
+        "id=os_db_mq",
+    )
+    pcs(
+        path,
+        "constraint",
+        "order",
+        "start",
+        "haproxy-clone",
+        "then",
+        "start",
+        "grp_api",
+        "id=o_haproxy_then_api",
+    )
 
     pcs(path, "node", "attribute", "ctl-a", "ssd=true")
-    pcs(path, "alert", "create", f"path={ALERT_SMTP}", "id=al_mail", "options",
-        "email_sender=hacluster@localhost")
+    pcs(
+        path,
+        "alert",
+        "create",
+        f"path={ALERT_SMTP}",
+        "id=al_mail",
+        "options",
+        "email_sender=hacluster@localhost",
+    )
     pcs(path, "alert", "recipient", "add", "al_mail", "value=root@localhost", "id=al_mail_rcpt")
-    tool(path, "crm_resource", "--move", "--resource", "vip_internal", "--node", "ctl-c",
-         "--lifetime", "PT2H")
+    tool(
+        path,
+        "crm_resource",
+        "--move",
+        "--resource",
+        "vip_internal",
+        "--node",
+        "ctl-c",
+        "--lifetime",
+        "PT2H",
+    )
 
 
 def old_feature_set(path):
@@ -280,11 +541,26 @@ def old_feature_set(path):
     new_cib(path, ["alice", "bob", "charlie"])
     pcs(path, "property", "set", "stonith-enabled=false")
     for rid in ("p_a", "p_b"):
-        pcs(path, "resource", "create", rid, "ocf:pacemaker:Dummy", "--no-default-ops",
-            "op", "monitor", "interval=30s", "timeout=30s")
+        pcs(
+            path,
+            "resource",
+            "create",
+            rid,
+            "ocf:pacemaker:Dummy",
+            "--no-default-ops",
+            "op",
+            "monitor",
+            "interval=30s",
+            "timeout=30s",
+        )
     pcs(path, "constraint", "location", "add", "lo_a_alice", "p_a", "alice", "100")
-    tool(path, "cibadmin", "--modify", "--xml-text",
-         '<cib crm_feature_set="3.0.7" validate-with="pacemaker-1.2"/>')
+    tool(
+        path,
+        "cibadmin",
+        "--modify",
+        "--xml-text",
+        '<cib crm_feature_set="3.0.7" validate-with="pacemaker-1.2"/>',
+    )
 
 
 CORPUS = {

@@ -24,7 +24,9 @@ def main(prefix, rounds, rsc, node, cib_file=None):
             if rsc == "-":  # a reader only
                 continue
             try:
-                funcs["pacemaker.location_set"](f"lo_{prefix}_{i}", rsc, node, i + 1, cib_file=cib_file)
+                funcs["pacemaker.location_set"](
+                    f"lo_{prefix}_{i}", rsc, node, i + 1, cib_file=cib_file
+                )
             except Exception as err:  # pylint: disable=broad-except
                 failures.append(f"write {i}: {err}")
     print(json.dumps(failures))
@@ -36,8 +38,12 @@ def run_together(argvs, env=None):
     "tests.cib_writer", ...]``, possibly behind an nsenter) at once; their (rc, output)."""
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(env or os.environ, PYTHONPATH=repo)
-    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              cwd=repo, env=env) for argv in argvs]
+    procs = [
+        subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=repo, env=env
+        )
+        for argv in argvs
+    ]
     return [(p.wait(timeout=300), p.stdout.read()) for p in procs]
 
 

@@ -9,7 +9,6 @@ import logging
 import pytest
 from saltfactories.plugins.event_listener import EventListener
 
-
 # Salt daemons stopped at the end of a test flush their log handlers into streams pytest
 # has already closed; that is noise, not a failure.
 logging.raiseExceptions = False

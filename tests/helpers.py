@@ -37,8 +37,11 @@ def apply(minion, test=False, **kwargs):
 def admin_ceph(facts, *args):
     """The real ceph CLI as client.admin on the lab cluster (JSON output)."""
     proc = subprocess.run(
-        ["ceph", "-c", facts["conf"], *args, "-f", "json"], capture_output=True, text=True,
-        timeout=60, check=True,
+        ["ceph", "-c", facts["conf"], *args, "-f", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     return json.loads(proc.stdout) if proc.stdout.strip() else None
 
@@ -46,7 +49,9 @@ def admin_ceph(facts, *args):
 def cluster_snapshot(facts):
     """Pools and entities (with caps and keys) of the lab cluster: to prove nothing changed."""
     pools = sorted(p["pool_name"] for p in admin_ceph(facts, "osd", "pool", "ls", "detail"))
-    auth = {e["entity"]: (e["key"], e["caps"]) for e in admin_ceph(facts, "auth", "ls")["auth_dump"]}
+    auth = {
+        e["entity"]: (e["key"], e["caps"]) for e in admin_ceph(facts, "auth", "ls")["auth_dump"]
+    }
     return pools, auth
 
 
@@ -84,8 +89,11 @@ OUR_STATE_MODULES = ("ceph_client", "hastack", "libvirt_secret")
 def our_changes(state_ret):
     """{state id: changes} of hastack's own states (Salt's file states word their test
     predictions differently from their real changes, so only their ids are compared)."""
-    return {key.split("_|-")[1]: value["changes"] for key, value in state_ret.items()
-            if key.split("_|-")[0] in OUR_STATE_MODULES and value["changes"]}
+    return {
+        key.split("_|-")[1]: value["changes"]
+        for key, value in state_ret.items()
+        if key.split("_|-")[0] in OUR_STATE_MODULES and value["changes"]
+    }
 
 
 def assert_all_ok(rc, ret):
@@ -103,11 +111,25 @@ def fake_key(text):
 
 # --------------------------------------------------------------------------- CIB facts
 
-CIB_ITEM_SECTIONS = ("primitives", "groups", "clones", "locations", "colocations", "orders",
-                     "alerts")
-CIB_NVPAIR_OWNERS = {"crm_config": "properties", "rsc_defaults": "resource_defaults",
-                     "op_defaults": "operation_defaults"}
-CIB_PARTS = {"instance_attributes": "params", "meta_attributes": "meta", "utilization": "utilization"}
+CIB_ITEM_SECTIONS = (
+    "primitives",
+    "groups",
+    "clones",
+    "locations",
+    "colocations",
+    "orders",
+    "alerts",
+)
+CIB_NVPAIR_OWNERS = {
+    "crm_config": "properties",
+    "rsc_defaults": "resource_defaults",
+    "op_defaults": "operation_defaults",
+}
+CIB_PARTS = {
+    "instance_attributes": "params",
+    "meta_attributes": "meta",
+    "utilization": "utilization",
+}
 
 
 def cib_elements(cib_text):
@@ -145,8 +167,11 @@ def declared_fact(token, attr, elements, declared):
     """Whether a fact is one the declaration (canonical, as pacemaker.validate returns
     it) manages, so a write may change it."""
     el, _, chain = elements[token]
-    items = {item_id: (section, spec) for section in CIB_ITEM_SECTIONS
-             for item_id, spec in (declared.get(section) or {}).items()}
+    items = {
+        item_id: (section, spec)
+        for section in CIB_ITEM_SECTIONS
+        for item_id, spec in (declared.get(section) or {}).items()
+    }
     lineage = chain + [el]
     owners = [(a, items[a.get("id")]) for a in lineage if a.get("id") in items]
     if el.tag == "nvpair" and len(chain) >= 2:
@@ -175,8 +200,16 @@ def declared_fact(token, attr, elements, declared):
         if "rules" in spec:
             keys |= {"node", "score"}
         if "sets" in spec:
-            keys |= {"rsc", "with-rsc", "first", "then", "rsc-role", "with-rsc-role",
-                     "first-action", "then-action"}
+            keys |= {
+                "rsc",
+                "with-rsc",
+                "first",
+                "then",
+                "rsc-role",
+                "with-rsc-role",
+                "first-action",
+                "then-action",
+            }
         return attr in keys
     if not owners:
         return False

@@ -30,21 +30,27 @@ def problems(path):
         params = [a.arg for a in node.args.args + node.args.kwonlyargs]
         for param in params:
             # "name", or "a / b" and "a, b" lines that document several together.
-            if not re.search(rf"^{re.escape(param)}\b.*\n    \S|^\S.*[,/] {re.escape(param)}\s*\n    \S",
-                             doc, re.M):
+            if not re.search(
+                rf"^{re.escape(param)}\b.*\n    \S|^\S.*[,/] {re.escape(param)}\s*\n    \S",
+                doc,
+                re.M,
+            ):
                 found.append(f"{where}: parameter '{param}' is not documented")
         if not is_state:
             if "CLI Example:" not in doc:
                 found.append(f"{where}: no 'CLI Example:'")
-            elif not re.search(r"^        salt '\*' ", doc + "\n", re.M) and \
-                    not re.search(r"^    salt '\*' ", doc, re.M):
+            elif not re.search(r"^        salt '\*' ", doc + "\n", re.M) and not re.search(
+                r"^    salt '\*' ", doc, re.M
+            ):
                 found.append(f"{where}: the CLI example is not in the salt '*' ... form")
     return found
 
 
 def main(paths):
-    paths = paths or sorted(glob.glob(os.path.join(REPO, "_modules", "*.py"))
-                            + glob.glob(os.path.join(REPO, "_states", "*.py")))
+    paths = paths or sorted(
+        glob.glob(os.path.join(REPO, "_modules", "*.py"))
+        + glob.glob(os.path.join(REPO, "_states", "*.py"))
+    )
     found = [p for path in paths for p in problems(os.path.abspath(path))]
     for line in found:
         print(line)

@@ -19,10 +19,25 @@ CAP_TYPES = ("mon", "osd", "mgr", "mds")
 # Profiles Ceph (Pacific) accepts per daemon type; anything else is a typo.
 PROFILES = {
     "osd": {"rbd", "rbd-read-only", "read-only", "read-write"},
-    "mon": {"rbd", "osd", "mds", "mgr", "crash", "simple-rados-client",
-            "simple-rados-client-with-blocklist", "fs-client", "role-definer",
-            "bootstrap-osd", "bootstrap-mds", "bootstrap-mgr", "bootstrap-rgw",
-            "bootstrap-rbd", "bootstrap-rbd-mirror", "rbd-mirror", "rbd-mirror-peer"},
+    "mon": {
+        "rbd",
+        "osd",
+        "mds",
+        "mgr",
+        "crash",
+        "simple-rados-client",
+        "simple-rados-client-with-blocklist",
+        "fs-client",
+        "role-definer",
+        "bootstrap-osd",
+        "bootstrap-mds",
+        "bootstrap-mgr",
+        "bootstrap-rgw",
+        "bootstrap-rbd",
+        "bootstrap-rbd-mirror",
+        "rbd-mirror",
+        "rbd-mirror-peer",
+    },
     "mgr": {"rbd", "rbd-read-only", "crash", "osd", "mds", "mon"},
     "mds": set(),
 }
@@ -260,7 +275,9 @@ def _check_host_port(text, where, entry):
         return
     except ValueError:
         pass
-    if not re.match(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$", host):
+    if not re.match(
+        r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$", host
+    ):
         raise SaltInvocationError(f"{where}: '{entry}' is neither an address nor a host name")
     try:
         socket.getaddrinfo(host, None)

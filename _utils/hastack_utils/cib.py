@@ -15,8 +15,18 @@ import xml.etree.ElementTree as ET
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-SECTIONS = ("properties", "resource_defaults", "operation_defaults", "primitives", "groups",
-            "clones", "locations", "colocations", "orders", "alerts")
+SECTIONS = (
+    "properties",
+    "resource_defaults",
+    "operation_defaults",
+    "primitives",
+    "groups",
+    "clones",
+    "locations",
+    "colocations",
+    "orders",
+    "alerts",
+)
 
 
 NVPAIR_SECTIONS = {  # section: (configuration child, block tag, id of a new block)
@@ -26,19 +36,29 @@ NVPAIR_SECTIONS = {  # section: (configuration child, block tag, id of a new blo
 }
 
 
-CONSTRAINT_TAGS = {"locations": "rsc_location", "colocations": "rsc_colocation",
-                   "orders": "rsc_order"}
+CONSTRAINT_TAGS = {
+    "locations": "rsc_location",
+    "colocations": "rsc_colocation",
+    "orders": "rsc_order",
+}
 
 
 # Properties Pacemaker keeps for itself; nobody declares them.
-OWN_PROPERTIES = ("dc-version", "cluster-infrastructure", "cluster-name", "have-watchdog",
-                  "last-lrm-refresh")
+OWN_PROPERTIES = (
+    "dc-version",
+    "cluster-infrastructure",
+    "cluster-name",
+    "have-watchdog",
+    "last-lrm-refresh",
+)
 
 
 ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
-AGENT_RE = re.compile(r"^(ocf:[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+|(lsb|systemd|service|stonith):[A-Za-z0-9_.@-]+)$")
+AGENT_RE = re.compile(
+    r"^(ocf:[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+|(lsb|systemd|service|stonith):[A-Za-z0-9_.@-]+)$"
+)
 
 
 SCORE_RE = re.compile(r"^([+-]?(INFINITY|inf|\d+))$")
@@ -146,8 +166,9 @@ def _set_nvpairs(parent, tag, block_id, values, ids, remove=()):
             continue
         if not blocks:
             blocks.append(ET.SubElement(parent, tag, id=ids.new(block_id)))
-        found[name] = ET.SubElement(blocks[0], "nvpair", id=ids.new(f"{blocks[0].get('id')}-{name}"),
-                                    name=name, value=value)
+        found[name] = ET.SubElement(
+            blocks[0], "nvpair", id=ids.new(f"{blocks[0].get('id')}-{name}"), name=name, value=value
+        )
     for name in remove:
         for block in blocks:
             for nv in block.findall("nvpair"):
@@ -175,9 +196,13 @@ def _primitive_data(prim):
     ops = {}
     for op in prim.findall("operations/op"):
         ops[_op_key(op, ops)] = _op_data(op)
-    data = {"agent": agent or None, "params": _nvpairs(prim, "instance_attributes"),
-            "meta": _nvpairs(prim, "meta_attributes"), "ops": ops,
-            "utilization": _nvpairs(prim, "utilization")}
+    data = {
+        "agent": agent or None,
+        "params": _nvpairs(prim, "instance_attributes"),
+        "meta": _nvpairs(prim, "meta_attributes"),
+        "ops": ops,
+        "utilization": _nvpairs(prim, "utilization"),
+    }
     if prim.get("template"):
         data["template"] = prim.get("template")
     return data
@@ -218,16 +243,26 @@ def _constraint_data(el):
 
 
 def _alert_data(alert):
-    data = {"path": alert.get("path"), "meta": _nvpairs(alert, "meta_attributes"),
-            "params": _nvpairs(alert, "instance_attributes"),
-            "recipients": {r.get("id"): {"value": r.get("value"),
-                                         "meta": _nvpairs(r, "meta_attributes"),
-                                         "params": _nvpairs(r, "instance_attributes")}
-                           for r in alert.findall("recipient")}}
+    data = {
+        "path": alert.get("path"),
+        "meta": _nvpairs(alert, "meta_attributes"),
+        "params": _nvpairs(alert, "instance_attributes"),
+        "recipients": {
+            r.get("id"): {
+                "value": r.get("value"),
+                "meta": _nvpairs(r, "meta_attributes"),
+                "params": _nvpairs(r, "instance_attributes"),
+            }
+            for r in alert.findall("recipient")
+        },
+    }
     select = alert.find("select")
     if select is not None:
-        data["select"] = [child.tag[len("select_"):] for child in select
-                          if isinstance(child.tag, str) and child.tag.startswith("select_")]
+        data["select"] = [
+            child.tag[len("select_") :]
+            for child in select
+            if isinstance(child.tag, str) and child.tag.startswith("select_")
+        ]
     if alert.get("description") is not None:
         data["description"] = alert.get("description")
     return data
@@ -254,22 +289,26 @@ def read_configuration(root):
     for group in resources.iter("group"):
         data["groups"][group.get("id")] = {
             "resources": [p.get("id") for p in group.findall("primitive")],
-            "meta": _nvpairs(group, "meta_attributes")}
+            "meta": _nvpairs(group, "meta_attributes"),
+        }
     for tag in ("clone", "master"):
         for clone in resources.iter(tag):
             inner = [c for c in clone if c.tag in ("primitive", "group")]
             meta = _nvpairs(clone, "meta_attributes")
             if tag == "master":  # the pre-2.0 promotable clone
                 meta.setdefault("promotable", "true")
-            data["clones"][clone.get("id")] = {"rsc": inner[0].get("id") if inner else None,
-                                               "meta": meta}
+            data["clones"][clone.get("id")] = {
+                "rsc": inner[0].get("id") if inner else None,
+                "meta": meta,
+            }
     for section, tag in CONSTRAINT_TAGS.items():
         for el in conf.findall(f"constraints/{tag}"):
             data[section][el.get("id")] = _constraint_data(el)
     for alert in conf.findall("alerts/alert"):
         data["alerts"][alert.get("id")] = _alert_data(alert)
-    data["resource_ids"] = sorted({el.get("id") for tag in RESOURCE_TAGS
-                                   for el in resources.iter(tag)})
+    data["resource_ids"] = sorted(
+        {el.get("id") for tag in RESOURCE_TAGS for el in resources.iter(tag)}
+    )
     data["epoch"] = int(root.get("epoch", 0))
     data["admin_epoch"] = int(root.get("admin_epoch", 0))
     return data
@@ -297,8 +336,13 @@ def _norm_constraint(spec):
         if k == "rules":
             out[k] = [_norm_rule(rule) for rule in v]
         elif k == "sets":
-            out[k] = [dict({sk: _text(sv) for sk, sv in s.items() if sk != "resources"},
-                           resources=[str(r) for r in s["resources"]]) for s in v]
+            out[k] = [
+                dict(
+                    {sk: _text(sv) for sk, sv in s.items() if sk != "resources"},
+                    resources=[str(r) for r in s["resources"]],
+                )
+                for s in v
+            ]
         else:
             out[k] = _text(v)
     return out
@@ -316,9 +360,12 @@ def normalize(config):
             if spec.get(part):
                 prim[part] = _texts(spec[part])
         if spec.get("ops"):
-            prim["ops"] = {str(key): {k: (_texts(v) if k == "params" else _text(v))
-                                      for k, v in (op or {}).items()}
-                           for key, op in spec["ops"].items()}
+            prim["ops"] = {
+                str(key): {
+                    k: (_texts(v) if k == "params" else _text(v)) for k, v in (op or {}).items()
+                }
+                for key, op in spec["ops"].items()
+            }
         out["primitives"][str(rid)] = prim
     for gid, spec in (config.get("groups") or {}).items():
         spec = spec if isinstance(spec, dict) else {"resources": spec}
@@ -344,9 +391,12 @@ def normalize(config):
             alert["select"] = [str(s) for s in spec["select"] or []]
         if spec.get("recipients"):
             alert["recipients"] = {
-                str(rid): dict({"value": str(r["value"])},
-                               **{p: _texts(r[p]) for p in ("meta", "params") if r.get(p)})
-                for rid, r in spec["recipients"].items()}
+                str(rid): dict(
+                    {"value": str(r["value"])},
+                    **{p: _texts(r[p]) for p in ("meta", "params") if r.get(p)},
+                )
+                for rid, r in spec["recipients"].items()
+            }
         out["alerts"][str(aid)] = alert
     return out
 
@@ -383,8 +433,9 @@ def view(current, want):
         if key == "ops":
             ops = [(attrs, attrs) for attrs in (current.get("ops") or {}).values()]
             matched = _op_matcher(ops, wanted)
-            out[key] = {k: view(matched[k][1], spec) if k in matched else None
-                        for k, spec in wanted.items()}
+            out[key] = {
+                k: view(matched[k][1], spec) if k in matched else None for k, spec in wanted.items()
+            }
         elif isinstance(wanted, dict):
             out[key] = view(current.get(key) or {}, wanted)
         else:
@@ -393,8 +444,11 @@ def view(current, want):
 
 
 def _fencing_ids(current):
-    return {rid for rid, prim in current["primitives"].items()
-            if str(prim.get("agent") or "").startswith("stonith:")}
+    return {
+        rid
+        for rid, prim in current["primitives"].items()
+        if str(prim.get("agent") or "").startswith("stonith:")
+    }
 
 
 def _kept(section, item_id, item, fencing):
@@ -458,22 +512,30 @@ def _declared_as(conf, item_id, tags, what):
     if el is not None and el.tag not in tags:
         raise CommandExecutionError(
             f"'{item_id}' is a {el.tag} in the CIB, but it is declared as {what}: "
-            "remove or rename one of them")
+            "remove or rename one of them"
+        )
     return el
 
 
 def _apply_primitive(el, spec, ids):
     rid = el.get("id")
     parts = spec["agent"].split(":")
-    attrs = {"class": parts[0], "provider": parts[1] if len(parts) == 3 else None, "type": parts[-1]}
+    attrs = {
+        "class": parts[0],
+        "provider": parts[1] if len(parts) == 3 else None,
+        "type": parts[-1],
+    }
     for name, value in attrs.items():
         if value is None:
             el.attrib.pop(name, None)
         elif el.get(name) != value:
             el.set(name, value)
     el.attrib.pop("template", None)
-    for part, tag in (("params", "instance_attributes"), ("meta", "meta_attributes"),
-                      ("utilization", "utilization")):
+    for part, tag in (
+        ("params", "instance_attributes"),
+        ("meta", "meta_attributes"),
+        ("utilization", "utilization"),
+    ):
         if spec.get(part):
             _set_nvpairs(el, tag, f"{rid}-{tag}", spec[part], ids)
     if spec.get("ops"):
@@ -482,13 +544,22 @@ def _apply_primitive(el, spec, ids):
         matched = _op_matcher(existing, spec["ops"])
         for key, op_spec in spec["ops"].items():
             name = op_spec.get("name", key)
-            op = matched[key][1] if key in matched else ET.SubElement(
-                ops_el, "op", id=ids.new(f"{rid}-{name}-interval-{op_spec.get('interval', '0s')}"),
-                name=name, interval=op_spec.get("interval", "0s"))
+            op = (
+                matched[key][1]
+                if key in matched
+                else ET.SubElement(
+                    ops_el,
+                    "op",
+                    id=ids.new(f"{rid}-{name}-interval-{op_spec.get('interval', '0s')}"),
+                    name=name,
+                    interval=op_spec.get("interval", "0s"),
+                )
+            )
             for attr, value in op_spec.items():
                 if attr == "params":
-                    _set_nvpairs(op, "instance_attributes", f"{op.get('id')}-instance_attributes",
-                                 value, ids)
+                    _set_nvpairs(
+                        op, "instance_attributes", f"{op.get('id')}-instance_attributes", value, ids
+                    )
                 elif op.get(attr) != value:
                     op.set(attr, value)
 
@@ -507,8 +578,16 @@ def _rule_xml(parent, tag, data, base, ids):
     return el
 
 
-REFERENCE_ATTRS = ("rsc", "with-rsc", "first", "then", "rsc-role", "with-rsc-role",
-                   "first-action", "then-action")
+REFERENCE_ATTRS = (
+    "rsc",
+    "with-rsc",
+    "first",
+    "then",
+    "rsc-role",
+    "with-rsc-role",
+    "first-action",
+    "then-action",
+)
 
 
 def _apply_constraint(el, spec, ids):
@@ -587,7 +666,9 @@ def _apply_resources(conf, wanted, ids):
         if el is None:
             el = ET.SubElement(resources, "group", id=gid)
         members = [c for c in el if c.tag == "primitive"]
-        if [m.get("id") for m in members if m.get("id") in declared_primitives] != spec["resources"]:
+        if [m.get("id") for m in members if m.get("id") in declared_primitives] != spec[
+            "resources"
+        ]:
             for member in members:
                 el.remove(member)
             for rid in spec["resources"]:
@@ -646,7 +727,8 @@ def _drop_empty_containers(conf):
         changed = False
         for el in list(conf.iter()):
             if el.tag in ("group", "clone", "master") and not [
-                    c for c in el if c.tag in ("primitive", "group")]:
+                c for c in el if c.tag in ("primitive", "group")
+            ]:
                 _detach(conf, el)
                 changed = True
 
@@ -660,7 +742,9 @@ def apply(root, wanted, remove_undeclared=False, remove=()):
     current = read_configuration(root)
     ids = _Ids(root)
     for section, (child, tag, block_id) in NVPAIR_SECTIONS.items():
-        drop = [n for n in current[section] if n not in wanted[section]] if remove_undeclared else []
+        drop = (
+            [n for n in current[section] if n not in wanted[section]] if remove_undeclared else []
+        )
         if wanted[section] or drop:
             _set_nvpairs(_child(conf, child), tag, block_id, wanted[section], ids, remove=drop)
     if wanted["primitives"] or wanted["groups"] or wanted["clones"]:
@@ -676,10 +760,20 @@ def apply(root, wanted, remove_undeclared=False, remove=()):
     doomed = list(remove)
     if remove_undeclared:
         fencing = _fencing_ids(current)
-        for section in ("primitives", "groups", "clones", "locations", "colocations", "orders",
-                        "alerts"):
-            doomed += [item_id for item_id, item in current[section].items()
-                       if item_id not in wanted[section] and not _kept(section, item_id, item, fencing)]
+        for section in (
+            "primitives",
+            "groups",
+            "clones",
+            "locations",
+            "colocations",
+            "orders",
+            "alerts",
+        ):
+            doomed += [
+                item_id
+                for item_id, item in current[section].items()
+                if item_id not in wanted[section] and not _kept(section, item_id, item, fencing)
+            ]
     keep = set(wanted["primitives"]) | set(wanted["groups"])
     _remove_items(conf, doomed, keep)
     _drop_empty_containers(conf)
@@ -707,8 +801,11 @@ def placement_tree(resources):
         for child in el:
             rid = (child.get("id") or "").split(":")[0]
             if child.tag == "resource":
-                running = ([n.get("name") for n in child.findall("node")]
-                           if child.get("role") in ACTIVE_ROLES else [])
+                running = (
+                    [n.get("name") for n in child.findall("node")]
+                    if child.get("role") in ACTIVE_ROLES
+                    else []
+                )
                 for target in [rid] + owners:
                     item = entry(target, cloned)
                     item["nodes"] += running
@@ -731,9 +828,14 @@ def placement_tree(resources):
 
 def flatten(tree):
     """``{id: node or None}``; what is cloned: the sorted list of its nodes."""
-    return {rid: (item["nodes"] if item["cloned"] else
-                  (item["nodes"][0] if len(item["nodes"]) == 1 else (item["nodes"] or None)))
-            for rid, item in tree.items()}
+    return {
+        rid: (
+            item["nodes"]
+            if item["cloned"]
+            else (item["nodes"][0] if len(item["nodes"]) == 1 else (item["nodes"] or None))
+        )
+        for rid, item in tree.items()
+    }
 
 
 def simulated_tree(result):
@@ -761,8 +863,11 @@ def _need(cond, key, message):
 
 
 def _check_score(value, key):
-    _need(value is not None and SCORE_RE.match(str(value)), key,
-          f"not a score (an integer or [+-]INFINITY): {value!r}")
+    _need(
+        value is not None and SCORE_RE.match(str(value)),
+        key,
+        f"not a score (an integer or [+-]INFINITY): {value!r}",
+    )
 
 
 def _check_mapping(value, key, what="a mapping"):
@@ -774,19 +879,28 @@ def _check_mapping(value, key, what="a mapping"):
 def _check_rule(rule, key, top=True):
     _need(isinstance(rule, dict), key, "a rule: a mapping with score and expressions")
     if top:
-        _need("score" in rule or "score-attribute" in rule, key,
-              "a location rule needs a score (or score-attribute)")
+        _need(
+            "score" in rule or "score-attribute" in rule,
+            key,
+            "a location rule needs a score (or score-attribute)",
+        )
     if "score" in rule:
         _check_score(rule["score"], f"{key}:score")
     if "boolean-op" in rule:
         _need(rule["boolean-op"] in ("and", "or"), f"{key}:boolean-op", "and or or")
     expressions = rule.get("expressions")
-    _need(isinstance(expressions, list) and expressions, f"{key}:expressions",
-          "a list of expressions, e.g. [{expression: {attribute: '#uname', operation: eq, value: alice}}]")
+    _need(
+        isinstance(expressions, list) and expressions,
+        f"{key}:expressions",
+        "a list of expressions, e.g. [{expression: {attribute: '#uname', operation: eq, value: alice}}]",
+    )
     for i, child in enumerate(expressions):
         ckey = f"{key}:expressions:{i}"
-        _need(isinstance(child, dict) and len(child) == 1 and next(iter(child)) in RULE_CHILDREN,
-              ckey, f"one of {', '.join(RULE_CHILDREN)} with its attributes")
+        _need(
+            isinstance(child, dict) and len(child) == 1 and next(iter(child)) in RULE_CHILDREN,
+            ckey,
+            f"one of {', '.join(RULE_CHILDREN)} with its attributes",
+        )
         tag, body = next(iter(child.items()))
         if tag == "rule":
             _check_rule(body, f"{ckey}:rule", top=False)
@@ -799,8 +913,16 @@ def _check_sets(sets, key, resources):
     for i, rset in enumerate(sets):
         skey = f"{key}:sets:{i}"
         _need(isinstance(rset, dict), skey, "a mapping with resources")
-        unknown = set(rset) - {"resources", "sequential", "require_all", "role", "action",
-                               "ordering", "score", "kind"}
+        unknown = set(rset) - {
+            "resources",
+            "sequential",
+            "require_all",
+            "role",
+            "action",
+            "ordering",
+            "score",
+            "kind",
+        }
         _need(not unknown, skey, f"unknown setting(s): {', '.join(sorted(unknown))}")
         members = rset.get("resources")
         _need(isinstance(members, list) and members, f"{skey}:resources", "a list of resources")
@@ -860,7 +982,9 @@ def validate(config, nodes, base="hastack:pacemaker"):
     unknown = set(config) - set(SECTIONS)
     _need(not unknown, base, f"unknown section(s): {', '.join(sorted(map(str, unknown)))}")
     for section in NVPAIR_SECTIONS:
-        _check_mapping(config.get(section) or {}, f"{base}:{section}", "a mapping of names to values")
+        _check_mapping(
+            config.get(section) or {}, f"{base}:{section}", "a mapping of names to values"
+        )
     seen = {}
     for section in SECTIONS:
         if section in NVPAIR_SECTIONS:
@@ -870,7 +994,11 @@ def validate(config, nodes, base="hastack:pacemaker"):
         for item_id in items:
             key = f"{base}:{section}:{item_id}"
             _need(ID_RE.match(str(item_id)), key, "not a valid XML id")
-            _need(item_id not in seen, key, f"id '{item_id}' is already used in {base}:{seen.get(item_id)}")
+            _need(
+                item_id not in seen,
+                key,
+                f"id '{item_id}' is already used in {base}:{seen.get(item_id)}",
+            )
             seen[item_id] = section
     primitives = config.get("primitives") or {}
     for rid, spec in primitives.items():
@@ -878,8 +1006,11 @@ def validate(config, nodes, base="hastack:pacemaker"):
         _need(isinstance(spec, dict), key, "must be a mapping")
         unknown = set(spec) - {"agent", "params", "meta", "ops", "utilization"}
         _need(not unknown, key, f"unknown setting(s): {', '.join(sorted(unknown))}")
-        _need(isinstance(spec.get("agent"), str) and AGENT_RE.match(spec["agent"]), f"{key}:agent",
-              f"not an agent like 'ocf:heartbeat:IPaddr2': {spec.get('agent')!r}")
+        _need(
+            isinstance(spec.get("agent"), str) and AGENT_RE.match(spec["agent"]),
+            f"{key}:agent",
+            f"not an agent like 'ocf:heartbeat:IPaddr2': {spec.get('agent')!r}",
+        )
         for part in ("params", "meta", "utilization"):
             _check_mapping(spec.get(part) or {}, f"{key}:{part}")
         ops = spec.get("ops") or {}
@@ -892,44 +1023,68 @@ def validate(config, nodes, base="hastack:pacemaker"):
     members = {}
     for gid, group in groups.items():
         key = f"{base}:groups:{gid}"
-        group = _container_spec(group, key, "resources", "a list of primitives, or {resources, meta}")
+        group = _container_spec(
+            group, key, "resources", "a list of primitives, or {resources, meta}"
+        )
         _need(isinstance(group, list) and group, key, "a list of primitives")
         for member in group:
             _claim(members, member, gid, key, member in primitives, "a primitive")
     for cid, clone in clones.items():
         key = f"{base}:clones:{cid}"
         clone = _container_spec(clone, key, "rsc", "a primitive or group, or {rsc, meta}")
-        _claim(members, clone, cid, key, clone in primitives or clone in groups, "a primitive or group")
+        _claim(
+            members, clone, cid, key, clone in primitives or clone in groups, "a primitive or group"
+        )
     resources = set(primitives) | set(groups) | set(clones)
     for lid, loc in (config.get("locations") or {}).items():
         key = f"{base}:locations:{lid}"
-        _check_constraint(loc, key, ("rsc",), ("node", "score", "role", "resource_discovery",
-                                               "rules"), resources)
+        _check_constraint(
+            loc, key, ("rsc",), ("node", "score", "role", "resource_discovery", "rules"), resources
+        )
         _need("sets" not in loc, f"{key}:sets", "not supported in locations: name one rsc")
         if "rules" in loc:
-            _need("node" not in loc and "score" not in loc, key,
-                  "either node and score, or rules (each with its score); not both")
-            _need(isinstance(loc["rules"], list) and loc["rules"], f"{key}:rules", "a list of rules")
+            _need(
+                "node" not in loc and "score" not in loc,
+                key,
+                "either node and score, or rules (each with its score); not both",
+            )
+            _need(
+                isinstance(loc["rules"], list) and loc["rules"], f"{key}:rules", "a list of rules"
+            )
             for i, rule in enumerate(loc["rules"]):
                 _check_rule(rule, f"{key}:rules:{i}")
         else:
-            _need(loc.get("node") in nodes, f"{key}:node",
-                  f"unknown node {loc.get('node')!r} (nodes: {', '.join(nodes)})")
+            _need(
+                loc.get("node") in nodes,
+                f"{key}:node",
+                f"unknown node {loc.get('node')!r} (nodes: {', '.join(nodes)})",
+            )
             _check_score(loc.get("score"), f"{key}:score")
         if "resource_discovery" in loc:
-            _need(loc["resource_discovery"] in ("always", "never", "exclusive"),
-                  f"{key}:resource_discovery", "always, never or exclusive")
+            _need(
+                loc["resource_discovery"] in ("always", "never", "exclusive"),
+                f"{key}:resource_discovery",
+                "always, never or exclusive",
+            )
     for cid, col in (config.get("colocations") or {}).items():
         key = f"{base}:colocations:{cid}"
-        _check_constraint(col, key, ("rsc", "with_rsc"),
-                          ("score", "rsc_role", "with_rsc_role", "node_attribute", "influence"),
-                          resources)
+        _check_constraint(
+            col,
+            key,
+            ("rsc", "with_rsc"),
+            ("score", "rsc_role", "with_rsc_role", "node_attribute", "influence"),
+            resources,
+        )
         _check_score(col.get("score"), f"{key}:score")
     for oid, order in (config.get("orders") or {}).items():
         key = f"{base}:orders:{oid}"
-        _check_constraint(order, key, ("first", "then"),
-                          ("kind", "score", "first_action", "then_action", "symmetrical",
-                           "require_all"), resources)
+        _check_constraint(
+            order,
+            key,
+            ("first", "then"),
+            ("kind", "score", "first_action", "then_action", "symmetrical", "require_all"),
+            resources,
+        )
         if "kind" in order:
             _need(order["kind"] in ORDER_KINDS, f"{key}:kind", f"one of {', '.join(ORDER_KINDS)}")
     for aid, alert in (config.get("alerts") or {}).items():
@@ -937,13 +1092,19 @@ def validate(config, nodes, base="hastack:pacemaker"):
         _need(isinstance(alert, dict), key, "must be a mapping")
         unknown = set(alert) - {"path", "meta", "params", "select", "recipients"}
         _need(not unknown, key, f"unknown setting(s): {', '.join(sorted(unknown))}")
-        _need(isinstance(alert.get("path"), str) and alert["path"].startswith("/"), f"{key}:path",
-              "the alert agent's absolute path")
+        _need(
+            isinstance(alert.get("path"), str) and alert["path"].startswith("/"),
+            f"{key}:path",
+            "the alert agent's absolute path",
+        )
         for part in ("meta", "params"):
             _check_mapping(alert.get(part) or {}, f"{key}:{part}")
         select = alert.get("select") or []
-        _need(isinstance(select, list) and not set(select) - set(ALERT_SELECT), f"{key}:select",
-              f"a list among {', '.join(ALERT_SELECT)}")
+        _need(
+            isinstance(select, list) and not set(select) - set(ALERT_SELECT),
+            f"{key}:select",
+            f"a list among {', '.join(ALERT_SELECT)}",
+        )
         recipients = alert.get("recipients") or {}
         _need(isinstance(recipients, dict), f"{key}:recipients", "a mapping of id to {value}")
         for rid, rcpt in recipients.items():
@@ -960,8 +1121,12 @@ def validate(config, nodes, base="hastack:pacemaker"):
 def cib_nodes(cib_text):
     """``{node name: in standby}`` for the nodes the CIB knows (``<nodes>``)."""
     root = ET.fromstring(cib_text)
-    return {n.get("uname"): _nvpairs(n, "instance_attributes").get("standby") in ("on", "true", "1", "yes")
-            for n in root.findall("configuration/nodes/node") if n.get("uname")}
+    return {
+        n.get("uname"): _nvpairs(n, "instance_attributes").get("standby")
+        in ("on", "true", "1", "yes")
+        for n in root.findall("configuration/nodes/node")
+        if n.get("uname")
+    }
 
 
 def shift_id(rsc, node, role=None):
@@ -992,7 +1157,11 @@ def _preference(loc, node):
             continue
         for child in rule.get("expressions") or []:
             body = child.get("expression") or {}
-            if (body.get("attribute"), body.get("operation"), body.get("value")) == ("#uname", "eq", node):
+            if (body.get("attribute"), body.get("operation"), body.get("value")) == (
+                "#uname",
+                "eq",
+                node,
+            ):
                 return rule["score"], rule.get("role") or loc.get("role")
     return None
 
@@ -1012,7 +1181,9 @@ def lineage(conf, rsc):
 def not_shiftable(conf, rsc):
     """Why ``rsc`` is left alone by a shift, in an operator's words, or None."""
     for rid in lineage(conf, rsc):
-        item = conf["primitives"].get(rid) or conf["groups"].get(rid) or conf["clones"].get(rid) or {}
+        item = (
+            conf["primitives"].get(rid) or conf["groups"].get(rid) or conf["clones"].get(rid) or {}
+        )
         meta = item.get("meta") or {}
         if str(meta.get("target-role", "")).lower() == "stopped":
             return f"stopped on purpose (target-role=Stopped on {rid})"
@@ -1032,8 +1203,11 @@ def preferring(conf, node):
         if found is None:
             continue
         score, role = found
-        rscs = [loc["rsc"]] if loc.get("rsc") else [r for s in loc.get("sets") or []
-                                                      for r in s["resources"]]
+        rscs = (
+            [loc["rsc"]]
+            if loc.get("rsc")
+            else [r for s in loc.get("sets") or [] for r in s["resources"]]
+        )
         role = _role(role) if role and _role(role) != "Started" else None
         for rsc in rscs:
             key = (rsc, role)

@@ -44,7 +44,7 @@ def parse(text):
         if section is None:
             continue
         opts = conf.setdefault(section, {})
-        for line in lines[start + 1:end]:
+        for line in lines[start + 1 : end]:
             parsed = _value_line(line)
             if parsed:
                 opts[parsed[0]] = parsed[1]

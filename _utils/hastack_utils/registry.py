@@ -45,14 +45,19 @@ def stale(record, tree):
     sections are wanted for the users whose roles this minion has; libvirt secrets are
     wanted where the libvirt concern applies."""
     clusters = tree.get("clusters") or {}
-    wanted_users = {name: {f"client.{user}" for user in cluster["users"]}
-                    for name, cluster in clusters.items()}
-    wanted_keyrings = {cluster["users"][user]["keyring"]["path"]
-                       for cluster in clusters.values() for user in cluster["local_users"]}
+    wanted_users = {
+        name: {f"client.{user}" for user in cluster["users"]} for name, cluster in clusters.items()
+    }
+    wanted_keyrings = {
+        cluster["users"][user]["keyring"]["path"]
+        for cluster in clusters.values()
+        for user in cluster["local_users"]
+    }
     wanted_sections = {}
     for cluster in clusters.values():
         wanted_sections.setdefault(cluster["conf"], set()).update(
-            f"client.{user}" for user in cluster["local_users"])
+            f"client.{user}" for user in cluster["local_users"]
+        )
     libvirt = tree.get("libvirt") or {}
     wanted_secrets = set(libvirt.get("secrets") or {}) if libvirt.get("applies") else set()
     admin_of = {name for name, cluster in clusters.items() if cluster["is_admin_minion"]}

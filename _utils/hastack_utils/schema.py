@@ -48,8 +48,9 @@ def validate(config, minion_id):
     if "pacemaker" in config:
         out["pacemaker"] = _validate_pacemaker(config["pacemaker"], roles)
     if "floating_ips" in config:
-        out["floating_ips"] = _validate_floating_ips(config["floating_ips"],
-                                                     config.get("openstack") or {}, roles)
+        out["floating_ips"] = _validate_floating_ips(
+            config["floating_ips"], config.get("openstack") or {}, roles
+        )
     return out
 
 
@@ -71,14 +72,20 @@ def _validate_floating_ips(fips, openstack, roles):
     if not isinstance(addresses, dict):
         _fail(f"{base}:addresses", "must be a mapping of labels to floating IPs")
     if addresses and not openstack.get("cloud"):
-        _fail("hastack:openstack:cloud", "required for floating IPs: a clouds.yaml entry name or "
-              "openstacksdk connection arguments")
+        _fail(
+            "hastack:openstack:cloud",
+            "required for floating IPs: a clouds.yaml entry name or "
+            "openstacksdk connection arguments",
+        )
     for label, fip in addresses.items():
         key = f"{base}:addresses:{label}"
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", str(label)):
             _fail(key, "the label must be letters, digits, '.', '_' or '-'")
-        _check_keys(fip, key, ("server", "port", "fixed_ip", "address", "network", "absent", "release",
-                               "standby"))
+        _check_keys(
+            fip,
+            key,
+            ("server", "port", "fixed_ip", "address", "network", "absent", "release", "standby"),
+        )
         if fip.get("absent"):
             if not fip.get("address"):
                 _fail(f"{key}:address", "required with absent: the floating address to detach")
@@ -99,17 +106,40 @@ def _validate_floating_ips(fips, openstack, roles):
         if fip.get("address"):
             _check_ipv4(fip["address"], f"{key}:address")
         elif not (fip.get("network") or openstack.get("external_network")):
-            _fail(f"{key}:network", "required without address (or set hastack:openstack:external_network)")
+            _fail(
+                f"{key}:network",
+                "required without address (or set hastack:openstack:external_network)",
+            )
     return {"addresses": addresses, "applies": bool(set(roles) & set(fips["roles"]))}
 
 
 def _validate_pacemaker(pcmk, roles):
     base = "hastack:pacemaker"
-    _check_keys(pcmk, base, ("nodes", "properties", "resource_defaults", "operation_defaults",
-                             "primitives", "groups", "clones", "locations", "colocations",
-                             "orders", "alerts", "cib_file", "remove_undeclared", "roles"))
-    declared = {k: v for k, v in pcmk.items()
-                if k not in ("nodes", "cib_file", "remove_undeclared", "roles")}
+    _check_keys(
+        pcmk,
+        base,
+        (
+            "nodes",
+            "properties",
+            "resource_defaults",
+            "operation_defaults",
+            "primitives",
+            "groups",
+            "clones",
+            "locations",
+            "colocations",
+            "orders",
+            "alerts",
+            "cib_file",
+            "remove_undeclared",
+            "roles",
+        ),
+    )
+    declared = {
+        k: v
+        for k, v in pcmk.items()
+        if k not in ("nodes", "cib_file", "remove_undeclared", "roles")
+    }
     config = cib.validate(declared, pcmk.get("nodes"), base=base)
     if pcmk.get("cib_file") is not None and not os.path.isabs(str(pcmk["cib_file"])):
         _fail(f"{base}:cib_file", "must be an absolute path")
@@ -117,9 +147,13 @@ def _validate_pacemaker(pcmk, roles):
         _fail(f"{base}:remove_undeclared", "true or false")
     if not isinstance(pcmk.get("roles"), list) or any(r not in KNOWN_ROLES for r in pcmk["roles"]):
         _fail(f"{base}:roles", f"a list of roles among {', '.join(KNOWN_ROLES)}")
-    return {"config": config, "nodes": pcmk["nodes"], "cib_file": pcmk.get("cib_file"),
-            "remove_undeclared": pcmk["remove_undeclared"],
-            "applies": bool(set(roles) & set(pcmk["roles"]))}
+    return {
+        "config": config,
+        "nodes": pcmk["nodes"],
+        "cib_file": pcmk.get("cib_file"),
+        "remove_undeclared": pcmk["remove_undeclared"],
+        "applies": bool(set(roles) & set(pcmk["roles"])),
+    }
 
 
 def _validate_clusters(config, out, roles, minion_id):
@@ -150,11 +184,13 @@ def _validate_clusters(config, out, roles, minion_id):
         if cluster["cluster"] in out["clusters"]:
             _fail(f"{base}:cluster", f"cluster '{cluster['cluster']}' is defined twice")
         cluster.update(
-            base=base, main=main,
+            base=base,
+            main=main,
             conf=os.path.join(cluster["conf_dir"], f"{cluster['cluster']}.conf"),
             is_admin_minion=cluster["admin_minion"] == minion_id,
-            local_users=sorted(user for user, spec in cluster["users"].items()
-                               if set(spec["roles"]) & set(roles)),
+            local_users=sorted(
+                user for user, spec in cluster["users"].items() if set(spec["roles"]) & set(roles)
+            ),
         )
         out["clusters"][cluster["cluster"]] = cluster
     if "ceph" in config:
@@ -201,7 +237,10 @@ def _validate_openstack(config, out):
     """
     release = (config.get("openstack") or {}).get("release", "current")
     if release not in RELEASES:
-        _fail("hastack:openstack:release", f"unknown release '{release}' (known: {', '.join(RELEASES)})")
+        _fail(
+            "hastack:openstack:release",
+            f"unknown release '{release}' (known: {', '.join(RELEASES)})",
+        )
     clusters = out["clusters"]
     roles = set(out["roles"])
     for name in ("glance", "cinder", "nova", "libvirt"):
@@ -218,7 +257,10 @@ def _validate_openstack(config, out):
         """The cluster a service or backend names (``cluster:``), by default the main one."""
         name = spec.get("cluster", out["ceph"]["cluster"])
         if name not in clusters:
-            _fail(f"{key}:cluster", f"'{name}' is neither hastack:ceph:cluster nor in hastack:ceph_clusters")
+            _fail(
+                f"{key}:cluster",
+                f"'{name}' is neither hastack:ceph:cluster nor in hastack:ceph_clusters",
+            )
         return clusters[name]
 
     def check_pool_and_user(cluster, pool, user, key):
@@ -231,8 +273,11 @@ def _validate_openstack(config, out):
     def check_local_user(cluster, user, applies, key):
         """A service configured here needs its user's keyring here too."""
         if applies and user not in cluster["local_users"]:
-            _fail(key, f"client.{user}'s keyring does not reach this minion: add a role of "
-                       f"this minion to {cluster['base']}:users:{user}:roles")
+            _fail(
+                key,
+                f"client.{user}'s keyring does not reach this minion: add a role of "
+                f"this minion to {cluster['base']}:users:{user}:roles",
+            )
 
     secrets = {}
     if "libvirt" in config:
@@ -244,8 +289,12 @@ def _validate_openstack(config, out):
             secret_uuid = _check_uuid(str(secret_uuid), key)
             _check_keys(spec, key, ("ceph_user", "cluster", "replace_usage"))
             cluster = cluster_of(spec, key)
-            _check_ref(spec.get("ceph_user"), f"{key}:ceph_user", f"{cluster['base']}:users",
-                       cluster["users"])
+            _check_ref(
+                spec.get("ceph_user"),
+                f"{key}:ceph_user",
+                f"{cluster['base']}:users",
+                cluster["users"],
+            )
             if not isinstance(spec.get("replace_usage", False), bool):
                 _fail(f"{key}:replace_usage", "true or false")
             user = spec["ceph_user"]
@@ -253,12 +302,20 @@ def _validate_openstack(config, out):
             usage = f"client.{user} secret"
             if cluster is not out["ceph"]:
                 usage = f"{cluster['cluster']}.{usage}"
-            secrets[secret_uuid] = {"ceph_user": user, "cluster": cluster["cluster"], "usage": usage,
-                             "key_pillar": cluster["users"][user]["key_pillar"],
-                             "replace_usage": spec.get("replace_usage", False),
-                             "admin_here": cluster["is_admin_minion"]}
-        out["libvirt"] = {"uri": lv.get("uri"), "secrets": secrets, "roles": lv["roles"],
-                          "applies": bool(roles & set(lv["roles"]))}
+            secrets[secret_uuid] = {
+                "ceph_user": user,
+                "cluster": cluster["cluster"],
+                "usage": usage,
+                "key_pillar": cluster["users"][user]["key_pillar"],
+                "replace_usage": spec.get("replace_usage", False),
+                "admin_here": cluster["is_admin_minion"],
+            }
+        out["libvirt"] = {
+            "uri": lv.get("uri"),
+            "secrets": secrets,
+            "roles": lv["roles"],
+            "applies": bool(roles & set(lv["roles"])),
+        }
 
     def check_secret(secret_id, cluster, user, key):
         # A compute needs the secret defined in its libvirt; elsewhere it is not used.
@@ -268,36 +325,76 @@ def _validate_openstack(config, out):
             _fail(key, f"{secret_id} is not defined in hastack:libvirt:secrets (computes need it)")
         held = secrets[secret_id]
         if (held["cluster"], held["ceph_user"]) != (cluster["cluster"], user):
-            _fail(key, f"secret {secret_id} holds the key of '{held['ceph_user']}' in cluster "
-                       f"'{held['cluster']}', not of the rbd user '{user}' in '{cluster['cluster']}'")
+            _fail(
+                key,
+                f"secret {secret_id} holds the key of '{held['ceph_user']}' in cluster "
+                f"'{held['cluster']}', not of the rbd user '{user}' in '{cluster['cluster']}'",
+            )
 
     if "glance" in config:
         gl = config["glance"]
-        _check_keys(gl, "hastack:glance", ("backend", "store_name", "pool", "user", "chunk_size",
-                                           "cluster", "config_file", "service", "roles"))
+        _check_keys(
+            gl,
+            "hastack:glance",
+            (
+                "backend",
+                "store_name",
+                "pool",
+                "user",
+                "chunk_size",
+                "cluster",
+                "config_file",
+                "service",
+                "roles",
+            ),
+        )
         service_roles("glance")
         if gl.get("backend") != "rbd":
             _fail("hastack:glance:backend", f"only 'rbd' is managed, got {gl.get('backend')!r}")
         cluster = cluster_of(gl, "hastack:glance")
         check_pool_and_user(cluster, gl.get("pool"), gl.get("user"), "hastack:glance")
         _check_service(gl["service"], "hastack:glance:service")
-        store = {"rbd_store_pool": gl["pool"], "rbd_store_user": gl["user"],
-                 "rbd_store_ceph_conf": cluster["conf"], "rbd_store_chunk_size": gl["chunk_size"]}
+        store = {
+            "rbd_store_pool": gl["pool"],
+            "rbd_store_user": gl["user"],
+            "rbd_store_ceph_conf": cluster["conf"],
+            "rbd_store_chunk_size": gl["chunk_size"],
+        }
         if release == "folsom":
-            settings = {"DEFAULT": {"default_store": "rbd", "show_image_direct_url": "True", **store}}
+            settings = {
+                "DEFAULT": {"default_store": "rbd", "show_image_direct_url": "True", **store}
+            }
         else:
             name = gl["store_name"]
-            settings = {"DEFAULT": {"enabled_backends": f"{name}:rbd", "show_image_direct_url": "True"},
-                        "glance_store": {"default_backend": name}, name: store}
+            settings = {
+                "DEFAULT": {"enabled_backends": f"{name}:rbd", "show_image_direct_url": "True"},
+                "glance_store": {"default_backend": name},
+                name: store,
+            }
         applies = bool(roles & set(gl["roles"]))
         check_local_user(cluster, gl["user"], applies, "hastack:glance:user")
-        out["glance"] = dict(gl, settings=settings, applies=applies, cluster=cluster["cluster"],
-)
+        out["glance"] = dict(
+            gl,
+            settings=settings,
+            applies=applies,
+            cluster=cluster["cluster"],
+        )
 
     if "cinder" in config:
         ci = config["cinder"]
-        _check_keys(ci, "hastack:cinder", ("backends", "config_file", "service", "roles",
-                                           "ceph_args_user", "systemd_dir", "upstart_dir"))
+        _check_keys(
+            ci,
+            "hastack:cinder",
+            (
+                "backends",
+                "config_file",
+                "service",
+                "roles",
+                "ceph_args_user",
+                "systemd_dir",
+                "upstart_dir",
+            ),
+        )
         service_roles("cinder")
         _check_service(ci["service"], "hastack:cinder:service")
         backends = ci.get("backends") or {}
@@ -323,46 +420,80 @@ def _validate_openstack(config, out):
             if release == "folsom":
                 settings["DEFAULT"].update(volume_driver="cinder.volume.driver.RBDDriver", **rbd)
             else:
-                settings[bname] = {"volume_driver": "cinder.volume.drivers.rbd.RBDDriver",
-                                   "volume_backend_name": spec.get("backend_name", bname),
-                                   "rbd_ceph_conf": cluster["conf"], **rbd}
+                settings[bname] = {
+                    "volume_driver": "cinder.volume.drivers.rbd.RBDDriver",
+                    "volume_backend_name": spec.get("backend_name", bname),
+                    "rbd_ceph_conf": cluster["conf"],
+                    **rbd,
+                }
         if release != "folsom":
             settings["DEFAULT"]["enabled_backends"] = ",".join(sorted(backends))
         # CEPH_ARGS can name one id: the backends' common user, or ceph_args_user.
         ceph_args_user = ci.get("ceph_args_user") or (
-            next(iter(backend_users)) if len(backend_users) == 1 else None)
-        out["cinder"] = dict(ci, settings=settings, ceph_args_user=ceph_args_user, release=release,
-                             keyrings=[list(pair) for pair in sorted(keyrings)], applies=applies)
+            next(iter(backend_users)) if len(backend_users) == 1 else None
+        )
+        out["cinder"] = dict(
+            ci,
+            settings=settings,
+            ceph_args_user=ceph_args_user,
+            release=release,
+            keyrings=[list(pair) for pair in sorted(keyrings)],
+            applies=applies,
+        )
 
     if "nova" in config:
         nv = config["nova"]
-        _check_keys(nv, "hastack:nova", ("images_type", "pool", "user", "secret_uuid", "cluster",
-                                         "config_file", "service", "roles"))
+        _check_keys(
+            nv,
+            "hastack:nova",
+            (
+                "images_type",
+                "pool",
+                "user",
+                "secret_uuid",
+                "cluster",
+                "config_file",
+                "service",
+                "roles",
+            ),
+        )
         service_roles("nova")
         _check_service(nv["service"], "hastack:nova:service")
         if nv.get("images_type") not in ("rbd", "default"):
             _fail("hastack:nova:images_type", f"'rbd' or 'default', got {nv.get('images_type')!r}")
         cluster = cluster_of(nv, "hastack:nova")
-        _check_ref(nv.get("user"), "hastack:nova:user", f"{cluster['base']}:users", cluster["users"])
+        _check_ref(
+            nv.get("user"), "hastack:nova:user", f"{cluster['base']}:users", cluster["users"]
+        )
         secret_id = _check_uuid(nv.get("secret_uuid"), "hastack:nova:secret_uuid")
         check_secret(secret_id, cluster, nv["user"], "hastack:nova:secret_uuid")
         libvirt = {"rbd_user": nv["user"], "rbd_secret_uuid": secret_id}
         if nv["images_type"] == "rbd":
             if release == "folsom":
-                _fail("hastack:nova:images_type", "RBD-backed instance disks need a release after folsom")
+                _fail(
+                    "hastack:nova:images_type",
+                    "RBD-backed instance disks need a release after folsom",
+                )
             check_pool_and_user(cluster, nv.get("pool"), nv["user"], "hastack:nova")
             if "glance" in out and out["glance"]["cluster"] != cluster["cluster"]:
-                _fail("hastack:nova:cluster",
-                      f"instance disks in cluster '{cluster['cluster']}' and Glance images in "
-                      f"'{out['glance']['cluster']}': copy-on-write clones need one cluster")
-            libvirt.update(images_type="rbd", images_rbd_pool=nv["pool"],
-                           images_rbd_ceph_conf=cluster["conf"])
+                _fail(
+                    "hastack:nova:cluster",
+                    f"instance disks in cluster '{cluster['cluster']}' and Glance images in "
+                    f"'{out['glance']['cluster']}': copy-on-write clones need one cluster",
+                )
+            libvirt.update(
+                images_type="rbd", images_rbd_pool=nv["pool"], images_rbd_ceph_conf=cluster["conf"]
+            )
         # Folsom's nova took the volume's rbd user and secret from cinder: nothing to set.
         settings = {} if release == "folsom" else {"libvirt": libvirt}
         applies = bool(roles & set(nv["roles"]))
         check_local_user(cluster, nv["user"], applies, "hastack:nova:user")
-        out["nova"] = dict(nv, settings=settings, applies=applies, cluster=cluster["cluster"],
-)
+        out["nova"] = dict(
+            nv,
+            settings=settings,
+            applies=applies,
+            cluster=cluster["cluster"],
+        )
 
 
 def _need(cond, key, message):
@@ -381,16 +512,32 @@ def validate_ceph(ceph, roles=None, known_roles=None, base="hastack:ceph"):
     them. Every error names the pillar key, under ``base``.
     """
     _need(isinstance(ceph, dict), base, "must be a mapping")
-    unknown = set(ceph) - {"cluster", "conf_dir", "fsid", "mon_host", "admin_minion",
-                           "admin_keyring", "timeout", "backend", "pools", "users"}
+    unknown = set(ceph) - {
+        "cluster",
+        "conf_dir",
+        "fsid",
+        "mon_host",
+        "admin_minion",
+        "admin_keyring",
+        "timeout",
+        "backend",
+        "pools",
+        "users",
+    }
     _need(not unknown, base, f"unknown setting(s): {', '.join(sorted(unknown))}")
     out = dict(ceph)
     cluster = ceph.get("cluster")
-    _need(isinstance(cluster, str) and NAME_RE.match(cluster or ""), f"{base}:cluster",
-          f"not a cluster name: {cluster!r}")
+    _need(
+        isinstance(cluster, str) and NAME_RE.match(cluster or ""),
+        f"{base}:cluster",
+        f"not a cluster name: {cluster!r}",
+    )
     conf_dir = ceph.get("conf_dir")
-    _need(isinstance(conf_dir, str) and os.path.isabs(conf_dir), f"{base}:conf_dir",
-          f"must be an absolute path, got {conf_dir!r}")
+    _need(
+        isinstance(conf_dir, str) and os.path.isabs(conf_dir),
+        f"{base}:conf_dir",
+        f"must be an absolute path, got {conf_dir!r}",
+    )
     fsid = ceph.get("fsid")
     _need(fsid is not None, f"{base}:fsid", "required: the cluster's fsid")
     try:
@@ -398,17 +545,28 @@ def validate_ceph(ceph, roles=None, known_roles=None, base="hastack:ceph"):
     except ValueError as err:
         raise SaltInvocationError(f"{base}:fsid: not a UUID: {fsid!r}") from err
     cephx.parse_mon_host(ceph.get("mon_host"), f"{base}:mon_host")
-    _need(isinstance(ceph.get("admin_minion"), str) and ceph["admin_minion"], f"{base}:admin_minion",
-          "required: the minion id that holds client.admin")
-    admin_keyring = ceph.get("admin_keyring") or os.path.join(conf_dir, f"{cluster}.client.admin.keyring")
+    _need(
+        isinstance(ceph.get("admin_minion"), str) and ceph["admin_minion"],
+        f"{base}:admin_minion",
+        "required: the minion id that holds client.admin",
+    )
+    admin_keyring = ceph.get("admin_keyring") or os.path.join(
+        conf_dir, f"{cluster}.client.admin.keyring"
+    )
     _need(os.path.isabs(admin_keyring), f"{base}:admin_keyring", "must be an absolute path")
     out["admin_keyring"] = admin_keyring
     timeout = ceph.get("timeout")
-    _need(isinstance(timeout, int) and not isinstance(timeout, bool) and 1 <= timeout <= 300,
-          f"{base}:timeout", f"seconds from 1 to 300, got {timeout!r}")
+    _need(
+        isinstance(timeout, int) and not isinstance(timeout, bool) and 1 <= timeout <= 300,
+        f"{base}:timeout",
+        f"seconds from 1 to 300, got {timeout!r}",
+    )
 
-    _need(ceph.get("backend", "auto") in ("auto", "librados", "cli"), f"{base}:backend",
-          f"auto, librados or cli, got {ceph.get('backend')!r}")
+    _need(
+        ceph.get("backend", "auto") in ("auto", "librados", "cli"),
+        f"{base}:backend",
+        f"auto, librados or cli, got {ceph.get('backend')!r}",
+    )
     out.setdefault("backend", "auto")
     pools = ceph.get("pools") or {}
     _need(isinstance(pools, dict), f"{base}:pools", "must be a mapping of pool name to settings")
@@ -421,11 +579,17 @@ def validate_ceph(ceph, roles=None, known_roles=None, base="hastack:ceph"):
         unknown = set(spec) - {"pg_num", "application"}
         _need(not unknown, key, f"unknown setting(s): {', '.join(sorted(unknown))}")
         pg_num = spec.get("pg_num", 32)
-        _need(isinstance(pg_num, int) and not isinstance(pg_num, bool) and 1 <= pg_num <= 65536,
-              f"{key}:pg_num", f"a whole number from 1 to 65536, got {pg_num!r}")
+        _need(
+            isinstance(pg_num, int) and not isinstance(pg_num, bool) and 1 <= pg_num <= 65536,
+            f"{key}:pg_num",
+            f"a whole number from 1 to 65536, got {pg_num!r}",
+        )
         app = spec.get("application", "rbd")
-        _need(app in cephx.POOL_APPLICATIONS, f"{key}:application",
-              f"unknown pool application {app!r} (known: {', '.join(cephx.POOL_APPLICATIONS)})")
+        _need(
+            app in cephx.POOL_APPLICATIONS,
+            f"{key}:application",
+            f"unknown pool application {app!r} (known: {', '.join(cephx.POOL_APPLICATIONS)})",
+        )
         out["pools"][str(name)] = {"pg_num": pg_num, "application": app}
 
     my_roles = set(roles or [])
@@ -434,31 +598,49 @@ def validate_ceph(ceph, roles=None, known_roles=None, base="hastack:ceph"):
     out["users"] = {}
     for name, spec in users.items():
         key = f"{base}:users:{name}"
-        _need(NAME_RE.match(str(name)) and "." not in str(name), key,
-              "not a cephx user name (give 'glance', not 'client.glance')")
+        _need(
+            NAME_RE.match(str(name)) and "." not in str(name),
+            key,
+            "not a cephx user name (give 'glance', not 'client.glance')",
+        )
         _need(str(name) != "admin", key, "client.admin is not managed by hastack")
         _need(isinstance(spec, dict), key, "must be a mapping")
         unknown = set(spec) - {"key", "caps", "keyring", "roles"}
         _need(not unknown, key, f"unknown setting(s): {', '.join(sorted(unknown))}")
         _need(spec.get("key") is not None, f"{key}:key", "missing (the user's cephx key)")
-        _need(cephx.decode_key(spec["key"]) is not None, f"{key}:key",
-              "not a cephx key (base64 of a 28-byte AES key, as 'ceph-authtool --gen-print-key' prints)")
+        _need(
+            cephx.decode_key(spec["key"]) is not None,
+            f"{key}:key",
+            "not a cephx key (base64 of a 28-byte AES key, as 'ceph-authtool --gen-print-key' prints)",
+        )
         # Ceph refuses a user without caps ("auth import: no caps supplied").
-        _need(isinstance(spec.get("caps"), dict) and spec["caps"], f"{key}:caps",
-              "required: at least one daemon type's grants, e.g. {mon: profile rbd}")
-        caps = cephx.parse_caps(spec.get("caps") or {}, pools=list(out["pools"]), where=f"{key}:caps",
-                          pools_key=f"{base}:pools")
+        _need(
+            isinstance(spec.get("caps"), dict) and spec["caps"],
+            f"{key}:caps",
+            "required: at least one daemon type's grants, e.g. {mon: profile rbd}",
+        )
+        caps = cephx.parse_caps(
+            spec.get("caps") or {},
+            pools=list(out["pools"]),
+            where=f"{key}:caps",
+            pools_key=f"{base}:pools",
+        )
         user_roles = spec.get("roles", ["controller"])
         _need(isinstance(user_roles, list), f"{key}:roles", "must be a list of roles")
         for role in user_roles:
-            _need(known_roles is None or role in known_roles, f"{key}:roles",
-                  f"unknown role '{role}' (known: {', '.join(known_roles or [])})")
+            _need(
+                known_roles is None or role in known_roles,
+                f"{key}:roles",
+                f"unknown role '{role}' (known: {', '.join(known_roles or [])})",
+            )
         keyring = dict(spec.get("keyring") or {})
         unknown = set(keyring) - {"owner", "group", "mode", "path"}
         _need(not unknown, f"{key}:keyring", f"unknown setting(s): {', '.join(sorted(unknown))}")
         keyring.setdefault("owner", "root")
         keyring.setdefault("group", "root")
-        keyring["mode"] = cephx.keyring_file_mode(keyring.get("mode", "0600"), f"{key}:keyring:mode")
+        keyring["mode"] = cephx.keyring_file_mode(
+            keyring.get("mode", "0600"), f"{key}:keyring:mode"
+        )
         keyring.setdefault("path", os.path.join(conf_dir, f"{cluster}.client.{name}.keyring"))
         _need(os.path.isabs(keyring["path"]), f"{key}:keyring:path", "must be an absolute path")
         if my_roles & set(user_roles):
@@ -484,4 +666,6 @@ def group_id(group, where="group"):
     try:
         return grp.getgrnam(str(group)).gr_gid
     except KeyError as err:
-        raise SaltInvocationError(f"{where}: group '{group}' does not exist on this minion") from err
+        raise SaltInvocationError(
+            f"{where}: group '{group}' does not exist on this minion"
+        ) from err

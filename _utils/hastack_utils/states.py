@@ -25,15 +25,19 @@ def failed(ret, err):
     return ret
 
 
-def converge(ret, changes, write, remaining, test, done_comment, same_comment,
-             predicted_comment=None):
+def converge(
+    ret, changes, write, remaining, test, done_comment, same_comment, predicted_comment=None
+):
     """Finish a state (see the module docs); ``test`` is ``__opts__["test"]``."""
     if not changes:
         ret["comment"] = same_comment
         return ret
     if test:
-        ret.update(result=None, changes=changes,
-                   comment=predicted_comment or f"{done_comment} (test: would be)")
+        ret.update(
+            result=None,
+            changes=changes,
+            comment=predicted_comment or f"{done_comment} (test: would be)",
+        )
         return ret
     error = None
     try:
@@ -48,8 +52,10 @@ def converge(ret, changes, write, remaining, test, done_comment, same_comment,
     if error:
         ret.update(result=False, comment=error)
     elif left:
-        ret.update(result=False,
-                   comment=f"{done_comment}, but a re-read still differs in: {', '.join(sorted(left))}")
+        ret.update(
+            result=False,
+            comment=f"{done_comment}, but a re-read still differs in: {', '.join(sorted(left))}",
+        )
     else:
         ret["comment"] = done_comment
     return ret

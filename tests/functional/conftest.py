@@ -19,8 +19,9 @@ CORPUS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "cibs"
 def loaders(tmp_path_factory):
     """The loaders of a minion configured as the lab's (this repository's module, state
     and utils directories) with an empty pillar."""
-    minion = saltlocal.Minion(str(tmp_path_factory.mktemp("loader")), "functional", {},
-                              example=False)
+    minion = saltlocal.Minion(
+        str(tmp_path_factory.mktemp("loader")), "functional", {}, example=False
+    )
     opts = salt.config.minion_config(os.path.join(minion.config_dir, "minion"))
     opts["pillar"] = {}
     return Loaders(opts)

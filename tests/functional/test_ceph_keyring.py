@@ -32,25 +32,44 @@ def traced_meta_change(path, owner, group, mode):
     """Run ceph_client.keyring_meta_set under strace; the (uid, gid, mode) after each
     chown/chmod it made."""
     trace = f"{path}.strace"
-    code = ("from tests.helpers import load_module; "
-            "load_module('_modules', 'ceph_client').keyring_meta_set("
-            f"{path!r}, {owner!r}, {group!r}, {mode!r})")
+    code = (
+        "from tests.helpers import load_module; "
+        "load_module('_modules', 'ceph_client').keyring_meta_set("
+        f"{path!r}, {owner!r}, {group!r}, {mode!r})"
+    )
     env = dict(os.environ, PYTHONPATH=f"{REPO}:{os.path.join(REPO, '_utils')}")
-    subprocess.run(["strace", "-f", "-qq", "-o", trace, "-e",
-                    "trace=chown,fchownat,chmod,fchmodat,fchmod,fchown",
-                    sys.executable, "-c", code], check=True, cwd=REPO, env=env)
+    subprocess.run(
+        [
+            "strace",
+            "-f",
+            "-qq",
+            "-o",
+            trace,
+            "-e",
+            "trace=chown,fchownat,chmod,fchmodat,fchmod,fchown",
+            sys.executable,
+            "-c",
+            code,
+        ],
+        check=True,
+        cwd=REPO,
+        env=env,
+    )
     st = os.stat(path)
     with open(trace, encoding="utf-8") as fh:
         calls = [SYSCALL.match(line) for line in fh]
     return [m.groups() for m in calls if m], st
 
 
-@pytest.mark.parametrize("old, new", [
-    ((0, 0, 0o640), ("root", "nogroup", "0600")),     # group changes, mode narrows
-    ((0, NOGROUP, 0o600), ("root", "root", "0640")),  # group changes, mode widens
-    ((0, 0, 0o640), ("root", "nogroup", "0640")),     # only the group changes
-    ((0, NOGROUP, 0o640), ("root", "root", "0400")),  # both, in opposite directions
-])
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ((0, 0, 0o640), ("root", "nogroup", "0600")),  # group changes, mode narrows
+        ((0, NOGROUP, 0o600), ("root", "root", "0640")),  # group changes, mode widens
+        ((0, 0, 0o640), ("root", "nogroup", "0640")),  # only the group changes
+        ((0, NOGROUP, 0o640), ("root", "root", "0400")),  # both, in opposite directions
+    ],
+)
 def test_keyring_is_never_readable_wider_than_old_or_new(tmp_path, old, new):
     path = str(tmp_path / "ceph.client.glance.keyring")
     with open(path, "w", encoding="utf-8") as fh:

@@ -13,9 +13,18 @@ import time
 import pytest
 
 from lab import saltlocal
-from tests.helpers import (CINDER_KEY, GLANCE_KEY, admin_ceph, apply, assert_all_ok, cluster_snapshot,
-                           fake_key, files_snapshot, our_changes, rbd)
-
+from tests.helpers import (
+    CINDER_KEY,
+    GLANCE_KEY,
+    admin_ceph,
+    apply,
+    assert_all_ok,
+    cluster_snapshot,
+    fake_key,
+    files_snapshot,
+    our_changes,
+    rbd,
+)
 
 
 def image_cycle(conf, user, pool, name="hastack-check"):
@@ -35,7 +44,9 @@ def assert_can_use(conf, user, pool):
 
 def assert_refused(result):
     assert result.returncode != 0
-    assert "Operation not permitted" in result.stderr or "Permission denied" in result.stderr, result.stderr
+    assert "Operation not permitted" in result.stderr or "Permission denied" in result.stderr, (
+        result.stderr
+    )
 
 
 def test_apply_is_predicted_idempotent_and_gives_working_clients(make_minion):
@@ -52,10 +63,17 @@ def test_apply_is_predicted_idempotent_and_gives_working_clients(make_minion):
     assert our_changes(applied) == our_changes(predicted)
     assert set(saltlocal.changes_by_id(applied)) == set(saltlocal.changes_by_id(predicted))
     assert set(our_changes(applied)) == {
-        "hastack-ceph-pool-images", "hastack-ceph-pool-volumes", "hastack-ceph-pool-vms",
-        "hastack-ceph-user-glance", "hastack-ceph-user-cinder", "hastack-ceph-conf",
-        "hastack-ceph-keyring-glance", "hastack-ceph-keyring-cinder", "hastack-glance-conf",
-        "hastack-cinder-conf", "hastack-nova-conf",
+        "hastack-ceph-pool-images",
+        "hastack-ceph-pool-volumes",
+        "hastack-ceph-pool-vms",
+        "hastack-ceph-user-glance",
+        "hastack-ceph-user-cinder",
+        "hastack-ceph-conf",
+        "hastack-ceph-keyring-glance",
+        "hastack-ceph-keyring-cinder",
+        "hastack-glance-conf",
+        "hastack-cinder-conf",
+        "hastack-nova-conf",
         "hastack-libvirt-secret-95aae3f5-ad4b-4ec1-8a37-4ca0b7a3d1f6",
     }
 
@@ -66,7 +84,10 @@ def test_apply_is_predicted_idempotent_and_gives_working_clients(make_minion):
     assert rc == 0 and all(v["result"] is True for v in again_test.values())
     # The pre-rollout check by hand: the normalized tree, keys replaced by their pillar paths.
     rc, checked = alice.call("hastack.validate")
-    assert rc == 0 and checked["ceph"]["users"]["glance"]["key_pillar"] == "hastack:ceph:users:glance:key"
+    assert (
+        rc == 0
+        and checked["ceph"]["users"]["glance"]["key_pillar"] == "hastack:ceph:users:glance:key"
+    )
     assert GLANCE_KEY not in alice.last_output
 
     # The files: the keyrings have the pillar's owner, group and mode.
@@ -90,8 +111,14 @@ def test_compute_node_gets_only_what_its_roles_need(make_minion, ceph_lab):
     assert_all_ok(*apply(alice))
     # charlie is compute only and no admin minion: ceph.conf and cinder's keyring, nothing else;
     # glance's keyring owner need not exist there.
-    charlie = make_minion("charlie", {"hastack": {"ceph": {"users": {
-        "glance": {"keyring": {"owner": "glance-only-on-controllers"}}}}}})
+    charlie = make_minion(
+        "charlie",
+        {
+            "hastack": {
+                "ceph": {"users": {"glance": {"keyring": {"owner": "glance-only-on-controllers"}}}}
+            }
+        },
+    )
     before = cluster_snapshot(ceph_lab)
     rc, ret = apply(charlie)
     assert_all_ok(rc, ret)
@@ -118,12 +145,20 @@ def test_key_rotation_reaches_cluster_and_keyring_and_old_key_is_refused(make_mi
     rc, predicted = apply(alice, test=True)
     rc, rotated = apply(alice)
     assert_all_ok(rc, rotated)
-    assert our_changes(rotated) == our_changes(predicted) == {
-        "hastack-ceph-user-glance": {"key": {"old": "(hidden)", "new": "(hidden)"}},
-        "hastack-ceph-keyring-glance": {"key": {"old": "(hidden)", "new": "(hidden)"}},
-    }
-    assert "rotated" in rotated[
-        "ceph_client_|-hastack-ceph-user-glance_|-client.glance_|-user_present"]["comment"]
+    assert (
+        our_changes(rotated)
+        == our_changes(predicted)
+        == {
+            "hastack-ceph-user-glance": {"key": {"old": "(hidden)", "new": "(hidden)"}},
+            "hastack-ceph-keyring-glance": {"key": {"old": "(hidden)", "new": "(hidden)"}},
+        }
+    )
+    assert (
+        "rotated"
+        in rotated["ceph_client_|-hastack-ceph-user-glance_|-client.glance_|-user_present"][
+            "comment"
+        ]
+    )
     conf = os.path.join(alice.conf_dir, "ceph.conf")
     assert_can_use(conf, "glance", "images")
     refused = rbd(conf, "glance", "ls", "images", keyring=old_keyring)
@@ -143,7 +178,9 @@ class ArgvRecorder:
         for tool in ("ceph", "rbd", "rados", "ceph-authtool"):
             real = shutil.which(tool)
             shim = self.shim_dir / tool
-            shim.write_text(f'#!/bin/sh\nprintf "%s\\n" "$0 $*" >> {self.shim_log}\nexec {real} "$@"\n')
+            shim.write_text(
+                f'#!/bin/sh\nprintf "%s\\n" "$0 $*" >> {self.shim_log}\nexec {real} "$@"\n'
+            )
             shim.chmod(0o755)
         self.seen = set()
         self._stop = threading.Event()
@@ -233,35 +270,80 @@ UNREACHABLE = "[v2:127.0.0.1:9/0,v1:127.0.0.1:7/0]"
 
 BAD_INPUT = [
     ({"users": {"glance": {"key": None}}}, None, "hastack:ceph:users:glance:key: missing"),
-    ({"users": {"glance": {"key": "AQAAAAAAAAAAABAA"}}}, None, "hastack:ceph:users:glance:key: not a cephx key"),
-    ({"users": {"cinder": {"caps": {"osd": "profile rbd pool=backups"}}}}, None,
-     "hastack:ceph:users:cinder:caps:osd: pool 'backups' is not defined in hastack:ceph:pools"),
-    ({"users": {"cinder": {"caps": {"osd": "allow rwz pool=volumes"}}}}, None,
-     "hastack:ceph:users:cinder:caps:osd: unexpected 'rwz'"),
-    ({"users": {"glance": {"keyring": {"mode": "0964"}}}}, None, "hastack:ceph:users:glance:keyring:mode"),
-    ({"users": {"glance": {"keyring": {"owner": "no-such-user"}}}}, None,
-     "hastack:ceph:users:glance:keyring:owner: user 'no-such-user' does not exist"),
-    ({"users": {"cinder": {"keyring": {"group": "no-such-group"}}}}, None,
-     "hastack:ceph:users:cinder:keyring:group: group 'no-such-group' does not exist"),
+    (
+        {"users": {"glance": {"key": "AQAAAAAAAAAAABAA"}}},
+        None,
+        "hastack:ceph:users:glance:key: not a cephx key",
+    ),
+    (
+        {"users": {"cinder": {"caps": {"osd": "profile rbd pool=backups"}}}},
+        None,
+        "hastack:ceph:users:cinder:caps:osd: pool 'backups' is not defined in hastack:ceph:pools",
+    ),
+    (
+        {"users": {"cinder": {"caps": {"osd": "allow rwz pool=volumes"}}}},
+        None,
+        "hastack:ceph:users:cinder:caps:osd: unexpected 'rwz'",
+    ),
+    (
+        {"users": {"glance": {"keyring": {"mode": "0964"}}}},
+        None,
+        "hastack:ceph:users:glance:keyring:mode",
+    ),
+    (
+        {"users": {"glance": {"keyring": {"owner": "no-such-user"}}}},
+        None,
+        "hastack:ceph:users:glance:keyring:owner: user 'no-such-user' does not exist",
+    ),
+    (
+        {"users": {"cinder": {"keyring": {"group": "no-such-group"}}}},
+        None,
+        "hastack:ceph:users:cinder:keyring:group: group 'no-such-group' does not exist",
+    ),
     ({}, ["controller", "compte"], "hastack:roles: unknown role 'compte'"),
-    ({"users": {"glance": {"roles": ["glance-api"]}}}, None, "hastack:ceph:users:glance:roles: unknown role"),
+    (
+        {"users": {"glance": {"roles": ["glance-api"]}}},
+        None,
+        "hastack:ceph:users:glance:roles: unknown role",
+    ),
     # Found by trying README's documented forms as a new user: each used to get past
     # validation and fail later, or be applied silently.
-    ({"users": {"backup": {"key": "AQAAAAAAAAAAABAARkFLRS1iYWNrdXAta2V5IQ==", "caps": {}}}}, None,
-     "hastack:ceph:users:backup:caps: required"),
-    ({"mon_host": "not-an-address"}, ["controller"], "hastack:ceph:mon_host: host name 'not-an-address'"),
-    ({"pools": {"images": {"application": "rdb"}}}, None,
-     "hastack:ceph:pools:images:application: unknown pool application 'rdb'"),
-    ({"users": {"glance": {"keyring": {"mode": "0644"}}}}, None,
-     "hastack:ceph:users:glance:keyring:mode: 0644 lets every local user read the key"),
-    ({"mon_host": UNREACHABLE, "timeout": 2}, None,
-     f"at mon_host {UNREACHABLE} did not answer within 2 s (check hastack:ceph:mon_host"),
+    (
+        {"users": {"backup": {"key": "AQAAAAAAAAAAABAARkFLRS1iYWNrdXAta2V5IQ==", "caps": {}}}},
+        None,
+        "hastack:ceph:users:backup:caps: required",
+    ),
+    (
+        {"mon_host": "not-an-address"},
+        ["controller"],
+        "hastack:ceph:mon_host: host name 'not-an-address'",
+    ),
+    (
+        {"pools": {"images": {"application": "rdb"}}},
+        None,
+        "hastack:ceph:pools:images:application: unknown pool application 'rdb'",
+    ),
+    (
+        {"users": {"glance": {"keyring": {"mode": "0644"}}}},
+        None,
+        "hastack:ceph:users:glance:keyring:mode: 0644 lets every local user read the key",
+    ),
+    (
+        {"mon_host": UNREACHABLE, "timeout": 2},
+        None,
+        f"at mon_host {UNREACHABLE} did not answer within 2 s (check hastack:ceph:mon_host",
+    ),
 ]
 
 
-@pytest.mark.parametrize("ceph_overlay, roles, message", BAD_INPUT,
-                         ids=[m.split(":")[-1].strip()[:30] or m for _, _, m in BAD_INPUT])
-def test_bad_input_is_named_and_changes_nothing(make_minion, ceph_lab, ceph_overlay, roles, message):
+@pytest.mark.parametrize(
+    "ceph_overlay, roles, message",
+    BAD_INPUT,
+    ids=[m.split(":")[-1].strip()[:30] or m for _, _, m in BAD_INPUT],
+)
+def test_bad_input_is_named_and_changes_nothing(
+    make_minion, ceph_lab, ceph_overlay, roles, message
+):
     overlay = {"hastack": {"ceph": ceph_overlay}}
     if roles:
         overlay["hastack"]["roles"] = roles
@@ -300,12 +382,14 @@ def test_pool_serving_another_application_is_refused_naming_the_key(make_minion,
     for state in results.values():
         assert state["result"] is False and state["changes"] == {}
         assert state["comment"].startswith(
-            "hastack:ceph:pools:images:application: pool images serves rgw, not rbd")
+            "hastack:ceph:pools:images:application: pool images serves rgw, not rbd"
+        )
     pools = {p["pool_name"]: p for p in admin_ceph(ceph_lab, "osd", "pool", "ls", "detail")}
     assert list(pools["images"]["application_metadata"]) == ["rgw"]
     # The user that needs the pool waited for it; nothing was made for it.
     assert admin_ceph(ceph_lab, "auth", "ls")["auth_dump"] and not [
-        e for e in admin_ceph(ceph_lab, "auth", "ls")["auth_dump"] if e["entity"] == "client.glance"]
+        e for e in admin_ceph(ceph_lab, "auth", "ls")["auth_dump"] if e["entity"] == "client.glance"
+    ]
 
 
 def test_drift_in_any_managed_attribute_is_found_and_only_it_is_fixed(make_minion, ceph_lab):
@@ -314,18 +398,37 @@ def test_drift_in_any_managed_attribute_is_found_and_only_it_is_fixed(make_minio
     alice = make_minion("alice")
     assert_all_ok(*apply(alice))
     # Out-of-band changes, one per kind of thing hastack manages.
-    subprocess.run(["ceph", "-c", ceph_lab["conf"], "auth", "caps", "client.glance", "mon", "allow r"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["ceph", "-c", ceph_lab["conf"], "auth", "caps", "client.glance", "mon", "allow r"],
+        check=True,
+        capture_output=True,
+    )
     glance_keyring = os.path.join(alice.conf_dir, "ceph.client.glance.keyring")
     os.chmod(glance_keyring, 0o644)
     conf = os.path.join(alice.conf_dir, "ceph.conf")
     with open(conf, encoding="utf-8") as fh:
         text = fh.read()
     with open(conf, "w", encoding="utf-8") as fh:
-        fh.write(text.replace(f"mon_host = {ceph_lab['mon_host']}", "mon_host = 127.0.0.1:1")
-                 + "\n# an operator's comment\n")
-    subprocess.run(["ceph", "-c", ceph_lab["conf"], "osd", "pool", "application", "disable", "vms",
-                    "rbd", "--yes-i-really-mean-it"], check=True, capture_output=True)
+        fh.write(
+            text.replace(f"mon_host = {ceph_lab['mon_host']}", "mon_host = 127.0.0.1:1")
+            + "\n# an operator's comment\n"
+        )
+    subprocess.run(
+        [
+            "ceph",
+            "-c",
+            ceph_lab["conf"],
+            "osd",
+            "pool",
+            "application",
+            "disable",
+            "vms",
+            "rbd",
+            "--yes-i-really-mean-it",
+        ],
+        check=True,
+        capture_output=True,
+    )
     conn = libvirt.open(alice.libvirt["uri"])
     try:
         conn.listAllSecrets()[0].setValue(b"not the key")
@@ -336,15 +439,24 @@ def test_drift_in_any_managed_attribute_is_found_and_only_it_is_fixed(make_minio
     rc, fixed = apply(alice)
     assert_all_ok(rc, fixed)
     hidden = {"old": "(hidden)", "new": "(hidden)"}
-    assert our_changes(fixed) == our_changes(predicted) == {
-        "hastack-ceph-user-glance": {"caps": {
-            "old": {"mon": "allow r"},
-            "new": {"mon": "profile rbd", "osd": "profile rbd pool=images"}}},
-        "hastack-ceph-keyring-glance": {"mode": {"old": "0644", "new": "0640"}},
-        "hastack-ceph-conf": {"[global] mon_host": {"old": "127.0.0.1:1", "new": ceph_lab["mon_host"]}},
-        "hastack-ceph-pool-vms": {"application": {"old": None, "new": "rbd"}},
-        "hastack-libvirt-secret-95aae3f5-ad4b-4ec1-8a37-4ca0b7a3d1f6": {"value": hidden},
-    }
+    assert (
+        our_changes(fixed)
+        == our_changes(predicted)
+        == {
+            "hastack-ceph-user-glance": {
+                "caps": {
+                    "old": {"mon": "allow r"},
+                    "new": {"mon": "profile rbd", "osd": "profile rbd pool=images"},
+                }
+            },
+            "hastack-ceph-keyring-glance": {"mode": {"old": "0644", "new": "0640"}},
+            "hastack-ceph-conf": {
+                "[global] mon_host": {"old": "127.0.0.1:1", "new": ceph_lab["mon_host"]}
+            },
+            "hastack-ceph-pool-vms": {"application": {"old": None, "new": "rbd"}},
+            "hastack-libvirt-secret-95aae3f5-ad4b-4ec1-8a37-4ca0b7a3d1f6": {"value": hidden},
+        }
+    )
     # The operator's comment in ceph.conf stays.
     with open(conf, encoding="utf-8") as fh:
         assert "# an operator's comment" in fh.read()

@@ -9,13 +9,20 @@ import subprocess
 from tests.helpers import admin_ceph, apply, assert_all_ok, fake_key, our_changes
 
 SPARE_SECRET = "5b2c7a3e-0d41-4c55-9c3f-2f0d8e1a6b77"
-EXTRA = {"hastack": {
-    "ceph": {"users": {"reporter": {
-        "key": fake_key("FAKE-reporter-k!"),
-        "caps": {"mon": "profile rbd", "osd": "profile rbd-read-only pool=images"},
-        "roles": ["controller"]}}},
-    "libvirt": {"secrets": {SPARE_SECRET: {"ceph_user": "glance"}}},
-}}
+EXTRA = {
+    "hastack": {
+        "ceph": {
+            "users": {
+                "reporter": {
+                    "key": fake_key("FAKE-reporter-k!"),
+                    "caps": {"mon": "profile rbd", "osd": "profile rbd-read-only pool=images"},
+                    "roles": ["controller"],
+                }
+            }
+        },
+        "libvirt": {"secrets": {SPARE_SECRET: {"ceph_user": "glance"}}},
+    }
+}
 
 
 def entities(lab):
@@ -40,9 +47,22 @@ def test_clean_removes_only_what_the_pillar_dropped(make_minion, ceph_lab):
     assert "client.reporter" in entities(ceph_lab) and os.path.exists(reporter_keyring)
     assert SPARE_SECRET in secrets(alice.libvirt["uri"])
     # An operator's own user, keyring and section, made by hand beside hastack's.
-    subprocess.run(["ceph", "-c", ceph_lab["conf"], "auth", "get-or-create", "client.operator",
-                    "mon", "allow r", "-o", os.path.join(alice.conf_dir, "ceph.client.operator.keyring")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "ceph",
+            "-c",
+            ceph_lab["conf"],
+            "auth",
+            "get-or-create",
+            "client.operator",
+            "mon",
+            "allow r",
+            "-o",
+            os.path.join(alice.conf_dir, "ceph.client.operator.keyring"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     with open(conf, "a", encoding="utf-8") as fh:
         fh.write("\n[client.operator]\nkeyring = /etc/ceph/ceph.client.operator.keyring\n")
 
@@ -61,10 +81,16 @@ def test_clean_removes_only_what_the_pillar_dropped(make_minion, ceph_lab):
     rc, cleaned = alice.call("state.apply", "hastack.clean")
     assert rc == 0, alice.last_output
     expected = {
-        "hastack-ceph-clean-user-client.reporter": {"entity": {"old": "client.reporter", "new": None}},
-        f"hastack-ceph-clean-keyring-{reporter_keyring}": {"keyring": {"old": reporter_keyring, "new": None}},
+        "hastack-ceph-clean-user-client.reporter": {
+            "entity": {"old": "client.reporter", "new": None}
+        },
+        f"hastack-ceph-clean-keyring-{reporter_keyring}": {
+            "keyring": {"old": reporter_keyring, "new": None}
+        },
         f"hastack-ceph-clean-conf-{conf}": {"[client.reporter]": {"old": "present", "new": None}},
-        f"hastack-libvirt-clean-secret-{SPARE_SECRET}": {"uuid": {"old": SPARE_SECRET, "new": None}},
+        f"hastack-libvirt-clean-secret-{SPARE_SECRET}": {
+            "uuid": {"old": SPARE_SECRET, "new": None}
+        },
     }
     assert our_changes(cleaned) == our_changes(predicted) == expected
 

@@ -42,8 +42,9 @@ def minion_overlay(neutron):
 
 @pytest.fixture(scope="module")
 def minion(neutron, tmp_path_factory):
-    return saltlocal.Minion(str(tmp_path_factory.mktemp("fip-minion")), "alice", minion_overlay(neutron),
-                            example=False)
+    return saltlocal.Minion(
+        str(tmp_path_factory.mktemp("fip-minion")), "alice", minion_overlay(neutron), example=False
+    )
 
 
 def vm(neutron, name, host="alice"):
@@ -80,11 +81,16 @@ def test_associate_by_server_name_is_one_call_and_idempotent(neutron, minion):
     assert fips_of(neutron, port) == [done["address"]]
     assert done["address"].startswith("192.168.144.")
     again = call(minion, "floating_ip.associate", "server=web1", "network=ext_net")
-    assert again == {"changed": False, "address": done["address"], "port_id": port.id,
-                     "old_port_id": port.id}
+    assert again == {
+        "changed": False,
+        "address": done["address"],
+        "port_id": port.id,
+        "old_port_id": port.id,
+    }
     listed = call(minion, "floating_ip.list_ips", "server=web1")
     assert [(f["address"], f["port_name"], f["host"], f["fixed_ip"]) for f in listed] == [
-        (done["address"], "web1-port", "alice", port.fixed_ips[0]["ip_address"])]
+        (done["address"], "web1-port", "alice", port.fixed_ips[0]["ip_address"])
+    ]
     assert listed[0]["router_id"] == neutron["made"]["admin-router"].id
 
 
@@ -96,12 +102,18 @@ def test_existing_address_by_port_name_and_fixed_ip_then_disassociate(neutron, m
     done = call(minion, "floating_ip.associate", "port=db1-port", f"address={address}")
     assert done["changed"] and fips_of(neutron, port) == [address]
     fixed = port.fixed_ips[0]["ip_address"]
-    assert call(minion, "floating_ip.associate", f"fixed_ip={fixed}", f"address={address}")["changed"] is False
+    assert (
+        call(minion, "floating_ip.associate", f"fixed_ip={fixed}", f"address={address}")["changed"]
+        is False
+    )
 
     assert call(minion, "floating_ip.disassociate", address, test=True)["changed"] is True
     assert fips_of(neutron, port) == [address]
     assert call(minion, "floating_ip.disassociate", address) == {
-        "changed": True, "address": address, "old_port_id": port.id}
+        "changed": True,
+        "address": address,
+        "old_port_id": port.id,
+    }
     assert fips_of(neutron, port) == []
     assert conn.network.get_ip(fip.id).port_id is None  # still allocated, detached
     assert call(minion, "floating_ip.disassociate", address)["changed"] is False
@@ -112,7 +124,12 @@ def test_move_to_a_standby_server_and_reissue_by_host(neutron, minion):
     app, standby = vm(neutron, "app1", host="bob"), vm(neutron, "app1-standby", host="charlie")
     address = call(minion, "floating_ip.associate", "server=app1")["address"]
     moved = call(minion, "floating_ip.move", address, "server=app1-standby")
-    assert moved == {"changed": True, "address": address, "port_id": standby.id, "old_port_id": app.id}
+    assert moved == {
+        "changed": True,
+        "address": address,
+        "port_id": standby.id,
+        "old_port_id": app.id,
+    }
     assert fips_of(neutron, app) == [] and fips_of(neutron, standby) == [address]
     assert call(minion, "floating_ip.move", address, "server=app1-standby")["changed"] is False
 
@@ -148,22 +165,44 @@ def test_states_are_idempotent_and_test_mode_predicts(neutron, minion, tmp_path)
     # Two addresses not allocated yet, chosen here: a random allocation for api2 once
     # took the very address api3 is to find free.
     ext_net = neutron["made"]["ext_net"].id
-    taken = {ip.floating_ip_address for ip in neutron["conn"].network.ips(floating_network_id=ext_net)}
-    unallocated, api2_address = [a for a in (f"192.168.144.{i}" for i in range(200, 255)) if a not in taken][:2]
-    fip = neutron["conn"].network.create_ip(floating_network_id=ext_net, floating_ip_address=api2_address)
-    extra = {"hastack": {"floating_ips": {"roles": ["controller"], "addresses": {
-        "api1": {"server": "api1", "standby": {"server": "api1-standby"}},
-        "api2": {"port": "api2-port", "address": fip.floating_ip_address},
-        # Not allocated yet: taken from ext_net as this very address.
-        "api3": {"port": "api3-port", "address": unallocated}}}}}
-    m = saltlocal.Minion(str(tmp_path / "m"), "alice", merge(minion_overlay(neutron), extra), example=False)
+    taken = {
+        ip.floating_ip_address for ip in neutron["conn"].network.ips(floating_network_id=ext_net)
+    }
+    unallocated, api2_address = [
+        a for a in (f"192.168.144.{i}" for i in range(200, 255)) if a not in taken
+    ][:2]
+    fip = neutron["conn"].network.create_ip(
+        floating_network_id=ext_net, floating_ip_address=api2_address
+    )
+    extra = {
+        "hastack": {
+            "floating_ips": {
+                "roles": ["controller"],
+                "addresses": {
+                    "api1": {"server": "api1", "standby": {"server": "api1-standby"}},
+                    "api2": {"port": "api2-port", "address": fip.floating_ip_address},
+                    # Not allocated yet: taken from ext_net as this very address.
+                    "api3": {"port": "api3-port", "address": unallocated},
+                },
+            }
+        }
+    }
+    m = saltlocal.Minion(
+        str(tmp_path / "m"), "alice", merge(minion_overlay(neutron), extra), example=False
+    )
     predicted = call(m, "state.sls", "hastack.floating_ips", test=True)
     assert fips_of(neutron, port) == []
     applied = call(m, "state.sls", "hastack.floating_ips")
-    assert saltlocal.changes_by_id(predicted).keys() == saltlocal.changes_by_id(applied).keys() == {
-        "hastack-floating-ip-api1", "hastack-floating-ip-api2", "hastack-floating-ip-api3"}
+    assert (
+        saltlocal.changes_by_id(predicted).keys()
+        == saltlocal.changes_by_id(applied).keys()
+        == {"hastack-floating-ip-api1", "hastack-floating-ip-api2", "hastack-floating-ip-api3"}
+    )
     assert fips_of(neutron, third) == [unallocated]
-    assert saltlocal.changes_by_id(applied)["hastack-floating-ip-api2"]["address"]["new"] == fip.floating_ip_address
+    assert (
+        saltlocal.changes_by_id(applied)["hastack-floating-ip-api2"]["address"]["new"]
+        == fip.floating_ip_address
+    )
     assert fips_of(neutron, port) == [fip.floating_ip_address]
     assert saltlocal.changes_by_id(call(m, "state.sls", "hastack.floating_ips")) == {}
 
@@ -173,10 +212,18 @@ def test_states_are_idempotent_and_test_mode_predicts(neutron, minion, tmp_path)
     assert moved["address"] == api1_address and moved["port_id"] == standby.id
     kept = call(m, "state.sls", "hastack.floating_ips")
     assert saltlocal.changes_by_id(kept) == {}
-    assert "on its standby" in kept["floating_ip_|-hastack-floating-ip-api1_|-hastack-floating-ip-api1_|-associated"]["comment"]
+    assert (
+        "on its standby"
+        in kept["floating_ip_|-hastack-floating-ip-api1_|-hastack-floating-ip-api1_|-associated"][
+            "comment"
+        ]
+    )
     assert fips_of(neutron, standby) == [api1_address]
 
-    extra["hastack"]["floating_ips"]["addresses"]["api2"] = {"absent": True, "address": fip.floating_ip_address}
+    extra["hastack"]["floating_ips"]["addresses"]["api2"] = {
+        "absent": True,
+        "address": fip.floating_ip_address,
+    }
     m.set_overlay(merge(minion_overlay(neutron), extra))
     detached = saltlocal.changes_by_id(call(m, "state.sls", "hastack.floating_ips"))
     assert detached == {"hastack-floating-ip-api2": {"port": {"old": port.id, "new": None}}}
@@ -188,13 +235,18 @@ def test_errors_a_person_can_act_on(neutron, minion):
     vm(neutron, "busy1")
     call(minion, "floating_ip.associate", "server=busy1")
     other = conn.network.create_ip(floating_network_id=neutron["made"]["ext_net"].id)
-    assert "server: no server named 'nosuch'" in fails(minion, "floating_ip.associate", "server=nosuch")
+    assert "server: no server named 'nosuch'" in fails(
+        minion, "floating_ip.associate", "server=nosuch"
+    )
     assert "network: no network named 'nonet'" in fails(
-        minion, "floating_ip.associate", "server=busy1", "network=nonet")
+        minion, "floating_ip.associate", "server=busy1", "network=nonet"
+    )
     assert "'admin-net' is not an external network" in fails(
-        minion, "floating_ip.associate", "server=busy1", "network=admin-net")
+        minion, "floating_ip.associate", "server=busy1", "network=admin-net"
+    )
     assert "already has floating IP" in fails(
-        minion, "floating_ip.associate", "server=busy1", f"address={other.floating_ip_address}")
+        minion, "floating_ip.associate", "server=busy1", f"address={other.floating_ip_address}"
+    )
     # Two servers with one name: their IDs are listed.
     twins = [vm(neutron, "twin"), vm(neutron, "twin")]
     out = fails(minion, "floating_ip.associate", "server=twin")
@@ -202,21 +254,39 @@ def test_errors_a_person_can_act_on(neutron, minion):
     assert all(t.device_id in out for t in twins)
 
     # An external network with no free address.
-    tiny = conn.network.create_network(name="tiny_ext", is_router_external=True,
-                                       provider_network_type="flat", provider_physical_network="spare")
-    conn.network.create_subnet(network_id=tiny.id, cidr="192.168.145.0/30", ip_version=4,
-                               enable_dhcp=False, gateway_ip=None,
-                               allocation_pools=[{"start": "192.168.145.1", "end": "192.168.145.1"}])
+    tiny = conn.network.create_network(
+        name="tiny_ext",
+        is_router_external=True,
+        provider_network_type="flat",
+        provider_physical_network="spare",
+    )
+    conn.network.create_subnet(
+        network_id=tiny.id,
+        cidr="192.168.145.0/30",
+        ip_version=4,
+        enable_dhcp=False,
+        gateway_ip=None,
+        allocation_pools=[{"start": "192.168.145.1", "end": "192.168.145.1"}],
+    )
     conn.network.create_ip(floating_network_id=tiny.id)
     vm(neutron, "full1")
     assert "no free floating address left on 'tiny_ext'" in fails(
-        minion, "floating_ip.associate", "server=full1", "network=tiny_ext")
+        minion, "floating_ip.associate", "server=full1", "network=tiny_ext"
+    )
 
 
 def test_neutron_unreachable_is_a_clear_error_in_bounded_time(tmp_path):
     closed = neutronlab.closed_port()
-    overlay = {"hastack": {"openstack": {"cloud": {
-        "auth_type": "none", "network_endpoint_override": f"http://127.0.0.1:{closed}/"}}}}
+    overlay = {
+        "hastack": {
+            "openstack": {
+                "cloud": {
+                    "auth_type": "none",
+                    "network_endpoint_override": f"http://127.0.0.1:{closed}/",
+                }
+            }
+        }
+    }
     m = saltlocal.Minion(str(tmp_path / "m"), "alice", overlay, example=False)
     started = time.monotonic()
     rc, _ = m.call("floating_ip.list_ips")
@@ -227,11 +297,18 @@ def test_neutron_unreachable_is_a_clear_error_in_bounded_time(tmp_path):
 def test_bad_pillar_is_named_and_changes_nothing(neutron, tmp_path):
     port = vm(neutron, "bad1")
     for extra, message in (
-            ({"bad1": {"server": "bad1", "port": "bad1-port"}},
-             "hastack:floating_ips:addresses:bad1: name exactly one of server, port or fixed_ip"),
-            ({"bad1": {"server": "bad1", "address": "192.168.144.300"}},
-             "hastack:floating_ips:addresses:bad1:address: not an IPv4 address")):
-        overlay = merge(minion_overlay(neutron), {"hastack": {"floating_ips": {"addresses": extra}}})
+        (
+            {"bad1": {"server": "bad1", "port": "bad1-port"}},
+            "hastack:floating_ips:addresses:bad1: name exactly one of server, port or fixed_ip",
+        ),
+        (
+            {"bad1": {"server": "bad1", "address": "192.168.144.300"}},
+            "hastack:floating_ips:addresses:bad1:address: not an IPv4 address",
+        ),
+    ):
+        overlay = merge(
+            minion_overlay(neutron), {"hastack": {"floating_ips": {"addresses": extra}}}
+        )
         m = saltlocal.Minion(str(tmp_path / "m"), "alice", overlay, example=False)
         rc, _ = m.call("state.sls", "hastack.floating_ips")
         assert rc != 0 and message in m.last_output, m.last_output
@@ -244,7 +321,9 @@ def test_routers_move_off_a_dead_l3_agent_and_take_their_floating_ips(neutron, m
     no L3 agent or dataplane can run here. alice's agent dies by an old heartbeat."""
     conn, ext = neutron["conn"], neutron["made"]["ext_net"]
     # Made before any agent exists, so Neutron's scheduler has not placed it yet.
-    second = conn.network.create_router(name="second-router", external_gateway_info={"network_id": ext.id})
+    second = conn.network.create_router(
+        name="second-router", external_gateway_info={"network_id": ext.id}
+    )
     neutronlab.report_l3_agents(neutron, "alice", "bob", "charlie")
     agents = {a.host: a for a in conn.network.agents(agent_type="L3 agent")}
     for router in (neutron["made"]["admin-router"], second):
@@ -258,22 +337,31 @@ def test_routers_move_off_a_dead_l3_agent_and_take_their_floating_ips(neutron, m
     assert by_host["alice"]["routers"] == ["admin-router", "second-router"]
 
     planned = call(minion, "floating_ip.move_routers", test=True)
-    assert planned["moved"] == {"admin-router": {"from": "alice", "to": "bob"},
-                                "second-router": {"from": "alice", "to": "charlie"}}
+    assert planned["moved"] == {
+        "admin-router": {"from": "alice", "to": "bob"},
+        "second-router": {"from": "alice", "to": "charlie"},
+    }
     assert [r["name"] for r in call(minion, "floating_ip.routers_on_agent", "host=alice")] == [
-        "admin-router", "second-router"]
+        "admin-router",
+        "second-router",
+    ]
 
     moved = call(minion, "floating_ip.move_routers")
     assert moved["moved"] == planned["moved"] and moved["failed"] == {}
     assert address in moved["floating_ips"]
     behind = [f["address"] for f in call(minion, "floating_ip.list_ips", "router=admin-router")]
     assert address in behind and sorted(behind) == sorted(
-        f for f in moved["floating_ips"] if f in behind)
-    hosting = {r: [a.host for a in conn.network.routers_hosting_l3_agents(r)]
-               for r in (neutron["made"]["admin-router"].id, second.id)}
+        f for f in moved["floating_ips"] if f in behind
+    )
+    hosting = {
+        r: [a.host for a in conn.network.routers_hosting_l3_agents(r)]
+        for r in (neutron["made"]["admin-router"].id, second.id)
+    }
     assert hosting == {neutron["made"]["admin-router"].id: ["bob"], second.id: ["charlie"]}
-    assert conn.network.get_ip(next(conn.network.ips(port_id=port.id)).id).router_id == \
-        neutron["made"]["admin-router"].id  # the address is served by the moved router
+    assert (
+        conn.network.get_ip(next(conn.network.ips(port_id=port.id)).id).router_id
+        == neutron["made"]["admin-router"].id
+    )  # the address is served by the moved router
     assert call(minion, "floating_ip.move_routers")["moved"] == {}
     out = fails(minion, "floating_ip.move_routers", "from_host=bob", "to_host=alice")
     assert "to_host: no live L3 agent on 'alice'" in out
@@ -287,8 +375,12 @@ def test_two_controllers_applying_at_once_both_succeed_with_one_address(neutron,
     for i in range(3):
         port = vm(neutron, f"both{i}")
         results = []
-        threads = [threading.Thread(target=lambda: results.append(
-            funcs["floating_ip.associate"](server=f"both{i}"))) for _ in range(2)]
+        threads = [
+            threading.Thread(
+                target=lambda: results.append(funcs["floating_ip.associate"](server=f"both{i}"))
+            )
+            for _ in range(2)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -301,12 +393,21 @@ def test_two_controllers_applying_at_once_both_succeed_with_one_address(neutron,
 def test_the_cloud_can_be_a_clouds_yaml_entry(neutron, tmp_path):
     clouds = tmp_path / "clouds.yaml"
     clouds.write_text(yaml.safe_dump({"clouds": {"lab": dict(neutron["cloud"])}}))
-    m = saltlocal.Minion(str(tmp_path / "m"), "alice", {"hastack": {"openstack": {"cloud": "lab"}}},
-                         example=False)
-    rc, out = m.call("floating_ip.list_ips", "network=ext_net",
-                     env=dict(os.environ, OS_CLIENT_CONFIG_FILE=str(clouds)))
+    m = saltlocal.Minion(
+        str(tmp_path / "m"), "alice", {"hastack": {"openstack": {"cloud": "lab"}}}, example=False
+    )
+    rc, out = m.call(
+        "floating_ip.list_ips",
+        "network=ext_net",
+        env=dict(os.environ, OS_CLIENT_CONFIG_FILE=str(clouds)),
+    )
     assert rc == 0, m.last_output
     assert {f["address"] for f in out} == {
-        f.floating_ip_address for f in neutron["conn"].network.ips(floating_network_id=neutron["made"]["ext_net"].id)}
-    rc, _ = m.call("floating_ip.list_ips", env=dict(os.environ, OS_CLIENT_CONFIG_FILE=str(tmp_path / "none.yaml")))
+        f.floating_ip_address
+        for f in neutron["conn"].network.ips(floating_network_id=neutron["made"]["ext_net"].id)
+    }
+    rc, _ = m.call(
+        "floating_ip.list_ips",
+        env=dict(os.environ, OS_CLIENT_CONFIG_FILE=str(tmp_path / "none.yaml")),
+    )
     assert rc != 0 and "hastack:openstack:cloud" in m.last_output, m.last_output

@@ -48,7 +48,10 @@ def test_os_family_parameters_name_the_services(make_minion):
     alice.configure(grains={"os_family": "RedHat", "init": "systemd"})
     rc, ret = apply(alice, test=True)
     assert rc is not None and isinstance(ret, dict), alice.last_output
-    names = {value["name"] for key, value in ret.items()
-             if key.split("_|-")[1] in ("hastack-cinder-service", "hastack-cinder-ceph-args")}
+    names = {
+        value["name"]
+        for key, value in ret.items()
+        if key.split("_|-")[1] in ("hastack-cinder-service", "hastack-cinder-ceph-args")
+    }
     assert "openstack-cinder-volume" in names, names
     assert any("/openstack-cinder-volume.service.d/" in name for name in names), names

@@ -21,8 +21,14 @@ from tests.helpers import files_snapshot
 
 REPO = saltlocal.REPO
 GLANCE_KEY = "AQAAAAAAAAAAABAARkFLRS1nbGFuY2Uta2V5IQ=="
-SCRIPTS = {"salt-master": "salt_master", "salt-minion": "salt_minion", "salt": "salt_main",
-           "salt-call": "salt_call", "salt-key": "salt_key", "salt-run": "salt_run"}
+SCRIPTS = {
+    "salt-master": "salt_master",
+    "salt-minion": "salt_minion",
+    "salt": "salt_main",
+    "salt-call": "salt_call",
+    "salt-key": "salt_key",
+    "salt-run": "salt_run",
+}
 
 
 def _apply_example_twice(master, pillar_dir, conf_dir):
@@ -35,19 +41,30 @@ def _apply_example_twice(master, pillar_dir, conf_dir):
         first = cli.run("state.apply", "hastack", minion_tgt="alice")
         assert first.returncode == 0, first
         changed = {v["__id__"] for v in first.data.values() if v["changes"]}
-        assert {"hastack-ceph-user-glance", "hastack-ceph-keyring-cinder", "hastack-glance-conf",
-                "hastack-libvirt-secret-95aae3f5-ad4b-4ec1-8a37-4ca0b7a3d1f6"} <= changed
+        assert {
+            "hastack-ceph-user-glance",
+            "hastack-ceph-keyring-cinder",
+            "hastack-glance-conf",
+            "hastack-libvirt-secret-95aae3f5-ad4b-4ec1-8a37-4ca0b7a3d1f6",
+        } <= changed
 
         second = cli.run("state.apply", "hastack", minion_tgt="alice")
         assert second.returncode == 0, second
         assert [v["__id__"] for v in second.data.values() if v["changes"]] == []
 
         # The returns went through the master's job cache: no key there either.
-        job_cache = b"".join(files_snapshot(os.path.join(master.config["cachedir"], "jobs")).values())
+        job_cache = b"".join(
+            files_snapshot(os.path.join(master.config["cachedir"], "jobs")).values()
+        )
         assert b"hastack-ceph-user-glance" in job_cache
         assert GLANCE_KEY.encode() not in job_cache
-        docs = cli.run("sys.doc", "hastack.validate", "ceph_client.pool_create",
-                       "pacemaker.shift_away", minion_tgt="alice")
+        docs = cli.run(
+            "sys.doc",
+            "hastack.validate",
+            "ceph_client.pool_create",
+            "pacemaker.shift_away",
+            minion_tgt="alice",
+        )
         assert docs.returncode == 0, docs
     assert os.path.exists(os.path.join(conf_dir, "ceph.client.glance.keyring"))
     return synced.data, docs.data
@@ -61,14 +78,17 @@ def _lab_pillar(tmp_path, ceph_lab, libvirt_lab):
     return pillar_dir, conf_dir
 
 
-def test_master_serves_salt_dir_and_minion_syncs_modules(salt_factories, ceph_lab, libvirt_lab,
-                                                           tmp_path):
+def test_master_serves_salt_dir_and_minion_syncs_modules(
+    salt_factories, ceph_lab, libvirt_lab, tmp_path
+):
     pillar_dir, conf_dir = _lab_pillar(tmp_path, ceph_lab, libvirt_lab)
     master = salt_factories.salt_master_daemon(
         "hastack-master",
-        overrides={"interface": "127.0.0.1",
-                   "file_roots": {"base": [os.path.join(REPO, "salt")]},
-                   "pillar_roots": {"base": [pillar_dir]}},
+        overrides={
+            "interface": "127.0.0.1",
+            "file_roots": {"base": [os.path.join(REPO, "salt")]},
+            "pillar_roots": {"base": [pillar_dir]},
+        },
     )
     synced, _ = _apply_example_twice(master, pillar_dir, conf_dir)
     assert {"modules.ceph_client", "modules.pacemaker", "modules.hastack"} <= set(synced["modules"])
@@ -92,40 +112,66 @@ def installed_venv(tmp_path_factory):
     declared dependencies against what is there."""
     root = tmp_path_factory.mktemp("installed")
     dist, venv = root / "dist", root / "venv"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), REPO],
-                   check=True, cwd=str(root))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), REPO],
+        check=True,
+        cwd=str(root),
+    )
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     site = next((venv / "lib").glob("python3*/site-packages"))
     here = next(p for p in sys.path if p.endswith("site-packages") and ".venv" in p)
     (site / "zz_salt_from_test_venv.pth").write_text(here + "\n")
     wheel = next(dist.glob("saltext_hastack-*.whl"))
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
-                    "--disable-pip-version-check", str(wheel)], check=True)
+    subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            str(wheel),
+        ],
+        check=True,
+    )
     for script, entry in SCRIPTS.items():
         path = venv / "bin" / script
-        path.write_text(f"#!{venv}/bin/python\nimport sys\nfrom salt.scripts import {entry}\n"
-                        f"sys.exit({entry}())\n")
+        path.write_text(
+            f"#!{venv}/bin/python\nimport sys\nfrom salt.scripts import {entry}\n"
+            f"sys.exit({entry}())\n"
+        )
         path.chmod(0o755)
     return venv
 
 
 def test_installed_wheel_loads_every_module_without_file_roots_modules(
-        installed_venv, _salt_factories_config, event_listener, ceph_lab, libvirt_lab, tmp_path):
+    installed_venv, _salt_factories_config, event_listener, ceph_lab, libvirt_lab, tmp_path
+):
     # Salt's IPC sockets live under the root: keep it short (AF_UNIX paths are limited).
     root = tempfile.mkdtemp(prefix="hs-wheel-", dir="/tmp")
-    factories = FactoriesManager(**dict(
-        _salt_factories_config, root_dir=root,
-        scripts_dir=installed_venv / "bin", inject_sitecustomize=False,
-        coverage_db_path=None, coverage_rc_path=None, code_dir=None),
-        event_listener=event_listener)
+    factories = FactoriesManager(
+        **dict(
+            _salt_factories_config,
+            root_dir=root,
+            scripts_dir=installed_venv / "bin",
+            inject_sitecustomize=False,
+            coverage_db_path=None,
+            coverage_rc_path=None,
+            code_dir=None,
+        ),
+        event_listener=event_listener,
+    )
     pillar_dir, conf_dir = _lab_pillar(tmp_path, ceph_lab, libvirt_lab)
     formula = tmp_path / "formula"
     formula.mkdir()
     (formula / "hastack").symlink_to(os.path.join(REPO, "salt", "hastack"))
     master = factories.salt_master_daemon(
         "hastack-wheel-master",
-        overrides={"interface": "127.0.0.1", "file_roots": {"base": [str(formula)]},
-                   "pillar_roots": {"base": [pillar_dir]}},
+        overrides={
+            "interface": "127.0.0.1",
+            "file_roots": {"base": [str(formula)]},
+            "pillar_roots": {"base": [pillar_dir]},
+        },
     )
     try:
         synced, docs = _apply_example_twice(master, pillar_dir, conf_dir)

@@ -57,8 +57,12 @@ def test_apply_kill_shift_and_restore_on_a_live_cluster(cluster):
 
     # Applied from two nodes at once: both succeed, the CIB holds the declaration once.
     results = {}
-    threads = [threading.Thread(target=lambda m=m: results.setdefault(m.id, m.call("state.sls", "hastack.pacemaker")))
-               for m in (alice, bob)]
+    threads = [
+        threading.Thread(
+            target=lambda m=m: results.setdefault(m.id, m.call("state.sls", "hastack.pacemaker"))
+        )
+        for m in (alice, bob)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -71,10 +75,16 @@ def test_apply_kill_shift_and_restore_on_a_live_cluster(cluster):
     # Two writers from two nodes, 20 rounds each, with a reader beside them: every write
     # lands, no read fails (each write stays epoch-guarded and is retried on a conflict).
     writer = [sys.executable, "-m", "tests.cib_writer"]
-    results = run_together([pcmklab.node_argv(cluster, node, writer + args) for node, args in (
-        ("alice", ["w1", "20", "p_nova-compute-host3", "charlie"]),
-        ("bob", ["w2", "20", "p_nova-compute-host3", "charlie"]),
-        ("charlie", ["r", "60", "-", "-"]))])
+    results = run_together(
+        [
+            pcmklab.node_argv(cluster, node, writer + args)
+            for node, args in (
+                ("alice", ["w1", "20", "p_nova-compute-host3", "charlie"]),
+                ("bob", ["w2", "20", "p_nova-compute-host3", "charlie"]),
+                ("charlie", ["r", "60", "-", "-"]),
+            )
+        ]
+    )
     assert [rc for rc, _ in results] == [0, 0, 0], results
     locations = call(alice, "pacemaker.configuration")["locations"]
     assert {f"lo_{w}_{i}" for w in ("w1", "w2") for i in range(20)} <= set(locations)
@@ -85,8 +95,17 @@ def test_apply_kill_shift_and_restore_on_a_live_cluster(cluster):
     assert [live[f"p_nova-compute-host{i}"] for i in (1, 2, 3)] == NODES
     assert live["p_quantum-agent-plugin-openvswitch"] == NODES
     vip = live["p_IP"]
-    assert {live[r] for r in ("p_mysql", "p_keystone", "p_glance-api", "p_nova-api",
-                              "p_quantum-server", "p_cinder-api")} == {vip}
+    assert {
+        live[r]
+        for r in (
+            "p_mysql",
+            "p_keystone",
+            "p_glance-api",
+            "p_nova-api",
+            "p_quantum-server",
+            "p_cinder-api",
+        )
+    } == {vip}
 
     # alice dies. On bob: move what preferred alice, to bob (Pacemaker alone would pick
     # the emptier charlie for host1, so the shift is what puts it on bob).
@@ -94,10 +113,19 @@ def test_apply_kill_shift_and_restore_on_a_live_cluster(cluster):
     pcmklab.wait_until_offline(cluster, "alice", seen_from="bob")
     shifted = call(bob, "pacemaker.shift_away", "alice", f"nodes={NODES}", "fallback=[bob]")
     assert shifted["plan"] == {
-        "p_nova-compute-host1": {"from": "alice", "to": "bob", "score": "10000",
-                                 "constraint": "lo_hastack_shift_p_nova-compute-host1_from_alice"},
-        "g_extra": {"from": "alice", "to": "bob", "score": "5000",
-                    "constraint": "lo_hastack_shift_g_extra_from_alice"}}
+        "p_nova-compute-host1": {
+            "from": "alice",
+            "to": "bob",
+            "score": "10000",
+            "constraint": "lo_hastack_shift_p_nova-compute-host1_from_alice",
+        },
+        "g_extra": {
+            "from": "alice",
+            "to": "bob",
+            "score": "5000",
+            "constraint": "lo_hastack_shift_g_extra_from_alice",
+        },
+    }
     live = pcmklab.wait_for_placement(bob, shifted["placement"])
     assert live == shifted["placement"]
     assert live["p_nova-compute-host1"] == "bob"
@@ -108,8 +136,10 @@ def test_apply_kill_shift_and_restore_on_a_live_cluster(cluster):
     # alice comes back; restore puts host1 home (everything else stays where it is).
     pcmklab.restart(cluster, "alice")
     alice = minion(cluster, "alice")
-    assert call(alice, "pacemaker.restore", "alice") == ["lo_hastack_shift_g_extra_from_alice",
-                                                         "lo_hastack_shift_p_nova-compute-host1_from_alice"]
+    assert call(alice, "pacemaker.restore", "alice") == [
+        "lo_hastack_shift_g_extra_from_alice",
+        "lo_hastack_shift_p_nova-compute-host1_from_alice",
+    ]
     back = call(alice, "pacemaker.simulate", f"online={NODES}")
     live = pcmklab.wait_for_placement(alice, back)
     assert live == back

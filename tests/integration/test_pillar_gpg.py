@@ -18,31 +18,74 @@ RECIPIENT = "hastack-test@example.invalid"
 def gpg_home(tmp_path):
     home = tmp_path / "gpgkeys"
     home.mkdir(mode=0o700)
-    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--passphrase", "",
-                    "--quick-gen-key", RECIPIENT, "default", "default", "never"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "gpg",
+            "--homedir",
+            str(home),
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            RECIPIENT,
+            "default",
+            "default",
+            "never",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return home
 
 
 def encrypt(home, text):
-    return subprocess.run(["gpg", "--homedir", str(home), "--batch", "--armor", "--trust-model",
-                           "always", "--encrypt", "-r", RECIPIENT], input=text, text=True,
-                          check=True, capture_output=True).stdout
+    return subprocess.run(
+        [
+            "gpg",
+            "--homedir",
+            str(home),
+            "--batch",
+            "--armor",
+            "--trust-model",
+            "always",
+            "--encrypt",
+            "-r",
+            RECIPIENT,
+        ],
+        input=text,
+        text=True,
+        check=True,
+        capture_output=True,
+    ).stdout
 
 
 def minion_with_pillar_text(tmp_path, name, ceph_lab, key_text, header, config_extra=None):
     """A masterless minion whose only pillar file is ``header`` + the Ceph tree with
     ``key_text`` as client.glance's key."""
     conf_dir = str(tmp_path / f"etc-ceph-{name}")
-    tree = {"hastack": {"roles": ["controller"], "ceph": {
-        "fsid": ceph_lab["fsid"], "mon_host": ceph_lab["mon_host"], "conf_dir": conf_dir,
-        "admin_minion": name, "admin_keyring": ceph_lab["admin_keyring"],
-        "pools": {"images": {"pg_num": 8}},
-        "users": {"glance": {"key": "KEY", "caps": {"mon": "profile rbd",
-                                                  "osd": "profile rbd pool=images"}}}}}}
+    tree = {
+        "hastack": {
+            "roles": ["controller"],
+            "ceph": {
+                "fsid": ceph_lab["fsid"],
+                "mon_host": ceph_lab["mon_host"],
+                "conf_dir": conf_dir,
+                "admin_minion": name,
+                "admin_keyring": ceph_lab["admin_keyring"],
+                "pools": {"images": {"pg_num": 8}},
+                "users": {
+                    "glance": {
+                        "key": "KEY",
+                        "caps": {"mon": "profile rbd", "osd": "profile rbd pool=images"},
+                    }
+                },
+            },
+        }
+    }
     minion = saltlocal.Minion(str(tmp_path / name), name, {}, example=False)
-    text = yaml.safe_dump(tree).replace("key: KEY", "key: |\n" + "".join(
-        f"          {line}\n" for line in key_text.splitlines()))
+    text = yaml.safe_dump(tree).replace(
+        "key: KEY", "key: |\n" + "".join(f"          {line}\n" for line in key_text.splitlines())
+    )
     with open(os.path.join(minion.pillar_dir, "lab.sls"), "w", encoding="utf-8") as fh:
         fh.write(header + text)
     minion.configure(log_level_logfile="all", **(config_extra or {}))
@@ -62,10 +105,16 @@ def test_plain_pillar_leaks_at_log_level_all_and_gpg_pillar_does_not(ceph_lab, t
     assert KEY in logged_apply(plain)  # Salt's own rendering log, as README warns
 
     home = gpg_home(tmp_path)
-    secret = minion_with_pillar_text(tmp_path, "secret", ceph_lab, encrypt(home, KEY),
-                                     "#!jinja|yaml|gpg\n", {"gpg_keydir": str(home)})
+    secret = minion_with_pillar_text(
+        tmp_path,
+        "secret",
+        ceph_lab,
+        encrypt(home, KEY),
+        "#!jinja|yaml|gpg\n",
+        {"gpg_keydir": str(home)},
+    )
     logged = logged_apply(secret)
     assert "BEGIN PGP MESSAGE" in logged  # the rendered pillar text was logged...
-    assert KEY not in logged              # ...without the key
+    assert KEY not in logged  # ...without the key
     with open(os.path.join(secret.conf_dir, "ceph.client.glance.keyring"), encoding="utf-8") as fh:
         assert KEY in fh.read()

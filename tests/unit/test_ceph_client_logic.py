@@ -23,10 +23,19 @@ class TestKeys:
         assert cephx.key_valid(GLANCE_KEY)
         assert cephx.key_valid("AQBy7gRrGTiOCBAAElZWfyqYXJ3LLjux/1oetw==")  # made by ceph-authtool
 
-    @pytest.mark.parametrize("bad", [
-        "", "not base64!", base64.b64encode(b"short").decode(),
-        make_key(ctype=2), make_key(length=32), make_key(secret=b"x" * 15), None, 42,
-    ])
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            "",
+            "not base64!",
+            base64.b64encode(b"short").decode(),
+            make_key(ctype=2),
+            make_key(length=32),
+            make_key(secret=b"x" * 15),
+            None,
+            42,
+        ],
+    )
     def test_malformed_keys_are_refused(self, bad):
         assert not cephx.key_valid(bad)
 
@@ -34,8 +43,10 @@ class TestKeys:
 class TestCaps:
     def test_workshop_caps_normalize(self):
         caps = cephx.parse_caps(
-            {"mon": "profile rbd",
-             "osd": "profile rbd pool=volumes,profile rbd  pool=vms, profile rbd-read-only pool images"},
+            {
+                "mon": "profile rbd",
+                "osd": "profile rbd pool=volumes,profile rbd  pool=vms, profile rbd-read-only pool images",
+            },
             pools=POOLS,
         )
         assert caps == {
@@ -43,30 +54,42 @@ class TestCaps:
             "osd": "profile rbd pool=volumes, profile rbd pool=vms, profile rbd-read-only pool=images",
         }
 
-    @pytest.mark.parametrize("caps", [
-        {"mon": "allow r", "osd": "allow class-read object_prefix rbd_children, allow rwx pool=images"},
-        {"mon": "allow *", "osd": "allow *", "mgr": "allow *", "mds": "allow *"},
-        {"mon": 'allow command "auth get"'},
-        {"mon": "allow service mgr r"},
-        {"osd": "allow rw pool=images namespace=ns1"},
-        {"osd": "allow rwx tag rbd data=images"},
-        {"mgr": "profile rbd pool=images"},
-    ])
+    @pytest.mark.parametrize(
+        "caps",
+        [
+            {
+                "mon": "allow r",
+                "osd": "allow class-read object_prefix rbd_children, allow rwx pool=images",
+            },
+            {"mon": "allow *", "osd": "allow *", "mgr": "allow *", "mds": "allow *"},
+            {"mon": 'allow command "auth get"'},
+            {"mon": "allow service mgr r"},
+            {"osd": "allow rw pool=images namespace=ns1"},
+            {"osd": "allow rwx tag rbd data=images"},
+            {"mgr": "profile rbd pool=images"},
+        ],
+    )
     def test_accepted_forms(self, caps):
         assert set(cephx.parse_caps(caps, pools=POOLS)) == set(caps)
 
-    @pytest.mark.parametrize("caps, message", [
-        ({"osd": "profile rbd pool=backups"}, "pool 'backups' is not defined in hastack:ceph:pools"),
-        ({"osd": "profile rdb pool=images"}, "unknown osd profile 'rdb'"),
-        ({"osd": "grant rwx"}, "starts with 'allow' or 'profile'"),
-        ({"osd": "allow pool=images"}, "'allow' needs permissions"),
-        ({"osd": "allow rwq"}, "unexpected 'rwq'"),
-        ({"osd": "allow rw, "}, "empty grant"),
-        ({"osd": 'allow "rw'}, "cannot parse"),
-        ({"rgw": "allow *"}, "unknown daemon type"),
-        ({"mon": ""}, "must be a non-empty string"),
-        ("profile rbd", "must be a mapping"),
-    ])
+    @pytest.mark.parametrize(
+        "caps, message",
+        [
+            (
+                {"osd": "profile rbd pool=backups"},
+                "pool 'backups' is not defined in hastack:ceph:pools",
+            ),
+            ({"osd": "profile rdb pool=images"}, "unknown osd profile 'rdb'"),
+            ({"osd": "grant rwx"}, "starts with 'allow' or 'profile'"),
+            ({"osd": "allow pool=images"}, "'allow' needs permissions"),
+            ({"osd": "allow rwq"}, "unexpected 'rwq'"),
+            ({"osd": "allow rw, "}, "empty grant"),
+            ({"osd": 'allow "rw'}, "cannot parse"),
+            ({"rgw": "allow *"}, "unknown daemon type"),
+            ({"mon": ""}, "must be a non-empty string"),
+            ("profile rbd", "must be a mapping"),
+        ],
+    )
     def test_errors_name_the_key(self, caps, message):
         with pytest.raises(SaltInvocationError) as err:
             cephx.parse_caps(caps, pools=POOLS, where="hastack:ceph:users:glance:caps")
@@ -81,8 +104,10 @@ class TestCaps:
 
 
 class TestMode:
-    @pytest.mark.parametrize("given, wanted", [("0640", "0640"), ("640", "0640"), (0o640, "0640"),
-                                               ("0o600", "0600"), ("0400", "0400")])
+    @pytest.mark.parametrize(
+        "given, wanted",
+        [("0640", "0640"), ("640", "0640"), (0o640, "0640"), ("0o600", "0600"), ("0400", "0400")],
+    )
     def test_normalized(self, given, wanted):
         assert cephx.file_mode(given) == wanted
 
@@ -94,14 +119,20 @@ class TestMode:
 
 def example_ceph():
     return {
-        "cluster": "ceph", "conf_dir": "/etc/ceph", "timeout": 10,
-        "fsid": "4b5c8c0a-ff60-454b-a1b4-9747aa737d19", "mon_host": "127.0.0.1:6789",
+        "cluster": "ceph",
+        "conf_dir": "/etc/ceph",
+        "timeout": 10,
+        "fsid": "4b5c8c0a-ff60-454b-a1b4-9747aa737d19",
+        "mon_host": "127.0.0.1:6789",
         "admin_minion": "alice",
         "pools": {"images": {"pg_num": 32}, "volumes": {}, "vms": {"application": "rbd"}},
         "users": {
-            "glance": {"key": GLANCE_KEY, "caps": {"mon": "profile rbd", "osd": "profile rbd pool=images"},
-                       "keyring": {"owner": "root", "group": "root", "mode": "0640"},
-                       "roles": ["controller"]},
+            "glance": {
+                "key": GLANCE_KEY,
+                "caps": {"mon": "profile rbd", "osd": "profile rbd pool=images"},
+                "keyring": {"owner": "root", "group": "root", "mode": "0640"},
+                "roles": ["controller"],
+            },
         },
     }
 
@@ -119,34 +150,85 @@ class TestValidate:
         assert out["admin_keyring"] == "/etc/ceph/ceph.client.admin.keyring"
         assert GLANCE_KEY not in repr(out)
 
-    @pytest.mark.parametrize("path, value, message", [
-        (("users", "glance", "key"), None, "hastack:ceph:users:glance:key: missing"),
-        (("users", "glance", "key"), "AQAAAAAAAAAAABAA", "hastack:ceph:users:glance:key: not a cephx key"),
-        (("users", "glance", "caps", "osd"), "profile rbd pool=backups", "hastack:ceph:users:glance:caps:osd: pool 'backups'"),
-        (("users", "glance", "caps", "osd"), "allow pool=images", "hastack:ceph:users:glance:caps:osd: 'allow' needs"),
-        (("users", "glance", "keyring", "mode"), "0964", "hastack:ceph:users:glance:keyring:mode"),
-        (("users", "glance", "keyring", "owner"), "no-such-user", "hastack:ceph:users:glance:keyring:owner: user 'no-such-user'"),
-        (("users", "glance", "keyring", "group"), "no-such-group", "hastack:ceph:users:glance:keyring:group: group 'no-such-group'"),
-        (("users", "glance", "roles"), ["controler"], "hastack:ceph:users:glance:roles: unknown role 'controler'"),
-        (("users", "glance", "colour"), "blue", "hastack:ceph:users:glance: unknown setting(s): colour"),
-        (("fsid",), "not-a-uuid", "hastack:ceph:fsid"),
-        (("mon_host",), "", "hastack:ceph:mon_host: required"),
-        (("conf_dir",), "etc/ceph", "hastack:ceph:conf_dir: must be an absolute path"),
-        (("pools", "images", "pg_num"), "32", "hastack:ceph:pools:images:pg_num"),
-        (("timeout",), 0, "hastack:ceph:timeout"),
-        (("mon_hosts",), "127.0.0.1", "hastack:ceph: unknown setting(s): mon_hosts"),
-        # Ceph refuses a user without caps; found when README's "caps: {}" was tried.
-        (("users", "glance", "caps"), {}, "hastack:ceph:users:glance:caps: required"),
-        # A mon_host Ceph cannot read breaks every client on the node, silently.
-        (("mon_host",), "not-an-address", "hastack:ceph:mon_host: host name 'not-an-address'"),
-        (("mon_host",), "[v2:127.0.0.1:3300,v1:127.0.0.1:6789", "hastack:ceph:mon_host: unbalanced"),
-        (("mon_host",), "127.0.0.1:70000", "hastack:ceph:mon_host: bad port"),
-        # A typo here used to create a pool the corrected pillar could never converge.
-        (("pools", "images", "application"), "rdb", "hastack:ceph:pools:images:application: unknown pool application 'rdb'"),
-        # A keyring every local user can read hands them the key.
-        (("users", "glance", "keyring", "mode"), "0644", "hastack:ceph:users:glance:keyring:mode: 0644 lets every local user read the key"),
-        (("users", "glance", "keyring", "mode"), "0604", "hastack:ceph:users:glance:keyring:mode: 0604 lets"),
-    ])
+    @pytest.mark.parametrize(
+        "path, value, message",
+        [
+            (("users", "glance", "key"), None, "hastack:ceph:users:glance:key: missing"),
+            (
+                ("users", "glance", "key"),
+                "AQAAAAAAAAAAABAA",
+                "hastack:ceph:users:glance:key: not a cephx key",
+            ),
+            (
+                ("users", "glance", "caps", "osd"),
+                "profile rbd pool=backups",
+                "hastack:ceph:users:glance:caps:osd: pool 'backups'",
+            ),
+            (
+                ("users", "glance", "caps", "osd"),
+                "allow pool=images",
+                "hastack:ceph:users:glance:caps:osd: 'allow' needs",
+            ),
+            (
+                ("users", "glance", "keyring", "mode"),
+                "0964",
+                "hastack:ceph:users:glance:keyring:mode",
+            ),
+            (
+                ("users", "glance", "keyring", "owner"),
+                "no-such-user",
+                "hastack:ceph:users:glance:keyring:owner: user 'no-such-user'",
+            ),
+            (
+                ("users", "glance", "keyring", "group"),
+                "no-such-group",
+                "hastack:ceph:users:glance:keyring:group: group 'no-such-group'",
+            ),
+            (
+                ("users", "glance", "roles"),
+                ["controler"],
+                "hastack:ceph:users:glance:roles: unknown role 'controler'",
+            ),
+            (
+                ("users", "glance", "colour"),
+                "blue",
+                "hastack:ceph:users:glance: unknown setting(s): colour",
+            ),
+            (("fsid",), "not-a-uuid", "hastack:ceph:fsid"),
+            (("mon_host",), "", "hastack:ceph:mon_host: required"),
+            (("conf_dir",), "etc/ceph", "hastack:ceph:conf_dir: must be an absolute path"),
+            (("pools", "images", "pg_num"), "32", "hastack:ceph:pools:images:pg_num"),
+            (("timeout",), 0, "hastack:ceph:timeout"),
+            (("mon_hosts",), "127.0.0.1", "hastack:ceph: unknown setting(s): mon_hosts"),
+            # Ceph refuses a user without caps; found when README's "caps: {}" was tried.
+            (("users", "glance", "caps"), {}, "hastack:ceph:users:glance:caps: required"),
+            # A mon_host Ceph cannot read breaks every client on the node, silently.
+            (("mon_host",), "not-an-address", "hastack:ceph:mon_host: host name 'not-an-address'"),
+            (
+                ("mon_host",),
+                "[v2:127.0.0.1:3300,v1:127.0.0.1:6789",
+                "hastack:ceph:mon_host: unbalanced",
+            ),
+            (("mon_host",), "127.0.0.1:70000", "hastack:ceph:mon_host: bad port"),
+            # A typo here used to create a pool the corrected pillar could never converge.
+            (
+                ("pools", "images", "application"),
+                "rdb",
+                "hastack:ceph:pools:images:application: unknown pool application 'rdb'",
+            ),
+            # A keyring every local user can read hands them the key.
+            (
+                ("users", "glance", "keyring", "mode"),
+                "0644",
+                "hastack:ceph:users:glance:keyring:mode: 0644 lets every local user read the key",
+            ),
+            (
+                ("users", "glance", "keyring", "mode"),
+                "0604",
+                "hastack:ceph:users:glance:keyring:mode: 0604 lets",
+            ),
+        ],
+    )
     def test_each_error_names_its_key(self, path, value, message):
         ceph = copy.deepcopy(example_ceph())
         node = ceph
@@ -170,31 +252,42 @@ class TestValidate:
 
 
 class TestMonHost:
-    @pytest.mark.parametrize("text, entries", [
-        ("127.0.0.1", ["127.0.0.1"]),
-        ("127.0.0.1:6789,127.0.0.2:6789", ["127.0.0.1:6789", "127.0.0.2:6789"]),
-        ("[v2:127.0.0.1:3300,v1:127.0.0.1:6789]", ["[v2:127.0.0.1:3300,v1:127.0.0.1:6789]"]),
-        ("[v2:127.0.0.1:3300,v1:127.0.0.1:6789] [v2:127.0.0.2:3300]",
-         ["[v2:127.0.0.1:3300,v1:127.0.0.1:6789]", "[v2:127.0.0.2:3300]"]),
-        ("v2:127.0.0.1:3300;localhost", ["v2:127.0.0.1:3300", "localhost"]),
-        ("[v2:[::1]:3300,v1:[::1]:6789]", ["[v2:[::1]:3300,v1:[::1]:6789]"]),
-        ("[v2:127.0.0.1:3300/0,v1:127.0.0.1:6789/0]", ["[v2:127.0.0.1:3300/0,v1:127.0.0.1:6789/0]"]),
-    ])
+    @pytest.mark.parametrize(
+        "text, entries",
+        [
+            ("127.0.0.1", ["127.0.0.1"]),
+            ("127.0.0.1:6789,127.0.0.2:6789", ["127.0.0.1:6789", "127.0.0.2:6789"]),
+            ("[v2:127.0.0.1:3300,v1:127.0.0.1:6789]", ["[v2:127.0.0.1:3300,v1:127.0.0.1:6789]"]),
+            (
+                "[v2:127.0.0.1:3300,v1:127.0.0.1:6789] [v2:127.0.0.2:3300]",
+                ["[v2:127.0.0.1:3300,v1:127.0.0.1:6789]", "[v2:127.0.0.2:3300]"],
+            ),
+            ("v2:127.0.0.1:3300;localhost", ["v2:127.0.0.1:3300", "localhost"]),
+            ("[v2:[::1]:3300,v1:[::1]:6789]", ["[v2:[::1]:3300,v1:[::1]:6789]"]),
+            (
+                "[v2:127.0.0.1:3300/0,v1:127.0.0.1:6789/0]",
+                ["[v2:127.0.0.1:3300/0,v1:127.0.0.1:6789/0]"],
+            ),
+        ],
+    )
     def test_forms_ceph_reads_are_accepted(self, text, entries):
         assert cephx.parse_mon_host(text) == entries
 
 
 class TestPoolAccess:
-    @pytest.mark.parametrize("osd, pool, writable", [
-        ("profile rbd pool=volumes, profile rbd-read-only pool=images", "volumes", True),
-        ("profile rbd pool=volumes, profile rbd-read-only pool=images", "images", False),
-        ("profile rbd", "anything", True),
-        ("profile read-only", "images", False),
-        ("allow r pool=images", "images", False),
-        ("allow rwx pool=images", "images", True),
-        ("allow rw pool=vms, allow r", "images", False),
-        ("allow *", "images", True),
-        ("allow class-read, allow class-write pool=images", "images", False),
-    ])
+    @pytest.mark.parametrize(
+        "osd, pool, writable",
+        [
+            ("profile rbd pool=volumes, profile rbd-read-only pool=images", "volumes", True),
+            ("profile rbd pool=volumes, profile rbd-read-only pool=images", "images", False),
+            ("profile rbd", "anything", True),
+            ("profile read-only", "images", False),
+            ("allow r pool=images", "images", False),
+            ("allow rwx pool=images", "images", True),
+            ("allow rw pool=vms, allow r", "images", False),
+            ("allow *", "images", True),
+            ("allow class-read, allow class-write pool=images", "images", False),
+        ],
+    )
     def test_write_access_follows_the_grants(self, osd, pool, writable):
         assert cephx.pool_writable(osd, pool) is writable

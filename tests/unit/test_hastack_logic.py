@@ -14,9 +14,11 @@ class TestIni:
             "# site tuning, hand-written\n[global]\nfsid = old\nmon host = 10.0.0.9\n"
             "ms_mode = secure  # keep me\n\n[client.glance]\nrbd cache = true\n\n[osd]\nosd op threads = 4\n"
         )
-        settings = {"global": {"fsid": "f1", "mon_host": "127.0.0.1"},
-                    "client.glance": {"keyring": "/k/glance"},
-                    "client.cinder": {"keyring": "/k/cinder"}}
+        settings = {
+            "global": {"fsid": "f1", "mon_host": "127.0.0.1"},
+            "client.glance": {"keyring": "/k/glance"},
+            "client.cinder": {"keyring": "/k/cinder"},
+        }
         changes = hk.ini_set(str(path), settings)
         assert changes == {
             "[global] fsid": {"old": "old", "new": "f1"},
@@ -25,8 +27,12 @@ class TestIni:
             "[client.cinder] keyring": {"old": None, "new": "/k/cinder"},
         }
         text = path.read_text()
-        for kept in ("# site tuning, hand-written", "ms_mode = secure  # keep me", "rbd cache = true",
-                     "[osd]\nosd op threads = 4"):
+        for kept in (
+            "# site tuning, hand-written",
+            "ms_mode = secure  # keep me",
+            "rbd cache = true",
+            "[osd]\nosd op threads = 4",
+        ):
             assert kept in text
         assert "mon host" not in text and text.count("mon_host") == 1
         assert hk.ini_set(str(path), settings) == {}

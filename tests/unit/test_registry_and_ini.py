@@ -5,9 +5,16 @@ from hastack_utils import ini, registry
 
 def tree(users=("glance",), local=("glance",), admin=True, secrets=(), libvirt_applies=True):
     return {
-        "clusters": {"ceph": {
-            "users": {u: {"keyring": {"path": f"/etc/ceph/ceph.client.{u}.keyring"}} for u in users},
-            "local_users": list(local), "conf": "/etc/ceph/ceph.conf", "is_admin_minion": admin}},
+        "clusters": {
+            "ceph": {
+                "users": {
+                    u: {"keyring": {"path": f"/etc/ceph/ceph.client.{u}.keyring"}} for u in users
+                },
+                "local_users": list(local),
+                "conf": "/etc/ceph/ceph.conf",
+                "is_admin_minion": admin,
+            }
+        },
         "libvirt": {"secrets": {s: {} for s in secrets}, "applies": libvirt_applies},
     }
 
@@ -32,8 +39,9 @@ def test_stale_is_what_was_created_and_is_no_longer_named():
 
 
 def test_users_are_only_stale_on_the_admin_minion_and_named_ones_never():
-    stale = registry.stale(recorded(), tree(users=("glance", "reporter"), admin=False,
-                                            secrets=("uuid-a",)))
+    stale = registry.stale(
+        recorded(), tree(users=("glance", "reporter"), admin=False, secrets=("uuid-a",))
+    )
     assert stale["users"] == {} and stale["libvirt_secrets"] == {}
     # reporter is still a user, but its keyring no longer reaches this minion.
     assert stale["keyrings"] == ["/etc/ceph/ceph.client.reporter.keyring"]
@@ -46,8 +54,11 @@ def test_forget_removes_and_empties_scopes():
 
 
 def test_remove_sections_keeps_every_other_line():
-    text = ("# operator notes\n[global]\nfsid = f\n\n[client.reporter]\n# why\nkeyring = /k/r\n\n"
-            "[client.operator]\nkeyring = /k/o\n")
+    text = (
+        "# operator notes\n[global]\nfsid = f\n\n[client.reporter]\n# why\nkeyring = /k/r\n\n"
+        "[client.operator]\nkeyring = /k/o\n"
+    )
     assert ini.remove_sections(text, ["client.reporter"]) == (
-        "# operator notes\n[global]\nfsid = f\n\n[client.operator]\nkeyring = /k/o\n")
+        "# operator notes\n[global]\nfsid = f\n\n[client.operator]\nkeyring = /k/o\n"
+    )
     assert ini.remove_sections(text, ["client.none"]) == text
