@@ -23,137 +23,41 @@ connection per process and cloud is kept.
 """
 
 import concurrent.futures
-import json
 import logging
-import threading
-import time
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-try:
-    import openstack
-    import openstack.exceptions
-    from keystoneauth1 import exceptions as ksa_exceptions
+from hastack_utils import openstack as openstack_conn
+from hastack_utils.openstack import HAS_SDK
+from hastack_utils.openstack import call as _call
+from hastack_utils.openstack import one as _one
 
-    HAS_SDK = True
-except ImportError:
-    HAS_SDK = False
+if HAS_SDK:
+    import openstack.exceptions
 
 log = logging.getLogger(__name__)
 
 __virtualname__ = "floating_ip"
-# Bounded: at most this many tries of one request, backoff doubling from RETRY_BASE.
-RETRIES = 4
-RETRY_BASE = 0.25
-# Per-request timeout (seconds): a Neutron that does not answer becomes an error.
-API_TIMEOUT = 30
 CONCURRENCY = 8
-
-_CONNECTIONS = {}
-_CONNECTIONS_LOCK = threading.Lock()
 
 
 def __virtual__():
     if not HAS_SDK:
-        return (False, "floating_ip: openstacksdk is missing (pip install openstacksdk)")
+        return (
+            False,
+            "floating_ip: openstacksdk is missing (pip install 'saltext.hastack[openstack]')",
+        )
     return __virtualname__
 
 
-# --------------------------------------------------------------------------- connection
+def _conn(cloud=None):
+    return openstack_conn.connection(_cloud(cloud))
 
 
 def _cloud(cloud):
-    cloud = cloud or __salt__["config.get"]("hastack:openstack:cloud", None)
-    if not cloud:
-        raise SaltInvocationError(
-            "cloud: no OpenStack cloud given (argument cloud=, or pillar hastack:openstack:cloud: "
-            "a clouds.yaml entry name or openstacksdk connection arguments)"
-        )
-    if not isinstance(cloud, (str, dict)):
-        raise SaltInvocationError(
-            "hastack:openstack:cloud: must be a clouds.yaml entry name or a dict"
-        )
-    return cloud
-
-
-def _conn(cloud=None):
-    cloud = _cloud(cloud)
-    key = cloud if isinstance(cloud, str) else json.dumps(cloud, sort_keys=True)
-    with _CONNECTIONS_LOCK:
-        if key not in _CONNECTIONS:
-            args = {"cloud": cloud} if isinstance(cloud, str) else dict(cloud)
-            args.setdefault("api_timeout", API_TIMEOUT)
-            try:
-                _CONNECTIONS[key] = openstack.connect(**args)
-            except openstack.exceptions.SDKException as err:
-                raise CommandExecutionError(
-                    f"cannot set up the OpenStack connection (hastack:openstack:cloud): {err}"
-                ) from err
-        return _CONNECTIONS[key]
-
-
-def _unreachable(err):
-    return isinstance(
-        err,
-        (
-            ksa_exceptions.ConnectFailure,
-            ksa_exceptions.ConnectTimeout,
-            ksa_exceptions.DiscoveryFailure,
-        ),
+    return openstack_conn.cloud_setting(
+        cloud or __salt__["config.get"]("hastack:openstack:cloud", None)
     )
-
-
-def _transient(err):
-    if _unreachable(err):
-        return True
-    status = getattr(err, "status_code", None)
-    return (
-        isinstance(err, openstack.exceptions.HttpException) and status is not None and status >= 500
-    )
-
-
-def _call(what, fn, *args, **kwargs):
-    """``fn(*args, **kwargs)`` retried on connection errors and 5xx answers (bounded);
-    other failures become CommandExecutionError naming ``what``."""
-    for attempt in range(RETRIES):
-        try:
-            return fn(*args, **kwargs)
-        except openstack.exceptions.PreconditionFailedException:
-            raise
-        except Exception as err:  # pylint: disable=broad-except
-            if _transient(err) and attempt < RETRIES - 1:
-                delay = RETRY_BASE * 2**attempt
-                log.info("floating_ip: %s failed (%s); retry in %.2f s", what, err, delay)
-                time.sleep(delay)
-                continue
-            if _unreachable(err):
-                raise CommandExecutionError(
-                    f"Neutron is unreachable ({what}, {RETRIES} tries): {err}"
-                ) from err
-            if isinstance(err, openstack.exceptions.SDKException):
-                raise CommandExecutionError(f"{what}: {_neutron_message(err)}") from err
-            raise
-    raise AssertionError("unreachable")
-
-
-def _neutron_message(err):
-    details = getattr(err, "details", None)
-    return details or str(err)
-
-
-# --------------------------------------------------------------------------- lookups
-
-
-def _one(items, what, arg):
-    items = list(items)
-    if not items:
-        raise SaltInvocationError(f"{arg}: no {what}")
-    if len(items) > 1:
-        ids = ", ".join(sorted(i.id for i in items))
-        raise SaltInvocationError(
-            f"{arg}: {what} is ambiguous ({len(items)} match); use an ID: {ids}"
-        )
-    return items[0]
 
 
 def _by_name_or_id(listing, name, kind):
@@ -746,157 +650,3 @@ def reissue(
             except (CommandExecutionError, SaltInvocationError) as err:
                 failed[futures[future]] = str(err)
     return {"reissued": sorted(reissued), "failed": failed}
-
-
-# --------------------------------------------------------------------------- L3 agents
-
-
-def _l3_agents(conn):
-    return _call("list L3 agents", lambda: list(conn.network.agents(agent_type="L3 agent")))
-
-
-def _hosted(conn, agent):
-    return _call(f"routers on {agent.host}", lambda: list(conn.network.agent_hosted_routers(agent)))
-
-
-def l3_agents(cloud=None):
-    """
-    The L3 agents: ``[{id, host, alive, admin_state_up, routers: [names]}]`` (``alive``
-    is Neutron's view from the agent's heartbeats).
-
-    cloud
-        The OpenStack cloud: a ``clouds.yaml`` entry name or a dict of openstacksdk
-        connection arguments; default: ``hastack:openstack:cloud`` (pillar or config).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' floating_ip.l3_agents
-    """
-    conn = _conn(cloud)
-    out = []
-    for agent in _l3_agents(conn):
-        routers = _hosted(conn, agent)
-        out.append(
-            {
-                "id": agent.id,
-                "host": agent.host,
-                "alive": agent.is_alive,
-                "admin_state_up": agent.is_admin_state_up,
-                "routers": sorted(r.name or r.id for r in routers),
-            }
-        )
-    return sorted(out, key=lambda a: a["host"])
-
-
-def routers_on_agent(host=None, agent=None, cloud=None):
-    """
-    The routers an L3 agent (by ``host`` or agent ``id``) serves: ``[{id, name}]``.
-
-    host
-        The host the L3 agent runs on, e.g. ``alice``. Give ``host`` or ``agent``.
-
-    agent
-        The L3 agent's ID (as ``floating_ip.l3_agents`` shows it).
-
-    cloud
-        The OpenStack cloud: a ``clouds.yaml`` entry name or a dict of openstacksdk
-        connection arguments; default: ``hastack:openstack:cloud`` (pillar or config).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' floating_ip.routers_on_agent host=alice
-    """
-    conn = _conn(cloud)
-    agents = [a for a in _l3_agents(conn) if a.host == host or a.id == agent]
-    found = _one(agents, f"L3 agent on '{host or agent}'", "host" if host else "agent")
-    routers = _hosted(conn, found)
-    return sorted(
-        ({"id": r.id, "name": r.name} for r in routers), key=lambda r: (r["name"] or "", r["id"])
-    )
-
-
-def move_routers(from_host=None, to_host=None, cloud=None, test=False):
-    """
-    Move the routers off dead L3 agents (or off the agent on ``from_host``, dead or not)
-    onto live ones: onto ``to_host``'s agent, else each onto the live agent serving the
-    fewest routers. Moving a router re-serves every floating IP behind it at once: the
-    fewest writes for a network node failure. Returns ``{moved: {router: {from, to}},
-    floating_ips: [addresses behind the moved routers], failed: {router: error}}``.
-
-    from_host
-        Move the routers off the L3 agent on this host, alive or not. Default: off every
-        L3 agent Neutron reports dead.
-
-    to_host
-        Move them all onto the live L3 agent on this host. Default: each onto the live,
-        enabled (admin state up) agent that serves the fewest routers.
-
-    cloud
-        The OpenStack cloud: a ``clouds.yaml`` entry name or a dict of openstacksdk
-        connection arguments; default: ``hastack:openstack:cloud`` (pillar or config).
-
-    test
-        ``True``: move nothing; the result shows the planned moves and the floating IPs
-        behind them. Default: ``False``.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' floating_ip.move_routers
-        salt '*' floating_ip.move_routers from_host=alice to_host=bob test=True
-    """
-    conn = _conn(cloud)
-    agents = _l3_agents(conn)
-    if from_host:
-        sources = [a for a in agents if a.host == from_host]
-        if not sources:
-            raise SaltInvocationError(f"from_host: no L3 agent on '{from_host}'")
-    else:
-        sources = [a for a in agents if not a.is_alive]
-    live = [a for a in agents if a.is_alive and a.is_admin_state_up and a not in sources]
-    if to_host:
-        live = [a for a in live if a.host == to_host]
-        if not live:
-            raise SaltInvocationError(f"to_host: no live L3 agent on '{to_host}'")
-    load = {a.id: len(_hosted(conn, a)) for a in live}
-    plan = []
-    for source in sources:
-        for router in _hosted(conn, source):
-            if not live:
-                raise CommandExecutionError(
-                    f"no live L3 agent to take router {router.name or router.id}"
-                )
-            target = min(live, key=lambda a: (load[a.id], a.host))
-            load[target.id] += 1
-            plan.append((router, source, target))
-    moved, failed = {}, {}
-    for router, source, target in plan:
-        name = router.name or router.id
-        if not test:
-            try:
-                _call(
-                    f"remove router {name} from {source.host}",
-                    conn.network.remove_router_from_agent,
-                    source,
-                    router,
-                )
-                _call(
-                    f"add router {name} to {target.host}",
-                    conn.network.add_router_to_agent,
-                    target,
-                    router,
-                )
-            except CommandExecutionError as err:
-                failed[name] = str(err)
-                continue
-        moved[name] = {"from": source.host, "to": target.host}
-    routers = {r.id for r, _, _ in plan if (r.name or r.id) in moved}
-    fips = [
-        f.floating_ip_address for f in _fips(conn, "list floating IPs") if f.router_id in routers
-    ]
-    return {"moved": moved, "floating_ips": sorted(fips), "failed": failed}

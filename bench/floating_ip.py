@@ -18,7 +18,7 @@ same concurrency C:
 Then hastack's time for growing N, where the time goes (neutron-server's CPU seconds
 against the wall time and hastack's own CPU), and the strategy that needs the fewest
 writes: the router behind all N floating IPs moved off a dead L3 agent
-(``floating_ip.move_routers``, 2 writes) against N reissue PUTs.
+(``neutron_l3.move_routers``, 2 writes) against N reissue PUTs.
 Ratios are peer / hastack: above 1 means hastack is faster.
 
 Usage: ``python -m bench.floating_ip [--n 50] [--concurrency 8]``
@@ -174,7 +174,7 @@ def main(argv=None):  # pylint: disable=too-many-locals,too-many-statements
         conn.network.add_router_to_agent(agents["alice"], made["admin-router"])
         neutronlab.age_agent(facts, "alice")
         cpu_before = cpu_seconds(server_pid)
-        move_seconds, moved = timed(lambda: funcs["floating_ip.move_routers"]())
+        move_seconds, moved = timed(lambda: funcs["neutron_l3.move_routers"]())
         move_cpu = cpu_seconds(server_pid) - cpu_before
         if (
             moved["moved"] != {"admin-router": {"from": "alice", "to": "bob"}}

@@ -220,13 +220,13 @@ def floating_ip_drill(alice, overlay_for):
 
         neutronlab.age_agent(facts, "alice")
         print("  alice's L3 agent stops reporting (its heartbeat an hour old)")
-        rc3, moved = alice.call("floating_ip.move_routers")
+        rc3, moved = alice.call("neutron_l3.move_routers")
         if rc3 != 0:
             print(alice.last_output)
             return False
         for router, step in moved["moved"].items():
             print(
-                f"  floating_ip.move_routers: {router} {step['from']} -> {step['to']}, "
+                f"  neutron_l3.move_routers: {router} {step['from']} -> {step['to']}, "
                 f"re-serving {', '.join(moved['floating_ips'])}"
             )
         return (

@@ -176,6 +176,8 @@ def test_states_are_idempotent_and_test_mode_predicts(neutron, minion, tmp_path)
     )
     extra = {
         "hastack": {
+            # The SLS honours roles even when applied by name: this minion is a controller.
+            "roles": ["controller"],
             "floating_ips": {
                 "roles": ["controller"],
                 "addresses": {
@@ -184,7 +186,7 @@ def test_states_are_idempotent_and_test_mode_predicts(neutron, minion, tmp_path)
                     # Not allocated yet: taken from ext_net as this very address.
                     "api3": {"port": "api3-port", "address": unallocated},
                 },
-            }
+            },
         }
     }
     m = saltlocal.Minion(
@@ -332,21 +334,21 @@ def test_routers_move_off_a_dead_l3_agent_and_take_their_floating_ips(neutron, m
     address = call(minion, "floating_ip.associate", "server=edge1")["address"]
     neutronlab.age_agent(neutron, "alice")
 
-    by_host = {a["host"]: a for a in call(minion, "floating_ip.l3_agents")}
+    by_host = {a["host"]: a for a in call(minion, "neutron_l3.agents")}
     assert by_host["alice"]["alive"] is False and by_host["bob"]["alive"] is True
     assert by_host["alice"]["routers"] == ["admin-router", "second-router"]
 
-    planned = call(minion, "floating_ip.move_routers", test=True)
+    planned = call(minion, "neutron_l3.move_routers", test=True)
     assert planned["moved"] == {
         "admin-router": {"from": "alice", "to": "bob"},
         "second-router": {"from": "alice", "to": "charlie"},
     }
-    assert [r["name"] for r in call(minion, "floating_ip.routers_on_agent", "host=alice")] == [
+    assert [r["name"] for r in call(minion, "neutron_l3.routers", "host=alice")] == [
         "admin-router",
         "second-router",
     ]
 
-    moved = call(minion, "floating_ip.move_routers")
+    moved = call(minion, "neutron_l3.move_routers")
     assert moved["moved"] == planned["moved"] and moved["failed"] == {}
     assert address in moved["floating_ips"]
     behind = [f["address"] for f in call(minion, "floating_ip.list_ips", "router=admin-router")]
@@ -362,8 +364,8 @@ def test_routers_move_off_a_dead_l3_agent_and_take_their_floating_ips(neutron, m
         conn.network.get_ip(next(conn.network.ips(port_id=port.id)).id).router_id
         == neutron["made"]["admin-router"].id
     )  # the address is served by the moved router
-    assert call(minion, "floating_ip.move_routers")["moved"] == {}
-    out = fails(minion, "floating_ip.move_routers", "from_host=bob", "to_host=alice")
+    assert call(minion, "neutron_l3.move_routers")["moved"] == {}
+    out = fails(minion, "neutron_l3.move_routers", "from_host=bob", "to_host=alice")
     assert "to_host: no live L3 agent on 'alice'" in out
 
 

@@ -1,0 +1,187 @@
+"""
+Neutron L3 agents and the routers they serve, through openstacksdk: which agents are
+alive (Neutron's view from their heartbeats), which routers each serves, and moving
+routers off dead agents, which re-serves every floating IP behind a router at once.
+
+Connection: ``cloud`` (argument) or ``hastack:openstack:cloud`` (pillar or config), as
+for ``floating_ip``: a ``clouds.yaml`` entry name or a dict of openstacksdk connection
+arguments. One connection per process and cloud is kept.
+
+:depends: openstacksdk
+"""
+
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+from hastack_utils import openstack as openstack_conn
+from hastack_utils.openstack import HAS_SDK
+from hastack_utils.openstack import call as _call
+from hastack_utils.openstack import one as _one
+
+__virtualname__ = "neutron_l3"
+
+
+def __virtual__():
+    if not HAS_SDK:
+        return (
+            False,
+            "neutron_l3: openstacksdk is missing (pip install 'saltext.hastack[openstack]')",
+        )
+    return __virtualname__
+
+
+def _conn(cloud=None):
+    cloud = cloud or __salt__["config.get"]("hastack:openstack:cloud", None)
+    return openstack_conn.connection(openstack_conn.cloud_setting(cloud))
+
+
+def _l3_agents(conn):
+    return _call("list L3 agents", lambda: list(conn.network.agents(agent_type="L3 agent")))
+
+
+def _hosted(conn, agent):
+    return _call(f"routers on {agent.host}", lambda: list(conn.network.agent_hosted_routers(agent)))
+
+
+def agents(cloud=None):
+    """
+    The L3 agents: ``[{id, host, alive, admin_state_up, routers: [names]}]`` (``alive``
+    is Neutron's view from the agent's heartbeats).
+
+    cloud
+        The OpenStack cloud: a ``clouds.yaml`` entry name or a dict of openstacksdk
+        connection arguments; default: ``hastack:openstack:cloud`` (pillar or config).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' neutron_l3.agents
+    """
+    conn = _conn(cloud)
+    out = []
+    for agent in _l3_agents(conn):
+        routers = _hosted(conn, agent)
+        out.append(
+            {
+                "id": agent.id,
+                "host": agent.host,
+                "alive": agent.is_alive,
+                "admin_state_up": agent.is_admin_state_up,
+                "routers": sorted(r.name or r.id for r in routers),
+            }
+        )
+    return sorted(out, key=lambda a: a["host"])
+
+
+def routers(host=None, agent=None, cloud=None):
+    """
+    The routers an L3 agent (by ``host`` or agent ``id``) serves: ``[{id, name}]``.
+
+    host
+        The host the L3 agent runs on, e.g. ``alice``. Give ``host`` or ``agent``.
+
+    agent
+        The L3 agent's ID (as ``neutron_l3.agents`` shows it).
+
+    cloud
+        The OpenStack cloud: a ``clouds.yaml`` entry name or a dict of openstacksdk
+        connection arguments; default: ``hastack:openstack:cloud`` (pillar or config).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' neutron_l3.routers host=alice
+    """
+    conn = _conn(cloud)
+    agents = [a for a in _l3_agents(conn) if a.host == host or a.id == agent]
+    found = _one(agents, f"L3 agent on '{host or agent}'", "host" if host else "agent")
+    routers = _hosted(conn, found)
+    return sorted(
+        ({"id": r.id, "name": r.name} for r in routers), key=lambda r: (r["name"] or "", r["id"])
+    )
+
+
+def move_routers(from_host=None, to_host=None, cloud=None, test=False):
+    """
+    Move the routers off dead L3 agents (or off the agent on ``from_host``, dead or not)
+    onto live ones: onto ``to_host``'s agent, else each onto the live agent serving the
+    fewest routers. Moving a router re-serves every floating IP behind it at once: the
+    fewest writes for a network node failure. Returns ``{moved: {router: {from, to}},
+    floating_ips: [addresses behind the moved routers], failed: {router: error}}``.
+
+    from_host
+        Move the routers off the L3 agent on this host, alive or not. Default: off every
+        L3 agent Neutron reports dead.
+
+    to_host
+        Move them all onto the live L3 agent on this host. Default: each onto the live,
+        enabled (admin state up) agent that serves the fewest routers.
+
+    cloud
+        The OpenStack cloud: a ``clouds.yaml`` entry name or a dict of openstacksdk
+        connection arguments; default: ``hastack:openstack:cloud`` (pillar or config).
+
+    test
+        ``True``: move nothing; the result shows the planned moves and the floating IPs
+        behind them. Default: ``False``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' neutron_l3.move_routers
+        salt '*' neutron_l3.move_routers from_host=alice to_host=bob test=True
+    """
+    conn = _conn(cloud)
+    agents = _l3_agents(conn)
+    if from_host:
+        sources = [a for a in agents if a.host == from_host]
+        if not sources:
+            raise SaltInvocationError(f"from_host: no L3 agent on '{from_host}'")
+    else:
+        sources = [a for a in agents if not a.is_alive]
+    live = [a for a in agents if a.is_alive and a.is_admin_state_up and a not in sources]
+    if to_host:
+        live = [a for a in live if a.host == to_host]
+        if not live:
+            raise SaltInvocationError(f"to_host: no live L3 agent on '{to_host}'")
+    load = {a.id: len(_hosted(conn, a)) for a in live}
+    plan = []
+    for source in sources:
+        for router in _hosted(conn, source):
+            if not live:
+                raise CommandExecutionError(
+                    f"no live L3 agent to take router {router.name or router.id}"
+                )
+            target = min(live, key=lambda a: (load[a.id], a.host))
+            load[target.id] += 1
+            plan.append((router, source, target))
+    moved, failed = {}, {}
+    for router, source, target in plan:
+        name = router.name or router.id
+        if not test:
+            try:
+                _call(
+                    f"remove router {name} from {source.host}",
+                    conn.network.remove_router_from_agent,
+                    source,
+                    router,
+                )
+                _call(
+                    f"add router {name} to {target.host}",
+                    conn.network.add_router_to_agent,
+                    target,
+                    router,
+                )
+            except CommandExecutionError as err:
+                failed[name] = str(err)
+                continue
+        moved[name] = {"from": source.host, "to": target.host}
+    routers = {r.id for r, _, _ in plan if (r.name or r.id) in moved}
+    fips = [
+        f.floating_ip_address
+        for f in _call("list floating IPs", lambda: list(conn.network.ips()))
+        if f.router_id in routers
+    ]
+    return {"moved": moved, "floating_ips": sorted(fips), "failed": failed}

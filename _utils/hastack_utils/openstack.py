@@ -1,0 +1,125 @@
+"""
+The OpenStack connection and request policy that hastack's Neutron modules share
+(``floating_ip``, ``neutron_l3``): one openstacksdk connection per process and cloud,
+bounded retries with backoff on connection errors and 5xx answers, errors that say
+what failed. The modules make the requests; this only shapes how.
+"""
+
+import json
+import logging
+import threading
+import time
+
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+try:
+    import openstack
+    import openstack.exceptions
+    from keystoneauth1 import exceptions as ksa_exceptions
+
+    HAS_SDK = True
+except ImportError:
+    HAS_SDK = False
+
+log = logging.getLogger(__name__)
+
+# Bounded: at most this many tries of one request, backoff doubling from RETRY_BASE.
+RETRIES = 4
+RETRY_BASE = 0.25
+# Per-request timeout (seconds): a Neutron that does not answer becomes an error.
+API_TIMEOUT = 30
+
+_CONNECTIONS = {}
+_CONNECTIONS_LOCK = threading.Lock()
+
+
+def cloud_setting(cloud):
+    """``cloud`` (an argument, else ``hastack:openstack:cloud``) checked."""
+    if not cloud:
+        raise SaltInvocationError(
+            "cloud: no OpenStack cloud given (argument cloud=, or pillar hastack:openstack:cloud: "
+            "a clouds.yaml entry name or openstacksdk connection arguments)"
+        )
+    if not isinstance(cloud, (str, dict)):
+        raise SaltInvocationError(
+            "hastack:openstack:cloud: must be a clouds.yaml entry name or a dict"
+        )
+    return cloud
+
+
+def connection(cloud):
+    """The process's openstacksdk connection to ``cloud`` (made on first use)."""
+    key = cloud if isinstance(cloud, str) else json.dumps(cloud, sort_keys=True)
+    with _CONNECTIONS_LOCK:
+        if key not in _CONNECTIONS:
+            args = {"cloud": cloud} if isinstance(cloud, str) else dict(cloud)
+            args.setdefault("api_timeout", API_TIMEOUT)
+            try:
+                _CONNECTIONS[key] = openstack.connect(**args)
+            except openstack.exceptions.SDKException as err:
+                raise CommandExecutionError(
+                    f"cannot set up the OpenStack connection (hastack:openstack:cloud): {err}"
+                ) from err
+        return _CONNECTIONS[key]
+
+
+def unreachable(err):
+    return isinstance(
+        err,
+        (
+            ksa_exceptions.ConnectFailure,
+            ksa_exceptions.ConnectTimeout,
+            ksa_exceptions.DiscoveryFailure,
+        ),
+    )
+
+
+def transient(err):
+    if unreachable(err):
+        return True
+    status = getattr(err, "status_code", None)
+    return (
+        isinstance(err, openstack.exceptions.HttpException) and status is not None and status >= 500
+    )
+
+
+def call(what, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` retried on connection errors and 5xx answers (bounded);
+    other failures become CommandExecutionError naming ``what``."""
+    for attempt in range(RETRIES):
+        try:
+            return fn(*args, **kwargs)
+        except openstack.exceptions.PreconditionFailedException:
+            raise
+        except Exception as err:  # pylint: disable=broad-except
+            if transient(err) and attempt < RETRIES - 1:
+                delay = RETRY_BASE * 2**attempt
+                log.info("hastack: %s failed (%s); retry in %.2f s", what, err, delay)
+                time.sleep(delay)
+                continue
+            if unreachable(err):
+                raise CommandExecutionError(
+                    f"Neutron is unreachable ({what}, {RETRIES} tries): {err}"
+                ) from err
+            if isinstance(err, openstack.exceptions.SDKException):
+                raise CommandExecutionError(f"{what}: {neutron_message(err)}") from err
+            raise
+    raise AssertionError("unreachable")
+
+
+def neutron_message(err):
+    details = getattr(err, "details", None)
+    return details or str(err)
+
+
+def one(items, what, arg):
+    """The one item of ``items``; none or several is an error naming ``arg``."""
+    items = list(items)
+    if not items:
+        raise SaltInvocationError(f"{arg}: no {what}")
+    if len(items) > 1:
+        ids = ", ".join(sorted(i.id for i in items))
+        raise SaltInvocationError(
+            f"{arg}: {what} is ambiguous ({len(items)} match); use an ID: {ids}"
+        )
+    return items[0]
