@@ -11,6 +11,7 @@ loads on every minion, whatever tools it has, so that every minion can render.
 import fcntl
 import hashlib
 import json
+import logging
 import os
 
 import salt.utils.atomicfile
@@ -21,6 +22,7 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 from hastack_utils import ini, registry, schema
 
 __virtualname__ = "hastack"
+log = logging.getLogger(__name__)
 
 
 def __virtual__():
@@ -107,6 +109,7 @@ def validate(config=None, minion_id=None, formula="hastack"):
     ).hexdigest()
     cache = __context__.setdefault("hastack.validated", {})
     if digest not in cache:
+        log.debug("hastack: validating the hastack pillar of %s", minion_id)
         if merge:
             os_family = _formula_yaml(formula, "osfamilymap.yaml").get(__grains__.get("os_family"))
             tree = _merged(_formula_yaml(formula, "defaults.yaml"), os_family or {}, config)

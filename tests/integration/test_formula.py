@@ -55,3 +55,12 @@ def test_os_family_parameters_name_the_services(make_minion):
     }
     assert "openstack-cinder-volume" in names, names
     assert any("/openstack-cinder-volume.service.d/" in name for name in names), names
+
+
+def test_pillar_is_validated_once_per_run(make_minion):
+    alice = make_minion("alice")
+    rc, ret = alice.call("state.apply", "hastack", test=True, log_level="debug")
+    assert rc == 0, alice.last_output
+    # Seven SLS with states (and two that only include), each importing map.jinja...
+    assert len({value["__sls__"] for value in ret.values()}) == 7
+    assert alice.last_output.count("hastack: validating the hastack pillar of alice") == 1

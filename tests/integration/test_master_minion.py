@@ -8,6 +8,7 @@ over ZeroMQ on loopback and ``state.apply hastack`` against a real lab cluster:
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -112,8 +113,18 @@ def installed_venv(tmp_path_factory):
     declared dependencies against what is there."""
     root = tmp_path_factory.mktemp("installed")
     dist, venv = root / "dist", root / "venv"
+    # Built from a copy: a build/ left in the checkout by an earlier build must not
+    # leak stale files into the wheel.
+    source = root / "source"
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".lab", ".git", "build", "*.egg-info", "__pycache__"
+        ),
+    )
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), REPO],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(source)],
         check=True,
         cwd=str(root),
     )
@@ -180,6 +191,11 @@ def test_installed_wheel_loads_every_module_without_file_roots_modules(
     # Nothing to sync: every module came from the installed package.
     assert not any(synced.values()), synced
     # sys.doc explains the parameters, not only the purpose.
-    assert "config" in docs["hastack.validate"] and "minion_id" in docs["hastack.validate"]
-    assert "pg_num" in docs["ceph_client.pool_create"]
-    assert "fallback" in docs["pacemaker.shift_away"]
+    for function, params in (
+        ("hastack.validate", ("config", "minion_id", "formula")),
+        ("ceph_client.pool_create", ("name", "pg_num", "application")),
+        ("pacemaker.shift_away", ("node", "nodes", "fallback", "test")),
+    ):
+        for param in params:
+            # An rST definition: the name alone on its line, its meaning indented below.
+            assert re.search(rf"^\s*{param}\n\s+\S", docs[function], re.M), (function, param)
