@@ -17,7 +17,7 @@ concurrency.
 Connection: ``cloud`` (argument) or ``hastack:openstack:cloud`` (pillar or config): the
 name of a ``clouds.yaml`` entry, or a dict of openstacksdk connection arguments (e.g.
 ``{auth_type: none, network_endpoint_override: http://127.0.0.1:9696/}``). One
-connection per process and cloud is kept.
+connection per run and cloud is kept (in ``__context__``).
 
 :depends: openstacksdk
 """
@@ -51,7 +51,7 @@ def __virtual__():
 
 
 def _conn(cloud=None):
-    return openstack_conn.connection(_cloud(cloud))
+    return openstack_conn.connection(_cloud(cloud), __context__)
 
 
 def _cloud(cloud):

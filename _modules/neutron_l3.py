@@ -5,7 +5,7 @@ routers off dead agents, which re-serves every floating IP behind a router at on
 
 Connection: ``cloud`` (argument) or ``hastack:openstack:cloud`` (pillar or config), as
 for ``floating_ip``: a ``clouds.yaml`` entry name or a dict of openstacksdk connection
-arguments. One connection per process and cloud is kept.
+arguments. One connection per run and cloud is kept (in ``__context__``).
 
 :depends: openstacksdk
 """
@@ -31,7 +31,7 @@ def __virtual__():
 
 def _conn(cloud=None):
     cloud = cloud or __salt__["config.get"]("hastack:openstack:cloud", None)
-    return openstack_conn.connection(openstack_conn.cloud_setting(cloud))
+    return openstack_conn.connection(openstack_conn.cloud_setting(cloud), __context__)
 
 
 def _l3_agents(conn):

@@ -1,6 +1,6 @@
 """
 The OpenStack connection and request policy that hastack's Neutron modules share
-(``floating_ip``, ``neutron_l3``): one openstacksdk connection per process and cloud,
+(``floating_ip``, ``neutron_l3``): one openstacksdk connection per run and cloud,
 bounded retries with backoff on connection errors and 5xx answers, errors that say
 what failed. The modules make the requests; this only shapes how.
 """
@@ -29,7 +29,7 @@ RETRY_BASE = 0.25
 # Per-request timeout (seconds): a Neutron that does not answer becomes an error.
 API_TIMEOUT = 30
 
-_CONNECTIONS = {}
+# Worker threads of one call (floating_ip.reissue) share the run's connection.
 _CONNECTIONS_LOCK = threading.Lock()
 
 
@@ -47,20 +47,23 @@ def cloud_setting(cloud):
     return cloud
 
 
-def connection(cloud):
-    """The process's openstacksdk connection to ``cloud`` (made on first use)."""
-    key = cloud if isinstance(cloud, str) else json.dumps(cloud, sort_keys=True)
+def connection(cloud, cache):
+    """The openstacksdk connection to ``cloud``, made on first use and kept in ``cache``
+    (the calling module's ``__context__``: one connection per run)."""
+    key = "hastack.openstack." + (
+        cloud if isinstance(cloud, str) else json.dumps(cloud, sort_keys=True)
+    )
     with _CONNECTIONS_LOCK:
-        if key not in _CONNECTIONS:
+        if key not in cache:
             args = {"cloud": cloud} if isinstance(cloud, str) else dict(cloud)
             args.setdefault("api_timeout", API_TIMEOUT)
             try:
-                _CONNECTIONS[key] = openstack.connect(**args)
+                cache[key] = openstack.connect(**args)
             except openstack.exceptions.SDKException as err:
                 raise CommandExecutionError(
                     f"cannot set up the OpenStack connection (hastack:openstack:cloud): {err}"
                 ) from err
-        return _CONNECTIONS[key]
+        return cache[key]
 
 
 def unreachable(err):

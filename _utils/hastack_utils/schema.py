@@ -13,10 +13,10 @@ import uuid
 
 from salt.exceptions import SaltInvocationError
 
-from hastack_utils import cephx, cib
+from hastack_utils import cephx, cib, options
 
 KNOWN_ROLES = ("controller", "compute", "network", "storage")
-RELEASES = ("current", "folsom")
+RELEASES = options.RELEASES
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -354,23 +354,9 @@ def _validate_openstack(config, out):
         cluster = cluster_of(gl, "hastack:glance")
         check_pool_and_user(cluster, gl.get("pool"), gl.get("user"), "hastack:glance")
         _check_service(gl["service"], "hastack:glance:service")
-        store = {
-            "rbd_store_pool": gl["pool"],
-            "rbd_store_user": gl["user"],
-            "rbd_store_ceph_conf": cluster["conf"],
-            "rbd_store_chunk_size": gl["chunk_size"],
-        }
-        if release == "folsom":
-            settings = {
-                "DEFAULT": {"default_store": "rbd", "show_image_direct_url": "True", **store}
-            }
-        else:
-            name = gl["store_name"]
-            settings = {
-                "DEFAULT": {"enabled_backends": f"{name}:rbd", "show_image_direct_url": "True"},
-                "glance_store": {"default_backend": name},
-                name: store,
-            }
+        settings = options.glance(
+            release, gl["store_name"], gl["pool"], gl["user"], cluster["conf"], gl["chunk_size"]
+        )
         applies = bool(roles & set(gl["roles"]))
         check_local_user(cluster, gl["user"], applies, "hastack:glance:user")
         out["glance"] = dict(
@@ -403,7 +389,7 @@ def _validate_openstack(config, out):
         if release == "folsom" and len(backends) > 1:
             _fail("hastack:cinder:backends", "folsom supports one backend only")
         applies = bool(roles & set(ci["roles"]))
-        settings, keyrings, backend_users = {"DEFAULT": {}}, set(), set()
+        rbd_backends, keyrings, backend_users = {}, set(), set()
         for bname, spec in sorted(backends.items()):
             key = f"hastack:cinder:backends:{bname}"
             if not re.match(r"^[A-Za-z0-9_-]+$", str(bname)):
@@ -416,18 +402,14 @@ def _validate_openstack(config, out):
             check_local_user(cluster, spec["user"], applies, f"{key}:user")
             keyrings.add((cluster["cluster"], spec["user"]))
             backend_users.add(spec["user"])
-            rbd = {"rbd_pool": spec["pool"], "rbd_user": spec["user"], "rbd_secret_uuid": secret_id}
-            if release == "folsom":
-                settings["DEFAULT"].update(volume_driver="cinder.volume.driver.RBDDriver", **rbd)
-            else:
-                settings[bname] = {
-                    "volume_driver": "cinder.volume.drivers.rbd.RBDDriver",
-                    "volume_backend_name": spec.get("backend_name", bname),
-                    "rbd_ceph_conf": cluster["conf"],
-                    **rbd,
-                }
-        if release != "folsom":
-            settings["DEFAULT"]["enabled_backends"] = ",".join(sorted(backends))
+            rbd_backends[bname] = {
+                "pool": spec["pool"],
+                "user": spec["user"],
+                "secret_uuid": secret_id,
+                "backend_name": spec.get("backend_name", bname),
+                "ceph_conf": cluster["conf"],
+            }
+        settings = options.cinder(release, rbd_backends)
         # CEPH_ARGS can name one id: the backends' common user, or ceph_args_user.
         ceph_args_user = ci.get("ceph_args_user") or (
             next(iter(backend_users)) if len(backend_users) == 1 else None
@@ -467,7 +449,6 @@ def _validate_openstack(config, out):
         )
         secret_id = _check_uuid(nv.get("secret_uuid"), "hastack:nova:secret_uuid")
         check_secret(secret_id, cluster, nv["user"], "hastack:nova:secret_uuid")
-        libvirt = {"rbd_user": nv["user"], "rbd_secret_uuid": secret_id}
         if nv["images_type"] == "rbd":
             if release == "folsom":
                 _fail(
@@ -481,11 +462,14 @@ def _validate_openstack(config, out):
                     f"instance disks in cluster '{cluster['cluster']}' and Glance images in "
                     f"'{out['glance']['cluster']}': copy-on-write clones need one cluster",
                 )
-            libvirt.update(
-                images_type="rbd", images_rbd_pool=nv["pool"], images_rbd_ceph_conf=cluster["conf"]
-            )
-        # Folsom's nova took the volume's rbd user and secret from cinder: nothing to set.
-        settings = {} if release == "folsom" else {"libvirt": libvirt}
+        rbd_disks = nv["images_type"] == "rbd"
+        settings = options.nova(
+            release,
+            nv["user"],
+            secret_id,
+            images_pool=nv["pool"] if rbd_disks else None,
+            ceph_conf=cluster["conf"],
+        )
         applies = bool(roles & set(nv["roles"]))
         check_local_user(cluster, nv["user"], applies, "hastack:nova:user")
         out["nova"] = dict(
