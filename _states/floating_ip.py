@@ -18,9 +18,7 @@ Floating IPs by name, declared.
 predicted changes, nothing written (a new address shows as ``(new from <network>)``).
 """
 
-from salt.exceptions import CommandExecutionError, SaltInvocationError
-
-from hastack_utils import loader
+from hastack_utils import loader, states
 
 __virtualname__ = "floating_ip"
 
@@ -70,7 +68,7 @@ def associated(
         or ``{fixed_ip: ...}``): held there, the association counts as kept, and a
         highstate neither takes it back nor allocates another.
     """
-    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    ret = states.new_ret(name)
     args = {
         "server": server,
         "port": port,
@@ -82,45 +80,44 @@ def associated(
     }
     try:
         plan = __salt__["floating_ip.associate"](test=True, **args)
-        target = server or port or fixed_ip
-        if not plan["changed"]:
-            where = (
-                " (on its standby: floating_ip.move it back when ready)"
-                if plan.get("standby")
-                else ""
-            )
-            ret["comment"] = f"{target} has floating IP {plan['address']}{where}"
-            return ret
-        new_address = plan["address"] or f"(new from {network or 'the external network'})"
-        if __opts__["test"]:
-            ret.update(
-                result=None,
-                comment=f"{target} would get floating IP {new_address}",
-                changes={
-                    "address": {"old": None, "new": new_address},
-                    "port": {"old": plan["old_port_id"], "new": plan["port_id"]},
-                },
-            )
-            return ret
-        done = __salt__["floating_ip.associate"](**args)
-        # Read back, as every hastack state does: Neutron must now hold the association.
-        after = __salt__["floating_ip.associate"](test=True, **dict(args, address=done["address"]))
-    except (CommandExecutionError, SaltInvocationError) as err:
-        ret.update(result=False, comment=str(err))
-        return ret
-    ret["changes"] = {
-        "address": {"old": None, "new": done["address"]},
-        "port": {"old": done["old_port_id"], "new": done["port_id"]},
-    }
-    if after["changed"]:
-        ret.update(
-            result=False,
-            comment=f"{target} was given floating IP {done['address']}, "
-            f"but a re-read shows it elsewhere (port {after['old_port_id']})",
+    except states.ERRORS as err:
+        return states.failed(ret, err)
+    target = server or port or fixed_ip
+    where = " (on its standby: floating_ip.move it back when ready)" if plan.get("standby") else ""
+    new_address = plan["address"] or f"(new from {network or 'the external network'})"
+    changes = {}
+    if plan["changed"]:
+        changes = {
+            "address": {"old": None, "new": new_address},
+            "port": {"old": plan["old_port_id"], "new": plan["port_id"]},
+        }
+    done = {}
+
+    def write():
+        done.update(__salt__["floating_ip.associate"](**args))
+        # The address Neutron gave, which the prediction could not name.
+        return states.Made(
+            address={"old": None, "new": done["address"]},
+            port={"old": done["old_port_id"], "new": done["port_id"]},
         )
-    else:
-        ret["comment"] = f"{target} has floating IP {done['address']}"
-    return ret
+
+    def remaining():
+        # Neutron must now hold the association, on the address it gave.
+        after = __salt__["floating_ip.associate"](
+            test=True, **dict(args, address=done.get("address") or address)
+        )
+        return set(changes) if after["changed"] else set()
+
+    return states.converge(
+        ret,
+        changes,
+        write,
+        remaining,
+        test=__opts__["test"],
+        done_comment=lambda: f"{target} has floating IP {done.get('address') or new_address}",
+        same_comment=f"{target} has floating IP {plan['address']}{where}",
+        predicted_comment=f"{target} would get floating IP {new_address}",
+    )
 
 
 def absent(name, address=None, release=False, cloud=None):
@@ -140,34 +137,27 @@ def absent(name, address=None, release=False, cloud=None):
         connection arguments; default: ``hastack:openstack:cloud`` (pillar or config).
     """
     address = address or name
-    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    ret = states.new_ret(name)
     fun = "floating_ip.release" if release else "floating_ip.disassociate"
+    verb = "released" if release else "detached"
     try:
         plan = __salt__[fun](address, cloud=cloud, test=True)
-        if not plan["changed"]:
-            ret["comment"] = f"{address} is {'not allocated' if release else 'not associated'}"
-            return ret
+    except states.ERRORS as err:
+        return states.failed(ret, err)
+    changes = {}
+    if plan["changed"]:
         changes = {"port": {"old": plan["old_port_id"], "new": None}}
         if release:
             changes["address"] = {"old": address, "new": None}
-        if __opts__["test"]:
-            ret.update(
-                result=None,
-                changes=changes,
-                comment=f"{address} would be {'released' if release else 'detached'}",
-            )
-            return ret
-        __salt__[fun](address, cloud=cloud)
-        still = __salt__[fun](address, cloud=cloud, test=True)["changed"]  # read back
-    except (CommandExecutionError, SaltInvocationError) as err:
-        ret.update(result=False, comment=str(err))
-        return ret
-    if still:
-        ret.update(
-            result=False,
-            comment=f"{address} was {'released' if release else 'detached'}, "
-            "but a re-read shows it still there",
-        )
-    else:
-        ret.update(changes=changes, comment=f"{address} {'released' if release else 'detached'}")
-    return ret
+    return states.converge(
+        ret,
+        changes,
+        write=lambda: __salt__[fun](address, cloud=cloud),
+        remaining=lambda: (
+            set(changes) if __salt__[fun](address, cloud=cloud, test=True)["changed"] else set()
+        ),
+        test=__opts__["test"],
+        done_comment=f"{address} {verb}",
+        same_comment=f"{address} is {'not allocated' if release else 'not associated'}",
+        predicted_comment=f"{address} would be {verb}",
+    )

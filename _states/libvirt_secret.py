@@ -15,7 +15,7 @@ The value is compared with the key without ever being shown: a change is reporte
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from hastack_utils import loader
+from hastack_utils import loader, states
 
 __virtualname__ = "libvirt_secret"
 HIDDEN = "(hidden)"
@@ -97,17 +97,7 @@ def present(name, ceph_user, key=None, key_pillar=None, uri=None, replace_usage=
         if not value_ok:
             changes["value"] = {"old": HIDDEN if value_ok is False else None, "new": HIDDEN}
 
-    if not changes:
-        ret["comment"] = f"libvirt secret {name} holds the key of client.{ceph_user}"
-        return ret
-    if __opts__["test"]:
-        ret.update(
-            result=None,
-            changes=changes,
-            comment=f"libvirt secret {name} would be set for client.{ceph_user}",
-        )
-        return ret
-    try:
+    def write():
         if "replaced" in changes:
             __salt__["libvirt_secret.undefine"](holder, uri=uri)
         if current is not None and current["private"]:
@@ -115,25 +105,32 @@ def present(name, ceph_user, key=None, key_pillar=None, uri=None, replace_usage=
         __salt__["libvirt_secret.define"](
             name, ceph_user, key=key, key_pillar=key_pillar, uri=uri, usage=usage
         )
+
+    def remaining():
         after = __salt__["libvirt_secret.get"](name, uri=uri)
-        verified = (
-            after is not None
-            and after["usage_id"] == usage
-            and __salt__["libvirt_secret.value_matches"](
-                name, key=key, key_pillar=key_pillar, uri=uri
-            )
-        )
-    except (CommandExecutionError, SaltInvocationError) as err:
-        ret["result"] = False
-        ret["comment"] = str(err)
-        return ret
-    ret["changes"] = changes
-    if not verified:
-        ret["result"] = False
-        ret["comment"] = f"libvirt secret {name} was set but does not read back as wanted"
-    else:
-        ret["comment"] = f"libvirt secret {name} set for client.{ceph_user}"
-    return ret
+        if after is None:
+            return set(changes)
+        left = {"private"} if after["private"] else set()
+        if after["usage_id"] != usage:
+            left.add("usage")
+        if not __salt__["libvirt_secret.value_matches"](
+            name, key=key, key_pillar=key_pillar, uri=uri
+        ):
+            left.add("value")
+        if "replaced" in changes and __salt__["libvirt_secret.get"](holder, uri=uri) is not None:
+            left.add("replaced")
+        return left
+
+    return states.converge(
+        ret,
+        changes,
+        write,
+        remaining,
+        test=__opts__["test"],
+        done_comment=f"libvirt secret {name} set for client.{ceph_user}",
+        same_comment=f"libvirt secret {name} holds the key of client.{ceph_user}",
+        predicted_comment=f"libvirt secret {name} would be set for client.{ceph_user}",
+    )
 
 
 def usable(name, secrets, uri=None):
@@ -176,25 +173,19 @@ def absent(name, uri=None):
     uri
         libvirt URI; default ``hastack:libvirt:uri``, else ``qemu:///system``.
     """
-    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    ret = states.new_ret(name)
     try:
         current = __salt__["libvirt_secret.get"](name, uri=uri)
-        if current is None:
-            ret["comment"] = f"libvirt secret {name} is absent"
-            return ret
-        changes = {"uuid": {"old": name, "new": None}}
-        if __opts__["test"]:
-            ret.update(
-                result=None, changes=changes, comment=f"libvirt secret {name} would be removed"
-            )
-            return ret
-        __salt__["libvirt_secret.undefine"](name, uri=uri)
-        if __salt__["libvirt_secret.get"](name, uri=uri) is not None:
-            ret.update(result=False, comment=f"libvirt secret {name} is still there")
-            return ret
-    except (CommandExecutionError, SaltInvocationError) as err:
-        ret["result"] = False
-        ret["comment"] = str(err)
-        return ret
-    ret.update(changes=changes, comment=f"libvirt secret {name} removed")
-    return ret
+    except states.ERRORS as err:
+        return states.failed(ret, err)
+    changes = {} if current is None else {"uuid": {"old": name, "new": None}}
+    return states.converge(
+        ret,
+        changes,
+        write=lambda: __salt__["libvirt_secret.undefine"](name, uri=uri),
+        remaining=lambda: [] if __salt__["libvirt_secret.get"](name, uri=uri) is None else ["uuid"],
+        test=__opts__["test"],
+        done_comment=f"libvirt secret {name} removed",
+        same_comment=f"libvirt secret {name} is absent",
+        predicted_comment=f"libvirt secret {name} would be removed",
+    )

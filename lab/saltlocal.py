@@ -197,7 +197,7 @@ class Minion:
 def changes_by_id(state_ret):
     """{state id: changes} of a state.apply return (only states with changes)."""
     out = {}
-    for key, value in (state_ret or {}).items():
+    for value in (state_ret or {}).values():
         if isinstance(value, dict) and value.get("changes"):
-            out[key.split("_|-")[1]] = value["changes"]
+            out[value["__id__"]] = value["changes"]
     return out

@@ -7,6 +7,8 @@ import os
 import struct
 import subprocess
 
+from saltfactories.utils.functional import MultiStateResult
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -86,13 +88,20 @@ CINDER_KEY = "AQAAAAAAAAAAABAARkFLRS1jaW5kZXIta2V5IQ=="
 OUR_STATE_MODULES = ("ceph_client", "hastack", "libvirt_secret")
 
 
+def states(state_ret):
+    """{state id: salt-factories StateResult} of a state.apply return (a dict)."""
+    assert isinstance(state_ret, dict), state_ret
+    return {result.id: result for result in MultiStateResult(raw=state_ret)}
+
+
 def our_changes(state_ret):
     """{state id: changes} of hastack's own states (Salt's file states word their test
     predictions differently from their real changes, so only their ids are compared)."""
     return {
-        key.split("_|-")[1]: value["changes"]
-        for key, value in state_ret.items()
-        if key.split("_|-")[0] in OUR_STATE_MODULES and value["changes"]
+        sid: result.changes
+        for sid, result in states(state_ret).items()
+        if result.state_id.startswith(tuple(f"{m}_|-" for m in OUR_STATE_MODULES))
+        and result.changes
     }
 
 

@@ -4,7 +4,9 @@ The one skeleton of every hastack state: compare, predict under test, write, re-
 A state module reads what is there and computes ``changes`` (``{what: {old, new}}``),
 then hands over to ``converge`` with two callables: ``write()`` makes the changes and
 ``remaining()`` reads back and returns what still differs (the keys of ``changes``
-not yet true). No difference -> ``result: True`` and no changes, also under test;
+not yet true). A ``write()`` that learns what it really did (an address Neutron
+picked) returns those changes, wrapped in ``Made``, to report instead of the predicted
+ones; ``done_comment`` may then be a callable that names them. No difference -> ``result: True`` and no changes, also under test;
 under test -> ``result: None`` with the prediction; else write, re-read, and report
 only the changes the re-read confirms, also when the write failed half-way.
 """
@@ -12,6 +14,11 @@ only the changes the re-read confirms, also when the write failed half-way.
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 ERRORS = (CommandExecutionError, SaltInvocationError)
+
+
+class Made(dict):
+    """What a ``write()`` really changed, when that differs from the prediction (an
+    address Neutron picked): return it wrapped in this, and it is what is reported."""
 
 
 def new_ret(name):
@@ -41,7 +48,9 @@ def converge(
         return ret
     error = None
     try:
-        write()
+        made = write()
+        if isinstance(made, Made):
+            changes = dict(made)
     except ERRORS as err:
         error = str(err)
     try:
@@ -54,8 +63,9 @@ def converge(
     elif left:
         ret.update(
             result=False,
-            comment=f"{done_comment}, but a re-read still differs in: {', '.join(sorted(left))}",
+            comment=f"{done_comment() if callable(done_comment) else done_comment}, but a re-read "
+            f"still differs in: {', '.join(sorted(left))}",
         )
     else:
-        ret["comment"] = done_comment
+        ret["comment"] = done_comment() if callable(done_comment) else done_comment
     return ret

@@ -24,6 +24,7 @@ from tests.helpers import (
     files_snapshot,
     our_changes,
     rbd,
+    states,
 )
 
 
@@ -153,12 +154,7 @@ def test_key_rotation_reaches_cluster_and_keyring_and_old_key_is_refused(make_mi
             "hastack-ceph-keyring-glance": {"key": {"old": "(hidden)", "new": "(hidden)"}},
         }
     )
-    assert (
-        "rotated"
-        in rotated["ceph_client_|-hastack-ceph-user-glance_|-client.glance_|-user_present"][
-            "comment"
-        ]
-    )
+    assert "rotated" in states(rotated)["hastack-ceph-user-glance"].comment
     conf = os.path.join(alice.conf_dir, "ceph.conf")
     assert_can_use(conf, "glance", "images")
     refused = rbd(conf, "glance", "ls", "images", keyring=old_keyring)
@@ -236,7 +232,7 @@ def test_keys_appear_in_no_argv_output_log_or_job_cache(make_minion, tmp_path, b
         output += alice.last_output
     assert_all_ok(rc, ret)
     # The apply set the libvirt secret too (the recipe's virsh put the key in argv there).
-    assert any(k.startswith("libvirt_secret_|-") and v["changes"] for k, v in ret.items())
+    assert states(ret)["hastack-libvirt-secret-95aae3f5-ad4b-4ec1-8a37-4ca0b7a3d1f6"].changes
     calls = recorder.calls()
     with open(alice.log_file, encoding="utf-8") as fh:
         debug_log = fh.read()
@@ -378,10 +374,10 @@ def test_pool_serving_another_application_is_refused_naming_the_key(make_minion,
     for test in (True, False):
         rc, ret = apply(alice, test=test)
         assert rc != 0
-        results[test] = ret["ceph_client_|-hastack-ceph-pool-images_|-images_|-pool_present"]
+        results[test] = states(ret)["hastack-ceph-pool-images"]
     for state in results.values():
-        assert state["result"] is False and state["changes"] == {}
-        assert state["comment"].startswith(
+        assert state.result is False and state.changes == {}
+        assert state.comment.startswith(
             "hastack:ceph:pools:images:application: pool images serves rgw, not rbd"
         )
     pools = {p["pool_name"]: p for p in admin_ceph(ceph_lab, "osd", "pool", "ls", "detail")}

@@ -16,7 +16,7 @@ import yaml
 from salt.exceptions import CommandExecutionError
 
 from lab import neutronlab, novastub, saltlocal
-from tests.helpers import load_module, merge
+from tests.helpers import load_module, merge, states
 
 
 @pytest.fixture(scope="module")
@@ -214,12 +214,7 @@ def test_states_are_idempotent_and_test_mode_predicts(neutron, minion, tmp_path)
     assert moved["address"] == api1_address and moved["port_id"] == standby.id
     kept = call(m, "state.sls", "hastack.floating_ips")
     assert saltlocal.changes_by_id(kept) == {}
-    assert (
-        "on its standby"
-        in kept["floating_ip_|-hastack-floating-ip-api1_|-hastack-floating-ip-api1_|-associated"][
-            "comment"
-        ]
-    )
+    assert "on its standby" in states(kept)["hastack-floating-ip-api1"].comment
     assert fips_of(neutron, standby) == [api1_address]
 
     extra["hastack"]["floating_ips"]["addresses"]["api2"] = {

@@ -4,14 +4,13 @@ parameters per OS family, leaf SLS that honour the roles when applied directly."
 import os
 
 from lab import saltlocal
-from tests.helpers import apply
+from tests.helpers import apply, states
 
 REPO = saltlocal.REPO
 
 
 def state_ids(ret):
-    assert isinstance(ret, dict), ret
-    return {key.split("_|-")[1] for key in ret}
+    return set(states(ret))
 
 
 def test_formula_works_under_another_name(make_minion, tmp_path):
@@ -49,9 +48,9 @@ def test_os_family_parameters_name_the_services(make_minion):
     rc, ret = apply(alice, test=True)
     assert rc is not None and isinstance(ret, dict), alice.last_output
     names = {
-        value["name"]
-        for key, value in ret.items()
-        if key.split("_|-")[1] in ("hastack-cinder-service", "hastack-cinder-ceph-args")
+        result.name
+        for sid, result in states(ret).items()
+        if sid in ("hastack-cinder-service", "hastack-cinder-ceph-args")
     }
     assert "openstack-cinder-volume" in names, names
     assert any("/openstack-cinder-volume.service.d/" in name for name in names), names

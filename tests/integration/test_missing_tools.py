@@ -9,7 +9,7 @@ of the machine is the same real one."""
 import os
 import shutil
 
-from tests.helpers import admin_ceph, apply, cluster_snapshot
+from tests.helpers import admin_ceph, apply, cluster_snapshot, states
 
 CEPH_TOOLS = ("ceph", "rbd")
 PACEMAKER_TOOLS = (
@@ -57,7 +57,7 @@ def without_tools(minion, tmp_path, tools=(), bindings=()):
 def outcome(ret):
     """{state id: (result, comment)} of a state.apply return."""
     assert isinstance(ret, dict), ret
-    return {key.split("_|-")[1]: (value["result"], value["comment"]) for key, value in ret.items()}
+    return {sid: (result.result, result.comment) for sid, result in states(ret).items()}
 
 
 def test_compute_without_ceph_cli_or_pacemaker_tools_applies_all_it_needs(

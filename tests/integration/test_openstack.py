@@ -23,10 +23,11 @@ from tests.helpers import (
     merge,
     our_changes,
     rbd,
+    states,
 )
 
 SECRET = "95aae3f5-ad4b-4ec1-8a37-4ca0b7a3d1f6"
-SECRET_STATE = f"libvirt_secret_|-hastack-libvirt-secret-{SECRET}_|-{SECRET}_|-present"
+SECRET_STATE = f"hastack-libvirt-secret-{SECRET}"
 
 
 def read_ini(path):
@@ -220,7 +221,7 @@ def test_usage_held_by_another_secret_is_an_error_unless_replacing(make_minion, 
     )
     rc, ret = apply(alice)
     assert_all_ok(rc, ret)
-    assert ret[SECRET_STATE]["changes"]["replaced"] == {"old": OTHER, "new": None}
+    assert states(ret)[SECRET_STATE].changes["replaced"] == {"old": OTHER, "new": None}
     assert set(secrets(alice)) == {SECRET}
 
 

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from lab import saltlocal
-from tests.helpers import merge
+from tests.helpers import merge, states
 
 NODES = ["alice", "bob", "charlie"]
 CONTROL_PLANE = [
@@ -57,7 +57,8 @@ def apply_pcmk(minion, test=False):
 
 
 def the_state(ret):
-    return ret["pacemaker_|-hastack-pacemaker_|-dc1_|-configured"]
+    """The hastack-pacemaker state's result (a salt-factories StateResult)."""
+    return states(ret)["hastack-pacemaker"]
 
 
 def placement(minion, failed=()):
@@ -71,11 +72,11 @@ def placement(minion, failed=()):
 def test_listing2_verifies_places_like_the_workshop_and_is_idempotent(pcmk_minion):
     alice = pcmk_minion()
     rc, predicted = apply_pcmk(alice, test=True)
-    assert rc == 0 and the_state(predicted)["result"] is None
+    assert rc == 0 and the_state(predicted).result is None
     rc, applied = apply_pcmk(alice)
     assert rc == 0, applied
-    assert the_state(applied)["changes"] == the_state(predicted)["changes"]
-    assert len(the_state(applied)["changes"]) == 2 + 1 + 20 + 6 + 1 + 3 + 6 + 6
+    assert the_state(applied).changes == the_state(predicted).changes
+    assert len(the_state(applied).changes) == 2 + 1 + 20 + 6 + 1 + 3 + 6 + 6
     verified = subprocess.run(
         ["crm_verify", "--xml-file", alice.cib], capture_output=True, text=True
     )
@@ -90,7 +91,7 @@ def test_listing2_verifies_places_like_the_workshop_and_is_idempotent(pcmk_minio
     assert len({after[r] for r in CONTROL_PLANE}) == 1 and after["p_IP"] != "alice"
 
     rc, again = apply_pcmk(alice)
-    assert rc == 0 and the_state(again)["changes"] == {}
+    assert rc == 0 and the_state(again).changes == {}
 
 
 def test_drift_in_one_attribute_is_found_and_fixed(pcmk_minion):
@@ -108,11 +109,11 @@ def test_drift_in_one_attribute_is_found_and_fixed(pcmk_minion):
     )
     rc, fixed = apply_pcmk(alice)
     assert rc == 0
-    changes = the_state(fixed)["changes"]
+    changes = the_state(fixed).changes
     assert list(changes) == ["primitives:p_IP"]
     assert changes["primitives:p_IP"]["old"]["params"]["ip"] == "192.168.122.99"
     assert changes["primitives:p_IP"]["new"]["params"]["ip"] == "192.168.122.130"
-    assert the_state(apply_pcmk(alice)[1])["changes"] == {}
+    assert the_state(apply_pcmk(alice)[1]).changes == {}
 
 
 def test_two_writers_at_once_lose_no_update(pcmk_minion, tmp_path):
@@ -213,7 +214,7 @@ def test_shift_away_moves_what_prefers_the_dead_node_and_restore_undoes_it(pcmk_
     assert "alice" not in [w for r, w in after.items() if not isinstance(w, list)]
     # A highstate keeps the shift (undeclared items stay unless remove_undeclared).
     rc, again = apply_pcmk(alice)
-    assert rc == 0 and the_state(again)["changes"] == {}
+    assert rc == 0 and the_state(again).changes == {}
 
     rc, removed = alice.call("pacemaker.restore", "alice", f"cib_file={alice.cib}")
     assert removed == ["lo_hastack_shift_p_nova-compute-host1_from_alice"]
