@@ -96,6 +96,8 @@ def listing2(params=True):
     pcs refuses unknown ones)."""
     with open(os.path.join(REPO, "pillar", "hastack", "pacemaker.sls"), encoding="utf-8") as fh:
         pillar = yaml.safe_load(fh)
+    # The cluster nodes are controllers: hastack.pacemaker applies to that role.
+    pillar["hastack"].setdefault("roles", ["controller"])
     pcmk = pillar["hastack"]["pacemaker"]
     pcmk["properties"]["stonith-enabled"] = "false"
     for spec in pcmk["primitives"].values():

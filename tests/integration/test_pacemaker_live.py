@@ -14,6 +14,7 @@ import pytest
 
 from lab import pcmklab
 from tests.cib_writer import run_together
+from tests.helpers import states
 
 NODES = ["alice", "bob", "charlie"]
 
@@ -68,6 +69,8 @@ def test_apply_kill_shift_and_restore_on_a_live_cluster(cluster):
     for thread in threads:
         thread.join()
     assert all(rc == 0 for rc, _ in results.values()), results
+    # One of them wrote the declaration (a run that applied nothing must not pass).
+    assert [sid for _, ret in results.values() for sid, v in states(ret).items() if v.changes]
     again = call(alice, "state.sls", "hastack.pacemaker")
     assert [ret["changes"] for ret in again.values()] == [{}]
     assert call(bob, "pacemaker.verify")["valid"] is True
