@@ -91,7 +91,12 @@ OUR_STATE_MODULES = ("ceph_client", "hastack", "libvirt_secret")
 def states(state_ret):
     """{state id: salt-factories StateResult} of a state.apply return (a dict)."""
     assert isinstance(state_ret, dict), state_ret
-    return {result.id: result for result in MultiStateResult(raw=state_ret)}
+    # Salt's "state function not found" returns carry no __id__: then the id is the
+    # second part of the state's key.
+    return {
+        result.id or result.state_id.split("_|-")[1]: result
+        for result in MultiStateResult(raw=state_ret)
+    }
 
 
 def our_changes(state_ret):
