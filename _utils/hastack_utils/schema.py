@@ -115,31 +115,9 @@ def _validate_floating_ips(fips, openstack, roles):
 
 def _validate_pacemaker(pcmk, roles):
     base = "hastack:pacemaker"
-    _check_keys(
-        pcmk,
-        base,
-        (
-            "nodes",
-            "properties",
-            "resource_defaults",
-            "operation_defaults",
-            "primitives",
-            "groups",
-            "clones",
-            "locations",
-            "colocations",
-            "orders",
-            "alerts",
-            "cib_file",
-            "remove_undeclared",
-            "roles",
-        ),
-    )
-    declared = {
-        k: v
-        for k, v in pcmk.items()
-        if k not in ("nodes", "cib_file", "remove_undeclared", "roles")
-    }
+    settings = ("nodes", "cib_file", "remove_undeclared", "roles")
+    _check_keys(pcmk, base, settings + cib.SECTIONS)
+    declared = {k: v for k, v in pcmk.items() if k not in settings}
     config = cib.validate(declared, pcmk.get("nodes"), base=base)
     if pcmk.get("cib_file") is not None and not os.path.isabs(str(pcmk["cib_file"])):
         _fail(f"{base}:cib_file", "must be an absolute path")
