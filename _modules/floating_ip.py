@@ -23,7 +23,9 @@ connection per run and cloud is kept (in ``__context__``).
 """
 
 import concurrent.futures
+import ipaddress
 import logging
+import re
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
@@ -89,6 +91,21 @@ def _network(conn, name):
     return net
 
 
+def _check_in_subnets(conn, net, name, address):
+    """An address Neutron is to allocate must lie in one of the network's subnets: say
+    so now (also under test) rather than when Neutron refuses the write."""
+    subnets = _call(f"subnets of {name}", lambda: list(conn.network.subnets(network_id=net.id)))
+    cidrs = [s.cidr for s in subnets]
+    try:
+        wanted = ipaddress.ip_address(address)
+    except ValueError as err:
+        raise SaltInvocationError(f"address: {address!r} is not an IP address") from err
+    if not any(wanted in ipaddress.ip_network(cidr, strict=False) for cidr in cidrs):
+        raise SaltInvocationError(
+            f"address: {address} is outside the subnets of '{name}' ({', '.join(cidrs) or 'none'})"
+        )
+
+
 def _server_ports(conn, name):
     """The ports of the server named ``name`` (through Nova)."""
     try:
@@ -96,7 +113,9 @@ def _server_ports(conn, name):
         servers = _call(
             f"look up server {name}",
             lambda: [
-                s for s in compute.servers(name=f"^{name}$", all_projects=True) if s.name == name
+                s
+                for s in compute.servers(name=f"^{re.escape(name)}$", all_projects=True)
+                if s.name == name
             ],
         )
     except openstack.exceptions.EndpointNotFound as err:
@@ -341,6 +360,7 @@ def associate(
                     "(network=, or pillar hastack:openstack:external_network)"
                 )
             net = _network(conn, network)
+            _check_in_subnets(conn, net, network, address)
             if not test:
                 _call(
                     f"allocate {address} on {network}",
@@ -419,14 +439,24 @@ def associate(
     }
 
 
-def disassociate(address, cloud=None, test=False):
+def disassociate(address=None, cloud=None, test=False, server=None, port=None, fixed_ip=None):
     """
-    Detach the floating IP ``address`` from its port (the address stays allocated).
-    Returns ``{changed, address, old_port_id}``.
+    Detach the floating IP ``address`` from its port, or every floating IP of a server,
+    port or fixed IP (the addresses stay allocated). Returns ``{changed, address,
+    old_port_id}`` (``address``: a list when detached by target).
 
     address
         The floating IP address, e.g. ``192.168.144.77``; an error when no floating IP
-        has it. Nothing changes when it is associated with no port.
+        has it. Nothing changes when it is associated with no port. Or give a target:
+
+    server
+        The name of the server whose floating IPs to detach (looked up through Nova).
+
+    port
+        The name of the port whose floating IPs to detach.
+
+    fixed_ip
+        The fixed IP of the port whose floating IPs to detach.
 
     cloud
         The OpenStack cloud: a ``clouds.yaml`` entry name or a dict of openstacksdk
@@ -440,8 +470,22 @@ def disassociate(address, cloud=None, test=False):
     .. code-block:: bash
 
         salt '*' floating_ip.disassociate 192.168.144.77
+        salt '*' floating_ip.disassociate server=web1
     """
     conn = _conn(cloud)
+    if not address:
+        if len([t for t in (server, port, fixed_ip) if t]) != 1:
+            raise SaltInvocationError("give address, or exactly one of server, port, fixed_ip")
+        target = _target_port(conn, server, port, fixed_ip)
+        held = _fips(conn, "floating IPs of the port", port_id=target.id)
+        if not test:
+            for fip in held:
+                _update(conn, fip, None, f"disassociate {fip.floating_ip_address}")
+        return {
+            "changed": bool(held),
+            "address": sorted(f.floating_ip_address for f in held),
+            "old_port_id": target.id if held else None,
+        }
     fip = _fip_by_address(conn, address)
     old_port_id = fip.port_id  # the update below changes the object in place
     if not old_port_id:

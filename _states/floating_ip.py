@@ -39,6 +39,7 @@ def associated(
     network=None,
     cloud=None,
     standby=None,
+    pillar_key=None,
 ):
     """
     The server, port or fixed IP has a floating IP (``address``, or any from ``network``).
@@ -67,6 +68,9 @@ def associated(
         Where ``floating_ip.move`` sends it on failure (``{server: ...}``, ``{port: ...}``
         or ``{fixed_ip: ...}``): held there, the association counts as kept, and a
         highstate neither takes it back nor allocates another.
+    pillar_key
+        Where this entry is declared (``hastack:floating_ips:addresses:<label>``), named
+        in errors.
     """
     ret = states.new_ret(name)
     args = {
@@ -81,7 +85,7 @@ def associated(
     try:
         plan = __salt__["floating_ip.associate"](test=True, **args)
     except states.ERRORS as err:
-        return states.failed(ret, err)
+        return _named(states.failed(ret, err), pillar_key)
     target = server or port or fixed_ip
     where = " (on its standby: floating_ip.move it back when ready)" if plan.get("standby") else ""
     new_address = plan["address"] or f"(new from {network or 'the external network'})"
@@ -108,56 +112,101 @@ def associated(
         )
         return set(changes) if after["changed"] else set()
 
-    return states.converge(
-        ret,
-        changes,
-        write,
-        remaining,
-        test=__opts__["test"],
-        done_comment=lambda: f"{target} has floating IP {done.get('address') or new_address}",
-        same_comment=f"{target} has floating IP {plan['address']}{where}",
-        predicted_comment=f"{target} would get floating IP {new_address}",
+    return _named(
+        states.converge(
+            ret,
+            changes,
+            write,
+            remaining,
+            test=__opts__["test"],
+            done_comment=lambda: f"{target} has floating IP {done.get('address') or new_address}",
+            same_comment=f"{target} has floating IP {plan['address']}{where}",
+            predicted_comment=f"{target} would get floating IP {new_address}",
+        ),
+        pillar_key,
     )
 
 
-def absent(name, address=None, release=False, cloud=None):
+def absent(
+    name,
+    address=None,
+    release=False,
+    cloud=None,
+    server=None,
+    port=None,
+    fixed_ip=None,
+    pillar_key=None,
+):
     """
     The floating IP ``address`` (default: ``name``) is associated with no port; with
-    ``release``, it is given back to its network.
+    ``release``, it is given back to its network. Or: the server, port or fixed IP has
+    no floating IP.
 
     name
-        The floating IP address, unless ``address`` is given (then a free label).
+        The floating IP address, unless ``address`` or a target is given (then a label).
     address
         The floating IP address, e.g. ``192.168.144.50``; default: ``name``.
+    server
+        Detach every floating IP of the server with this name (looked up through Nova).
+    port
+        Detach every floating IP of the port with this name.
+    fixed_ip
+        Detach every floating IP of the port with this fixed IP.
     release
-        ``True``: also delete the floating IP, giving the address back to its network.
-        Default ``False``: only detach it from its port (it stays allocated).
+        ``True``: also delete the floating IP, giving the address back to its network
+        (by address only). Default ``False``: only detach it (it stays allocated).
     cloud
         The OpenStack cloud: a ``clouds.yaml`` entry name or a dict of openstacksdk
         connection arguments; default: ``hastack:openstack:cloud`` (pillar or config).
+    pillar_key
+        Where this entry is declared (``hastack:floating_ips:addresses:<label>``), named
+        in errors.
     """
-    address = address or name
     ret = states.new_ret(name)
+    target = {k: v for k, v in (("server", server), ("port", port), ("fixed_ip", fixed_ip)) if v}
+    if target and (address or release):
+        return _named(
+            states.failed(
+                ret,
+                "give an address or a target (server, port, "
+                "fixed_ip), and release only with an address",
+            ),
+            pillar_key,
+        )
+    args = dict(target) if target else {"address": address or name}
+    what = next(iter(target.values())) if target else args["address"]
     fun = "floating_ip.release" if release else "floating_ip.disassociate"
     verb = "released" if release else "detached"
     try:
-        plan = __salt__[fun](address, cloud=cloud, test=True)
+        plan = __salt__[fun](cloud=cloud, test=True, **args)
     except states.ERRORS as err:
-        return states.failed(ret, err)
+        return _named(states.failed(ret, err), pillar_key)
     changes = {}
     if plan["changed"]:
         changes = {"port": {"old": plan["old_port_id"], "new": None}}
         if release:
-            changes["address"] = {"old": address, "new": None}
-    return states.converge(
-        ret,
-        changes,
-        write=lambda: __salt__[fun](address, cloud=cloud),
-        remaining=lambda: (
-            set(changes) if __salt__[fun](address, cloud=cloud, test=True)["changed"] else set()
+            changes["address"] = {"old": args["address"], "new": None}
+    return _named(
+        states.converge(
+            ret,
+            changes,
+            write=lambda: __salt__[fun](cloud=cloud, **args),
+            remaining=lambda: (
+                set(changes) if __salt__[fun](cloud=cloud, test=True, **args)["changed"] else set()
+            ),
+            test=__opts__["test"],
+            done_comment=f"{what} {verb}",
+            same_comment=f"{what} {'is not allocated' if release else 'has no floating IP'}"
+            if target or release
+            else f"{what} is not associated",
+            predicted_comment=f"{what} would be {verb}",
         ),
-        test=__opts__["test"],
-        done_comment=f"{address} {verb}",
-        same_comment=f"{address} is {'not allocated' if release else 'not associated'}",
-        predicted_comment=f"{address} would be {verb}",
+        pillar_key,
     )
+
+
+def _named(ret, pillar_key):
+    """A failed state's comment starts with the pillar key of the entry, when known."""
+    if ret["result"] is False and pillar_key and not ret["comment"].startswith(pillar_key):
+        ret["comment"] = f"{pillar_key}: {ret['comment']}"
+    return ret

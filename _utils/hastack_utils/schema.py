@@ -87,9 +87,15 @@ def _validate_floating_ips(fips, openstack, roles):
             ("server", "port", "fixed_ip", "address", "network", "absent", "release", "standby"),
         )
         if fip.get("absent"):
-            if not fip.get("address"):
-                _fail(f"{key}:address", "required with absent: the floating address to detach")
-            _check_ipv4(fip["address"], f"{key}:address")
+            given = [t for t in ("address", "server", "port", "fixed_ip") if fip.get(t)]
+            if len(given) != 1:
+                _fail(key, "with absent, name exactly one of address, server, port or fixed_ip")
+            if fip.get("release") and not fip.get("address"):
+                _fail(f"{key}:release", "releases an address: give address")
+            if fip.get("address"):
+                _check_ipv4(fip["address"], f"{key}:address")
+            if fip.get("fixed_ip"):
+                _check_ipv4(fip["fixed_ip"], f"{key}:fixed_ip")
             continue
         targets = [t for t in ("server", "port", "fixed_ip") if fip.get(t)]
         if len(targets) != 1:

@@ -8,7 +8,11 @@
 hastack-floating-ip-{{ label }}:
 {%-   if fip.get('absent') %}
   floating_ip.absent:
-    - address: {{ fip.address }}
+{%-     for arg in ('address', 'server', 'port', 'fixed_ip') %}
+{%-       if fip.get(arg) %}
+    - {{ arg }}: {{ fip[arg] | json }}
+{%-       endif %}
+{%-     endfor %}
     - release: {{ fip.get('release', False) }}
 {%-   else %}
   floating_ip.associated:
@@ -18,6 +22,7 @@ hastack-floating-ip-{{ label }}:
 {%-       endif %}
 {%-     endfor %}
 {%-   endif %}
+    - pillar_key: hastack:floating_ips:addresses:{{ label }}
 {%- endfor %}
 {%- else %}
 

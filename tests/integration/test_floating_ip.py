@@ -408,3 +408,58 @@ def test_the_cloud_can_be_a_clouds_yaml_entry(neutron, tmp_path):
         env=dict(os.environ, OS_CLIENT_CONFIG_FILE=str(tmp_path / "none.yaml")),
     )
     assert rc != 0 and "hastack:openstack:cloud" in m.last_output, m.last_output
+
+
+def test_pillar_entries_name_their_key_and_servers_are_found_by_their_literal_name(
+    neutron, tmp_path
+):
+    # Names with characters that are special in a regular expression (Nova's name filter
+    # is one): found by their literal name, not as patterns.
+    regex_named = {name: vm(neutron, name) for name in ("web (v2)", "app+1")}
+    outside, internal = vm(neutron, "api-outside"), vm(neutron, "api-internal")
+    addresses = {
+        "web": {"server": "web (v2)"},
+        "app": {"server": "app+1"},
+        "ghost": {"server": "no-such-server"},
+        # ext_net is 192.168.144.0/24
+        "outside": {"port": "api-outside-port", "address": "10.99.0.5"},
+        "internal": {"port": "api-internal-port", "network": "admin-net"},
+    }
+    pillar = {
+        "hastack": {
+            "roles": ["controller"],
+            "floating_ips": {"roles": ["controller"], "addresses": addresses},
+        }
+    }
+    m = saltlocal.Minion(
+        str(tmp_path / "m"), "alice", merge(minion_overlay(neutron), pillar), example=False
+    )
+    results = {}
+    for test in (True, False):
+        rc, ret = m.call("state.sls", "hastack.floating_ips", *(["test=True"] if test else []))
+        assert rc != 0 and isinstance(ret, dict), m.last_output
+        results[test] = {sid: (r.result, r.comment) for sid, r in states(ret).items()}
+    for test, by_id in results.items():
+        for label, message in (
+            ("ghost", "server: no server named 'no-such-server'"),
+            (
+                "outside",
+                "address: 10.99.0.5 is outside the subnets of 'ext_net' (192.168.144.0/24)",
+            ),
+            ("internal", "network: 'admin-net' is not an external network"),
+        ):
+            result, comment = by_id[f"hastack-floating-ip-{label}"]
+            key = f"hastack:floating_ips:addresses:{label}"
+            assert result is False and comment.startswith(f"{key}: {message}"), (test, comment)
+        assert by_id["hastack-floating-ip-web"][0] is not False
+        assert by_id["hastack-floating-ip-app"][0] is not False
+    assert fips_of(neutron, outside) == [] and fips_of(neutron, internal) == []
+    assert all(len(fips_of(neutron, port)) == 1 for port in regex_named.values())
+
+    # Detached by server name, as they were associated.
+    pillar["hastack"]["floating_ips"]["addresses"] = {"web": {"server": "web (v2)", "absent": True}}
+    m.set_overlay(merge(minion_overlay(neutron), pillar))
+    detached = call(m, "state.sls", "hastack.floating_ips")
+    assert states(detached)["hastack-floating-ip-web"].changes
+    assert fips_of(neutron, regex_named["web (v2)"]) == []
+    assert saltlocal.changes_by_id(call(m, "state.sls", "hastack.floating_ips")) == {}
