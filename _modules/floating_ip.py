@@ -26,6 +26,7 @@ import concurrent.futures
 import ipaddress
 import logging
 import re
+import time
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "floating_ip"
 CONCURRENCY = 8
+# Seconds a whole reissue may take, a stalled or frozen Neutron included.
+REISSUE_DEADLINE = 20
 
 
 def __virtual__():
@@ -69,9 +72,9 @@ def _by_name_or_id(listing, name, kind):
     return _one(found, f"{kind} named '{name}'", kind)
 
 
-def _fips(conn, what, **query):
+def _fips(conn, what, deadline=None, **query):
     """Floating IPs matching ``query`` (e.g. ``port_id=``, ``floating_ip_address=``)."""
-    return _call(what, lambda: list(conn.network.ips(**query)))
+    return _call(what, lambda: list(conn.network.ips(**query)), deadline=deadline)
 
 
 def _port_busy(target, held, why=""):
@@ -216,15 +219,17 @@ def list_ips(server=None, host=None, router=None, network=None, cloud=None):
     return sorted((_data(f, ports) for f in fips), key=lambda f: f["address"])
 
 
-def _selected(conn, server=None, host=None, router=None, network=None):
+def _selected(conn, server=None, host=None, router=None, network=None, deadline=None):
     """The floating IPs the filters select, and every port by ID."""
     query = {}
     if network:
         query["floating_network_id"] = _network(conn, network).id
     if router:
         query["router_id"] = _by_name_or_id(conn.network.routers, router, "router").id
-    fips = _fips(conn, "list floating IPs", **query)
-    ports = {p.id: p for p in _call("list ports", lambda: list(conn.network.ports()))}
+    fips = _fips(conn, "list floating IPs", deadline=deadline, **query)
+    ports = {
+        p.id: p for p in _call("list ports", lambda: list(conn.network.ports()), deadline=deadline)
+    }
     if server:
         wanted = {p.id for p in _server_ports(conn, server)}
         fips = [f for f in fips if f.port_id in wanted]
@@ -248,10 +253,10 @@ def _put_association(conn, fip, port_id):
     return resp.json()["floatingip"]
 
 
-def _update(conn, fip, port_id, what):
+def _update(conn, fip, port_id, what, deadline=None):
     """PUT the association guarded by the revision this decision was made on."""
     try:
-        return _call(what, _put_association, conn, fip, port_id)
+        return _call(what, _put_association, conn, fip, port_id, deadline=deadline)
     except openstack.exceptions.PreconditionFailedException as err:
         raise CommandExecutionError(
             f"floating IP {fip.floating_ip_address} changed since it was read (revision "
@@ -627,7 +632,13 @@ def move(address, server=None, port=None, fixed_ip=None, cloud=None, test=False)
 
 
 def reissue(
-    addresses=None, host=None, server=None, cloud=None, concurrency=CONCURRENCY, test=False
+    addresses=None,
+    host=None,
+    server=None,
+    cloud=None,
+    concurrency=CONCURRENCY,
+    test=False,
+    deadline=REISSUE_DEADLINE,
 ):
     """
     Associate floating IPs again with the port their server has now, so Neutron
@@ -655,6 +666,11 @@ def reissue(
     concurrency
         How many PUTs run at once (at least 1); default: 8.
 
+    deadline
+        Seconds the whole call may take (default 20): every request is bounded by it, no
+        request starts after it, and the call returns by then, a stalled or frozen
+        Neutron included. Addresses not done by then are reported under ``failed``.
+
     test
         ``True``: write nothing, return the addresses that would be reissued.
         Default: ``False``.
@@ -666,15 +682,26 @@ def reissue(
         salt '*' floating_ip.reissue host=alice
         salt '*' floating_ip.reissue '[192.168.144.77, 192.168.144.78]'
     """
-    conn = _conn(cloud)
+    deadline = float(deadline)
+    if deadline <= 0:
+        raise SaltInvocationError("deadline: seconds, more than 0")
+    stop_at = time.monotonic() + deadline
+    # Requests on this connection cannot outlast the call's deadline.
+    conn = openstack_conn.connection(_cloud(cloud), __context__, api_timeout=deadline)
     if addresses:
         wanted = set([addresses] if isinstance(addresses, str) else addresses)
-        fips = [f for f in _fips(conn, "list floating IPs") if f.floating_ip_address in wanted]
+        try:
+            listed = _fips(conn, "list floating IPs", deadline=stop_at)
+        except CommandExecutionError as err:
+            # Neutron did not answer in time: every named address is left undone.
+            __context__["retcode"] = 1
+            return {"reissued": [], "failed": {address: f"not done: {err}" for address in wanted}}
+        fips = [f for f in listed if f.floating_ip_address in wanted]
         missing = wanted - {f.floating_ip_address for f in fips}
         if missing:
             raise SaltInvocationError(f"addresses: no floating IP {', '.join(sorted(missing))}")
     elif host or server:
-        fips, _ = _selected(conn, server=server, host=host)
+        fips, _ = _selected(conn, server=server, host=host, deadline=stop_at)
     else:
         raise SaltInvocationError("name what to reissue: addresses=, host= or server=")
     fips = [f for f in fips if f.port_id]
@@ -682,15 +709,25 @@ def reissue(
         return {"reissued": sorted(f.floating_ip_address for f in fips), "failed": {}}
 
     def one(fip):
-        _update(conn, fip, fip.port_id, f"reissue {fip.floating_ip_address}")
+        _update(conn, fip, fip.port_id, f"reissue {fip.floating_ip_address}", deadline=stop_at)
         return fip.floating_ip_address
 
     reissued, failed = [], {}
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, int(concurrency))) as pool:
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, int(concurrency)))
+    try:
         futures = {pool.submit(one, fip): fip.floating_ip_address for fip in fips}
-        for future in concurrent.futures.as_completed(futures):
+        done, _ = concurrent.futures.wait(futures, timeout=max(0.0, stop_at - time.monotonic()))
+        for future, address in futures.items():
+            if future not in done:
+                failed[address] = f"not done: the deadline ({deadline:g} s) passed"
+                continue
             try:
                 reissued.append(future.result())
             except (CommandExecutionError, SaltInvocationError) as err:
-                failed[futures[future]] = str(err)
+                failed[address] = str(err)
+    finally:
+        # A request in flight ends by its own timeout (the deadline); none starts anew.
+        pool.shutdown(wait=False, cancel_futures=True)
+    if failed:
+        __context__["retcode"] = 1  # addresses left undone: the job must say so
     return {"reissued": sorted(reissued), "failed": failed}

@@ -47,16 +47,17 @@ def cloud_setting(cloud):
     return cloud
 
 
-def connection(cloud, cache):
+def connection(cloud, cache, api_timeout=API_TIMEOUT):
     """The openstacksdk connection to ``cloud``, made on first use and kept in ``cache``
-    (the calling module's ``__context__``: one connection per run)."""
-    key = "hastack.openstack." + (
+    (the calling module's ``__context__``: one connection per run). ``api_timeout``
+    bounds each request (seconds)."""
+    key = f"hastack.openstack.{api_timeout}." + (
         cloud if isinstance(cloud, str) else json.dumps(cloud, sort_keys=True)
     )
     with _CONNECTIONS_LOCK:
         if key not in cache:
             args = {"cloud": cloud} if isinstance(cloud, str) else dict(cloud)
-            args.setdefault("api_timeout", API_TIMEOUT)
+            args.setdefault("api_timeout", api_timeout)
             try:
                 cache[key] = openstack.connect(**args)
             except openstack.exceptions.SDKException as err:
@@ -86,10 +87,17 @@ def transient(err):
     )
 
 
-def call(what, fn, *args, **kwargs):
+class DeadlinePassed(CommandExecutionError):
+    """The call's deadline passed before this request could be (re)sent."""
+
+
+def call(what, fn, *args, deadline=None, **kwargs):
     """``fn(*args, **kwargs)`` retried on connection errors and 5xx answers (bounded);
-    other failures become CommandExecutionError naming ``what``."""
+    other failures become CommandExecutionError naming ``what``. With ``deadline`` (a
+    ``time.monotonic()`` instant) no attempt starts and no backoff runs past it."""
     for attempt in range(RETRIES):
+        if deadline is not None and time.monotonic() >= deadline:
+            raise DeadlinePassed(f"{what}: not done, the call's deadline passed")
         try:
             return fn(*args, **kwargs)
         except openstack.exceptions.PreconditionFailedException:
@@ -97,6 +105,8 @@ def call(what, fn, *args, **kwargs):
         except Exception as err:  # pylint: disable=broad-except
             if transient(err) and attempt < RETRIES - 1:
                 delay = RETRY_BASE * 2**attempt
+                if deadline is not None:
+                    delay = min(delay, max(0.0, deadline - time.monotonic()))
                 log.info("hastack: %s failed (%s); retry in %.2f s", what, err, delay)
                 time.sleep(delay)
                 continue

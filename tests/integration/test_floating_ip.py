@@ -4,8 +4,10 @@ result is read back from Neutron with openstacksdk. The one stand-in is Nova's s
 listing (lab/novastub.py: no Nova can run here): it only maps a server name to its id;
 the ports it owns are real Neutron ports."""
 
+import json
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -463,3 +465,66 @@ def test_pillar_entries_name_their_key_and_servers_are_found_by_their_literal_na
     assert states(detached)["hastack-floating-ip-web"].changes
     assert fips_of(neutron, regex_named["web (v2)"]) == []
     assert saltlocal.changes_by_id(call(m, "state.sls", "hastack.floating_ips")) == {}
+
+
+def test_reissue_against_a_frozen_neutron_returns_by_its_deadline_and_accounts_for_all(
+    neutron, tmp_path
+):
+    conn = neutron["conn"]
+    ext_net = neutron["made"]["ext_net"].id
+    addresses = []
+    for i in range(12):
+        port = vm(neutron, f"frozen{i}", host="bob")
+        addresses.append(
+            conn.network.create_ip(floating_network_id=ext_net, port_id=port.id).floating_ip_address
+        )
+    before = {
+        f.floating_ip_address: f.port_id
+        for f in conn.network.ips()
+        if f.floating_ip_address in addresses
+    }
+    m = saltlocal.Minion(str(tmp_path / "m"), "alice", minion_overlay(neutron), example=False)
+    funcs, _ = m.loader()
+    server = neutron["pids"]["neutron-server"]
+
+    # Frozen (stopped, not dead) from the start: the call still returns by its deadline,
+    # names every address as not done, and exits non-zero.
+    os.killpg(server, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        rc, out = m.call("floating_ip.reissue", json.dumps(addresses), "deadline=5")
+        took = time.monotonic() - started
+    finally:
+        os.killpg(server, signal.SIGCONT)
+    assert rc != 0 and took < 5 + 6, (took, m.last_output)  # + salt-call's own start-up
+    assert sorted(out["failed"]) == sorted(addresses) and out["reissued"] == [], out
+
+    # Frozen mid-way (one PUT at a time): what was done and what was not, all accounted for.
+    # A first, unfrozen run sets up the connection and times the PUTs.
+    started = time.monotonic()
+    warm = funcs["floating_ip.reissue"](
+        addresses, cloud=neutron["cloud"], concurrency=1, deadline=20
+    )
+    whole = time.monotonic() - started
+    assert sorted(warm["reissued"]) == sorted(addresses) and warm["failed"] == {}, warm
+    timer = threading.Timer(whole / 2, os.killpg, (server, signal.SIGSTOP))
+    try:
+        timer.start()
+        started = time.monotonic()
+        result = funcs["floating_ip.reissue"](
+            addresses, cloud=neutron["cloud"], concurrency=1, deadline=4
+        )
+        took = time.monotonic() - started
+    finally:
+        timer.cancel()
+        os.killpg(server, signal.SIGCONT)
+    assert took < 4 + 1.5, took
+    assert sorted(result["reissued"] + list(result["failed"])) == sorted(addresses), result
+    assert result["reissued"] and result["failed"], result  # frozen mid-way
+    # Nothing was lost: every address is still on its port.
+    after = {
+        f.floating_ip_address: f.port_id
+        for f in conn.network.ips()
+        if f.floating_ip_address in addresses
+    }
+    assert after == before
