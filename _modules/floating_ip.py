@@ -42,6 +42,11 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "floating_ip"
 CONCURRENCY = 8
+# Seconds a changed association is left before it is read back: twice the write's own
+# time, within these bounds (two accepted concurrent writes commit within about one
+# request of each other; see _update).
+SETTLE = 0.3
+SETTLE_MAX = 3.0
 # Seconds a whole reissue may take, a stalled or frozen Neutron included.
 REISSUE_DEADLINE = 20
 
@@ -253,15 +258,36 @@ def _put_association(conn, fip, port_id):
     return resp.json()["floatingip"]
 
 
-def _update(conn, fip, port_id, what, deadline=None):
-    """PUT the association guarded by the revision this decision was made on."""
+def _update(conn, fip, port_id, what, deadline=None, verify=False):
+    """PUT the association guarded by the revision this decision was made on.
+
+    Neutron checks ``If-Match`` before it takes the row, so two writers that read the
+    same revision can both be accepted, the later silently replacing the earlier. With
+    ``verify`` the write is read back once a concurrent writer's accepted write has had
+    time to land (``SETTLE``): if the address is no longer where this write put it, the
+    call reports the conflict instead of a move that did not hold."""
+    address = fip.floating_ip_address
+    started = time.monotonic()
     try:
-        return _call(what, _put_association, conn, fip, port_id, deadline=deadline)
+        written = _call(what, _put_association, conn, fip, port_id, deadline=deadline)
     except openstack.exceptions.PreconditionFailedException as err:
         raise CommandExecutionError(
-            f"floating IP {fip.floating_ip_address} changed since it was read (revision "
+            f"floating IP {address} changed since it was read (revision "
             f"{fip.revision_number}); nothing was overwritten: read it again ({what})"
         ) from err
+    if verify:
+        # A concurrent accepted write commits within about one request of this one.
+        took = time.monotonic() - started
+        time.sleep(min(SETTLE_MAX, max(SETTLE, 2 * took)))
+        now = _call(f"read back {address}", conn.network.get_ip, fip.id)
+        if now.port_id != port_id:
+            raise CommandExecutionError(
+                f"floating IP {address} changed since it was read: a concurrent writer put it on "
+                f"port {now.port_id} (revision {now.revision_number}) right after this write "
+                f"(revision {written.get('revision_number')}) and Neutron accepted both; it is "
+                f"there now, nothing more was changed ({what})"
+            )
+    return written
 
 
 def _held_by_standby(conn, standby, address, network):
@@ -391,7 +417,7 @@ def associate(
                 "to take it from there"
             )
         if not test:
-            _update(conn, fip, target.id, f"associate {address}")
+            _update(conn, fip, target.id, f"associate {address}", verify=True)
         return {"changed": True, "address": address, "port_id": target.id, "old_port_id": None}
 
     if not network:
@@ -627,7 +653,7 @@ def move(address, server=None, port=None, fixed_ip=None, cloud=None, test=False)
         raise _port_busy(target, held)
     old_port_id = fip.port_id
     if not test:
-        _update(conn, fip, target.id, f"move {address}")
+        _update(conn, fip, target.id, f"move {address}", verify=True)
     return {"changed": True, "address": address, "port_id": target.id, "old_port_id": old_port_id}
 
 

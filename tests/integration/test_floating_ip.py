@@ -528,3 +528,45 @@ def test_reissue_against_a_frozen_neutron_returns_by_its_deadline_and_accounts_f
         if f.floating_ip_address in addresses
     }
     assert after == before
+
+
+def test_two_movers_of_one_address_one_wins_one_reports_the_conflict(neutron, tmp_path):
+    # Neutron checks If-Match before it takes the row: two movers that read the same
+    # revision can both get HTTP 200. hastack reads each move back, so exactly one
+    # caller reports the move and the other a conflict, and the address is where the
+    # winner said.
+    conn = neutron["conn"]
+    start, *targets = [vm(neutron, f"mover{i}") for i in range(3)]
+    fip = conn.network.create_ip(
+        floating_network_id=neutron["made"]["ext_net"].id, port_id=start.id
+    )
+    address = fip.floating_ip_address
+    m = saltlocal.Minion(str(tmp_path / "m"), "alice", minion_overlay(neutron), example=False)
+    movers = [m.loader()[0] for _ in targets]  # each its own loader and connection
+    for mover, target in zip(movers, targets):  # connections set up before the race
+        mover["floating_ip.move"](address, port=target.name, cloud=neutron["cloud"], test=True)
+    for _ in range(20):
+        conn.network.update_ip(conn.network.get_ip(fip.id), port_id=start.id)
+        barrier, outcome = threading.Barrier(2), {}
+
+        def move(i):
+            barrier.wait()
+            try:
+                outcome[i] = movers[i]["floating_ip.move"](
+                    address, port=targets[i].name, cloud=neutron["cloud"]
+                )
+            except CommandExecutionError as err:
+                outcome[i] = str(err)
+
+        threads = [threading.Thread(target=move, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        won = [i for i, o in outcome.items() if isinstance(o, dict)]
+        assert len(won) == 1, outcome
+        lost = outcome[1 - won[0]]
+        assert "changed since it was read" in lost, outcome
+        assert (
+            conn.network.get_ip(fip.id).port_id == targets[won[0]].id == outcome[won[0]]["port_id"]
+        )
