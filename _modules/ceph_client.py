@@ -198,8 +198,7 @@ def _conn(kwargs):
 
 
 def _base_argv(tool, conn):
-    conf = os.path.join(conn["conf_dir"], f"{conn['cluster']}.conf")
-    argv = [tool, "--cluster", conn["cluster"], "-c", conf if os.path.exists(conf) else "/dev/null"]
+    argv = [tool, "--cluster", conn["cluster"], "-c", _conf_file(conn)]
     if conn["mon_host"]:
         argv += ["-m", conn["mon_host"]]
     argv += ["--id", "admin", "--keyring", conn["admin_keyring"]]
@@ -227,11 +226,7 @@ def _run(tool, args, conn, stdin=None, json_out=True, ok_codes=(0,)):
     if json_out:
         argv += ["--format", "json"]
     log.debug("ceph_client: running %s", " ".join(argv))
-    if not os.path.exists(conn["admin_keyring"]):
-        raise CommandExecutionError(
-            f"admin keyring {conn['admin_keyring']} does not exist "
-            "(hastack:ceph:admin_keyring; cluster changes run on hastack:ceph:admin_minion)"
-        )
+    _need_admin_keyring(conn)
     res = __salt__["cmd.run_all"](
         argv,
         python_shell=False,
@@ -247,11 +242,7 @@ def _run(tool, args, conn, stdin=None, json_out=True, ok_codes=(0,)):
         # The ceph CLI says "timed out"; Salt says "Timed out after N seconds" when it
         # kills a command at our deadline (stdout then holds only that message).
         if "timed out" in f"{err} {out}".lower():
-            raise CommandExecutionError(
-                f"Ceph cluster '{conn['cluster']}' at mon_host {conn['mon_host']} did not answer "
-                f"within {conn['timeout']} s (check hastack:ceph:mon_host and "
-                f"hastack:ceph:admin_keyring)"
-            )
+            raise _unreachable(conn)
         raise CommandExecutionError(f"{tool} {' '.join(args)} failed (rc {rc}): {err.strip()}")
     if json_out and rc == 0 and out.strip():
         try:
@@ -259,6 +250,21 @@ def _run(tool, args, conn, stdin=None, json_out=True, ok_codes=(0,)):
         except ValueError as err_:
             raise CommandExecutionError(f"{tool} {' '.join(args)}: unreadable JSON") from err_
     return rc, out, err
+
+
+def _need_admin_keyring(conn):
+    if not os.path.exists(conn["admin_keyring"]):
+        raise CommandExecutionError(
+            f"admin keyring {conn['admin_keyring']} does not exist "
+            "(hastack:ceph:admin_keyring; cluster changes run on hastack:ceph:admin_minion)"
+        )
+
+
+def _conf_file(conn):
+    """The cluster's ceph.conf when it exists, else /dev/null: the monitors are reached
+    through mon_host before any ceph.conf is written."""
+    conf = os.path.join(conn["conf_dir"], f"{conn['cluster']}.conf")
+    return conf if os.path.exists(conf) else "/dev/null"
 
 
 def _unreachable(conn):
@@ -278,12 +284,7 @@ def _cluster(conn):
     ckey = ("ceph_client.rados", conn["cluster"], conn["mon_host"], conn["admin_keyring"])
     if ckey in __context__:
         return __context__[ckey]
-    if not os.path.exists(conn["admin_keyring"]):
-        raise CommandExecutionError(
-            f"admin keyring {conn['admin_keyring']} does not exist "
-            "(hastack:ceph:admin_keyring; cluster changes run on hastack:ceph:admin_minion)"
-        )
-    conf = os.path.join(conn["conf_dir"], f"{conn['cluster']}.conf")
+    _need_admin_keyring(conn)
     settings = {
         "keyring": conn["admin_keyring"],
         "client_mount_timeout": str(conn["timeout"]),
@@ -293,7 +294,7 @@ def _cluster(conn):
         settings["mon_host"] = conn["mon_host"]
     try:
         cluster = rados.Rados(
-            conffile=conf if os.path.exists(conf) else "/dev/null",
+            conffile=_conf_file(conn),
             clustername=conn["cluster"],
             name="client.admin",
             conf=settings,

@@ -34,6 +34,8 @@ NVPAIR_SECTIONS = {  # section: (configuration child, block tag, id of a new blo
     "resource_defaults": ("rsc_defaults", "meta_attributes", "rsc-options"),
     "operation_defaults": ("op_defaults", "meta_attributes", "op-options"),
 }
+# Sections of items with ids (not name/value pairs): what remove_undeclared removes from.
+ITEM_SECTIONS = tuple(section for section in SECTIONS if section not in NVPAIR_SECTIONS)
 
 
 CONSTRAINT_TAGS = {
@@ -760,15 +762,7 @@ def apply(root, wanted, remove_undeclared=False, remove=()):
     doomed = list(remove)
     if remove_undeclared:
         fencing = _fencing_ids(current)
-        for section in (
-            "primitives",
-            "groups",
-            "clones",
-            "locations",
-            "colocations",
-            "orders",
-            "alerts",
-        ):
+        for section in ITEM_SECTIONS:
             doomed += [
                 item_id
                 for item_id, item in current[section].items()

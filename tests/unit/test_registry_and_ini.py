@@ -62,3 +62,47 @@ def test_remove_sections_keeps_every_other_line():
         "# operator notes\n[global]\nfsid = f\n\n[client.operator]\nkeyring = /k/o\n"
     )
     assert ini.remove_sections(text, ["client.none"]) == text
+
+
+def test_stale_across_two_clusters_this_minion_administers_only_one_of():
+    # A layout beyond the example: a second cluster "backup" whose admin is elsewhere.
+    tree = {
+        "clusters": {
+            "ceph": {
+                "users": {"glance": {"keyring": {"path": "/etc/ceph/ceph.client.glance.keyring"}}},
+                "local_users": ["glance"],
+                "conf": "/etc/ceph/ceph.conf",
+                "is_admin_minion": True,
+            },
+            "backup": {
+                "users": {
+                    "cinder": {"keyring": {"path": "/etc/ceph/backup.client.cinder.keyring"}}
+                },
+                "local_users": ["cinder"],
+                "conf": "/etc/ceph/backup.conf",
+                "is_admin_minion": False,
+            },
+        },
+        "libvirt": {"secrets": {}, "applies": False},
+    }
+    record = registry.empty()
+    for cluster, user in (
+        ("ceph", "glance"),
+        ("ceph", "old"),
+        ("backup", "cinder"),
+        ("backup", "gone"),
+    ):
+        registry.add(record, "users", f"client.{user}", cluster)
+        registry.add(record, "keyrings", f"/etc/ceph/{cluster}.client.{user}.keyring")
+        registry.add(record, "conf_sections", f"client.{user}", f"/etc/ceph/{cluster}.conf")
+    stale = registry.stale(record, tree)
+    # Users go only where this minion is the admin; files go on both clusters.
+    assert stale["users"] == {"ceph": ["client.old"]}
+    assert stale["keyrings"] == [
+        "/etc/ceph/backup.client.gone.keyring",
+        "/etc/ceph/ceph.client.old.keyring",
+    ]
+    assert stale["conf_sections"] == {
+        "/etc/ceph/backup.conf": ["client.gone"],
+        "/etc/ceph/ceph.conf": ["client.old"],
+    }
