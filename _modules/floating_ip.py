@@ -268,9 +268,25 @@ def _update(conn, fip, port_id, what, deadline=None, verify=False):
     call reports the conflict instead of a move that did not hold."""
     address = fip.floating_ip_address
     started = time.monotonic()
+    sent = []
+
+    def put():
+        sent.append(time.monotonic())
+        return _put_association(conn, fip, port_id)
+
     try:
-        written = _call(what, _put_association, conn, fip, port_id, deadline=deadline)
+        written = _call(what, put, deadline=deadline)
     except openstack.exceptions.PreconditionFailedException as err:
+        if len(sent) > 1:
+            # A retry: an earlier try may have landed after all (Neutron stalled, the
+            # request timed out here, the server applied it later), and its new revision
+            # is what refused the retry. The address where this call wants it is that write.
+            now = _call(f"read back {address}", conn.network.get_ip, fip.id, deadline=deadline)
+            if now.port_id == port_id and now.revision_number > fip.revision_number:
+                log.info(
+                    "hastack: %s: an earlier try landed (revision %s)", what, now.revision_number
+                )
+                return now.to_dict()
         raise CommandExecutionError(
             f"floating IP {address} changed since it was read (revision "
             f"{fip.revision_number}); nothing was overwritten: read it again ({what})"
@@ -665,6 +681,7 @@ def reissue(
     concurrency=CONCURRENCY,
     test=False,
     deadline=REISSUE_DEADLINE,
+    request_timeout=None,
 ):
     """
     Associate floating IPs again with the port their server has now, so Neutron
@@ -697,6 +714,12 @@ def reissue(
         request starts after it, and the call returns by then, a stalled or frozen
         Neutron included. Addresses not done by then are reported under ``failed``.
 
+    request_timeout
+        Seconds one request may take before it is sent again (default: the deadline). A
+        retry whose earlier try landed meanwhile (a stalled Neutron applied it late)
+        recognises that write by reading the address back: it is reported done, not as
+        a conflict.
+
     test
         ``True``: write nothing, return the addresses that would be reissued.
         Default: ``False``.
@@ -713,7 +736,10 @@ def reissue(
         raise SaltInvocationError("deadline: seconds, more than 0")
     stop_at = time.monotonic() + deadline
     # Requests on this connection cannot outlast the call's deadline.
-    conn = openstack_conn.connection(_cloud(cloud), __context__, api_timeout=deadline)
+    timeout = deadline if request_timeout is None else min(float(request_timeout), deadline)
+    if timeout <= 0:
+        raise SaltInvocationError("request_timeout: seconds, more than 0")
+    conn = openstack_conn.connection(_cloud(cloud), __context__, api_timeout=timeout)
     if addresses:
         wanted = set([addresses] if isinstance(addresses, str) else addresses)
         try:

@@ -530,6 +530,45 @@ def test_reissue_against_a_frozen_neutron_returns_by_its_deadline_and_accounts_f
     assert after == before
 
 
+def test_a_reissue_that_outlives_a_neutron_stall_recognises_its_own_writes(neutron, tmp_path):
+    """neutron-server stopped mid-reissue, then resumed: requests that timed out here
+    were applied late, so their retries meet a newer revision (412). Each retry reads the
+    address back and recognises its own write: no false conflict, all accounted for."""
+    conn = neutron["conn"]
+    ext_net = neutron["made"]["ext_net"].id
+    addresses = []
+    for i in range(6):
+        port = vm(neutron, f"stall{i}", host="bob")
+        addresses.append(
+            conn.network.create_ip(floating_network_id=ext_net, port_id=port.id).floating_ip_address
+        )
+    m = saltlocal.Minion(str(tmp_path / "m"), "alice", minion_overlay(neutron), example=False)
+    funcs, _ = m.loader()
+    server = neutron["pids"]["neutron-server"]
+    # The connection (its version discovery) is set up before the stall: the PUTs stall.
+    funcs["floating_ip.reissue"](
+        addresses[-1], cloud=neutron["cloud"], deadline=40, request_timeout=1.5
+    )
+    before = {f.floating_ip_address: (f.port_id, f.revision_number) for f in conn.network.ips()}
+    stall = threading.Timer(0.15, os.killpg, (server, signal.SIGSTOP))
+    resume = threading.Timer(4.15, os.killpg, (server, signal.SIGCONT))
+    try:
+        stall.start()
+        resume.start()
+        result = funcs["floating_ip.reissue"](
+            addresses, cloud=neutron["cloud"], concurrency=2, deadline=40, request_timeout=1.5
+        )
+    finally:
+        stall.cancel()
+        resume.cancel()
+        os.killpg(server, signal.SIGCONT)
+    assert result["failed"] == {} and sorted(result["reissued"]) == sorted(addresses), result
+    after = {f.floating_ip_address: (f.port_id, f.revision_number) for f in conn.network.ips()}
+    for address in addresses:
+        assert after[address][0] == before[address][0]  # still on its port
+        assert after[address][1] > before[address][1]  # and really written again
+
+
 def test_two_movers_of_one_address_one_wins_one_reports_the_conflict(neutron, tmp_path):
     # Neutron checks If-Match before it takes the row: two movers that read the same
     # revision can both get HTTP 200. hastack reads each move back, so exactly one
