@@ -60,6 +60,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 
 import salt.utils.path
@@ -75,6 +76,8 @@ __virtualname__ = "pacemaker"
 V2_PATCH_FEATURE_SET = "3.0.9"
 # cibadmin: "Update was older than existing configuration": someone else wrote first.
 RC_OLD_DATA = 103
+# cibadmin --create of an id that exists (pcmk_rc "Name not unique"; older tools: 76).
+RC_EXISTS, RC_EXISTS_OLD = 108, 76
 
 
 def __virtual__():
@@ -570,7 +573,7 @@ def clear(rsc, cib_file=None, test=False):
 def status(cib_file=None):
     """
     The cluster as ``crm_mon`` sees it: ``{dc, quorum, nodes: {name: {online, standby,
-    maintenance}}, resources: {rsc: node or None}}`` (a group: where its primitives
+    maintenance, unclean}}, resources: {rsc: node or None}}`` (a group: where its primitives
     run; a clone and what it holds: the sorted list of its nodes).
 
     cib_file
@@ -586,7 +589,9 @@ def status(cib_file=None):
         root = ET.fromstring(_run(["crm_mon", "--one-shot", "--output-as=xml"], cib_file)["stdout"])
     dc = root.find("summary/current_dc")
     nodes = {
-        n.get("name"): {k: n.get(k) == "true" for k in ("online", "standby", "maintenance")}
+        n.get("name"): {
+            k: n.get(k) == "true" for k in ("online", "standby", "maintenance", "unclean")
+        }
         for n in root.findall("nodes/node")
     }
     # crm_mon shows standby only for online nodes; the CIB says it for all.
@@ -864,3 +869,167 @@ def restore(node, cib_file=None, test=False):
     if removed and not test:
         _remove_ids(removed, cib_file)
     return removed
+
+
+def settle(placement, timeout=60, cib_file=None):
+    """
+    Wait until the live placement (``status()['resources']``) holds ``placement`` for
+    every resource it names, polling ``crm_mon`` locally. Returns ``{settled, placement,
+    waited}`` (seconds); ``settled`` is False when ``timeout`` passed first.
+
+    placement
+        ``{rsc: node or [nodes]}`` as ``shift_away`` returns it under ``placement``.
+    timeout
+        Seconds to wait at most (default 60).
+    cib_file
+        Read this CIB file instead of the live cluster.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' pacemaker.settle '{p_IP: bob}' timeout=30
+    """
+    start = time.monotonic()
+    while True:
+        now = status(cib_file)["resources"]
+        if all(now.get(rsc) == where for rsc, where in placement.items()):
+            return {"settled": True, "placement": now, "waited": time.monotonic() - start}
+        if time.monotonic() - start > float(timeout):
+            return {"settled": False, "placement": now, "waited": time.monotonic() - start}
+        time.sleep(0.2)
+
+
+# --------------------------------------------------------------------------- cluster-wide locks
+
+
+def _lock_xml(name, values):
+    el = ET.Element("cluster_property_set", {"id": name})
+    for key, value in sorted(values.items()):
+        ET.SubElement(el, "nvpair", {"id": f"{name}-{key}", "name": key, "value": str(value)})
+    return ET.tostring(el, encoding="unicode")
+
+
+def _lock_read(name, cib_file):
+    set_el = cib.parse(cib_xml(cib_file)).find(
+        f"configuration/crm_config/cluster_property_set[@id='{name}']"
+    )
+    if set_el is None:
+        return None
+    return {nv.get("name"): nv.get("value") for nv in set_el.findall("nvpair")}
+
+
+def lock(name, holder, value="", lease=300, cib_file=None):
+    """
+    Take the cluster-wide lock ``name``, kept in the CIB (a ``cluster_property_set`` of
+    that id, which Pacemaker ignores): whoever reaches a node of the cluster (every
+    master of a multi-master setup) sees the same lock, and the CIB manager creates an
+    element atomically, so exactly one of concurrent takers gets it. A lock held by
+    another holder is taken over only when it was not renewed for ``lease`` seconds.
+    Returns ``{acquired, holder, value, renewed}`` (the holder and value in the CIB
+    after the call).
+
+    name
+        The lock's id (letters, digits, ``-``, ``_``).
+    holder
+        Who takes it, e.g. the master's id.
+    value
+        What it holds, e.g. an incident id.
+    lease
+        Seconds after its last renewal that another holder may take the lock over.
+    cib_file
+        Work on this CIB file instead of the live cluster's CIB.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' pacemaker.lock hastack-incident-alice master1 value=alice-20261130T2000-1a2b3c
+    """
+    if not re.match(r"^[A-Za-z][A-Za-z0-9_-]*$", str(name)):
+        raise SaltInvocationError(f"name: not a lock id: {name!r}")
+    now = int(time.time())
+    mine = {"holder": holder, "value": value, "renewed": now}
+    with _locked(cib_file):
+        res = _run(
+            ["cibadmin", "--create", "--scope", "crm_config", "--xml-text", _lock_xml(name, mine)],
+            cib_file,
+            ok_codes=(0, RC_EXISTS, RC_EXISTS_OLD),
+        )
+    if res["retcode"] == 0:
+        return dict(mine, acquired=True)
+    held = _lock_read(name, cib_file) or {}
+    stale = now - int(held.get("renewed") or 0) > float(lease)
+    if held.get("holder") != holder and not stale:
+        return {
+            "acquired": False,
+            "holder": held.get("holder"),
+            "value": held.get("value"),
+            "renewed": int(held.get("renewed") or 0),
+        }
+
+    def renew(root):
+        set_el = root.find(f"configuration/crm_config/cluster_property_set[@id='{name}']")
+        current = {nv.get("name"): nv for nv in set_el.findall("nvpair")}
+        if current.get("holder") is not None and current["holder"].get("value") != held.get(
+            "holder"
+        ):
+            raise CommandExecutionError(f"lock {name}: taken by someone else meanwhile")
+        for key, val in mine.items():
+            if key in current:
+                current[key].set("value", str(val))
+            else:
+                ET.SubElement(
+                    set_el, "nvpair", {"id": f"{name}-{key}", "name": key, "value": str(val)}
+                )
+        return root
+
+    try:
+        _write_edit(renew, cib_file)
+    except CommandExecutionError:
+        held = _lock_read(name, cib_file) or {}
+        return {
+            "acquired": False,
+            "holder": held.get("holder"),
+            "value": held.get("value"),
+            "renewed": int(held.get("renewed") or 0),
+        }
+    return dict(mine, acquired=True)
+
+
+def unlock(name, holder, cib_file=None):
+    """
+    Release the lock ``name`` if ``holder`` holds it. Returns True when it was released,
+    False when it was not held, or held by another holder (then it stays).
+
+    name
+        The lock's id.
+    holder
+        Who releases it.
+    cib_file
+        Work on this CIB file instead of the live cluster's CIB.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' pacemaker.unlock hastack-incident-alice master1
+    """
+    held = _lock_read(name, cib_file)
+    if not held or held.get("holder") != holder:
+        return False
+
+    def drop(root):
+        parent = root.find("configuration/crm_config")
+        for set_el in parent.findall(f"cluster_property_set[@id='{name}']"):
+            holder_el = set_el.find("nvpair[@name='holder']")
+            if holder_el is None or holder_el.get("value") != holder:
+                raise CommandExecutionError(f"lock {name}: taken by someone else meanwhile")
+            parent.remove(set_el)
+        return root
+
+    try:
+        _write_edit(drop, cib_file)
+    except CommandExecutionError:
+        return False
+    return True

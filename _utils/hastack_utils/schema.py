@@ -13,7 +13,7 @@ import uuid
 
 from salt.exceptions import SaltInvocationError
 
-from hastack_utils import cephx, cib, options
+from hastack_utils import cephx, cib, failover, options
 
 KNOWN_ROLES = ("controller", "compute", "network", "storage")
 RELEASES = options.RELEASES
@@ -50,6 +50,14 @@ def validate(config, minion_id):
     if "floating_ips" in config:
         out["floating_ips"] = _validate_floating_ips(
             config["floating_ips"], config.get("openstack") or {}, roles
+        )
+    if "failover" in config:
+        if "pacemaker" not in config:
+            _fail("hastack:failover", "needs hastack:pacemaker (the cluster it heals)")
+        addresses = (config.get("floating_ips") or {}).get("addresses") or {}
+        out["failover"] = dict(
+            failover.policy(config["failover"], config["pacemaker"].get("nodes"), addresses),
+            applies=out["pacemaker"]["applies"],
         )
     return out
 

@@ -1,0 +1,830 @@
+"""
+Self-healing for a hastack cloud: a node of the Pacemaker cluster goes down, and the
+master confirms it, gates it, plans, shifts the Pacemaker constraints off it, moves the
+routers off its L3 agent and the floating IPs the pillar names to their standbys,
+reads everything back and reports each step on the event bus.
+
+Signals come in through the reactor (``salt://hastack/reactor/signal.sls`` hands the
+tag and the whole envelope to ``signal``) or from a person (``node_down``). The flow:
+
+1. **Trust.** ``hastack/node/down|up`` counts only from an allowed reporter
+   (``hastack:failover:reporters``, default the Pacemaker nodes) other than the node
+   reported, by the ``id`` the master sets on a minion's event; a presence event only
+   as the master fires it. Anything else: ``hastack/failover/rejected``, nothing more.
+2. **Confirm.** A survivor's Pacemaker sees the node offline (and fenced when
+   ``stonith-enabled`` is true) and the node's minion is silent (not connected, or no
+   answer within ``confirm_timeout``). Otherwise ``skipped`` with the reason.
+3. **Gates.** The survivor's partition has quorum; no more than ``max_down`` nodes are
+   down (blast radius); one incident per node: a lock file per node on this master
+   (concurrent reactor threads, duplicate signals) and, before anything changes, a
+   lock in the cluster's CIB (``pacemaker.lock``), which every master of a multi-master
+   setup reaches through the survivors and the CIB manager takes atomically.
+4. **Plan, act, verify.** ``pacemaker.shift_away`` (test, then real, epoch-guarded),
+   ``pacemaker.settle`` (crm_mon until the placement is the plan), ``neutron_l3.
+   move_routers`` off the node's L3 agent, ``floating_ip.move`` of the entries
+   ``hastack:failover:move:<node>`` names, ``floating_ip.reissue`` of the node's ports
+   with ``hastack:failover:reissue``; then Pacemaker and Neutron are read back.
+
+An incident's record is kept under ``<cachedir>/hastack/failover/`` on the master after
+every step: a fault ends it ``failed`` with what is left, and ``resume`` (or the next
+signal for the node, or the first presence event after a master restart) finishes it
+without redoing finished steps. ``hastack/node/up`` re-arms the node and, with
+``hastack:failover:restore: auto``, runs ``pacemaker.restore``.
+
+Events: ``hastack/failover/<incident>/{confirmed,planned,shifted,reissued,done,failed,
+skipped,restored}`` and ``hastack/failover/rejected``; each carries ``incident``,
+``node``, ``step``, ``at`` (epoch seconds), ``since_signal`` (seconds) and what the step
+did.
+"""
+
+import concurrent.futures
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import time
+
+import salt.cache
+import salt.client
+import salt.pillar
+import salt.utils.event
+import salt.utils.minions
+from salt.exceptions import SaltInvocationError
+
+from hastack_utils import failover as policy_logic
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "failover"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+class StepFailed(Exception):
+    """A step that could not be done; the text says what is left."""
+
+
+# --------------------------------------------------------------------------- the store
+
+
+def _dir(*parts):
+    path = os.path.join(policy_logic.store_dir(__opts__["cachedir"]), *parts)
+    os.makedirs(os.path.dirname(path) if parts and "." in parts[-1] else path, exist_ok=True)
+    return path
+
+
+def _save(record):
+    path = _dir("incidents", f"{record['id']}.json")
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(record, fh, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _load(incident):
+    try:
+        with open(_dir("incidents", f"{incident}.json"), encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        return None
+
+
+def _records(node=None):
+    out = []
+    for name in sorted(os.listdir(_dir("incidents"))):
+        if name.endswith(".json"):
+            record = _load(name[: -len(".json")])
+            if record and (node is None or record["node"] == node):
+                out.append(record)
+    return sorted(out, key=lambda r: r["started"])
+
+
+def _armed_state(node):
+    """The node's last incident that is not closed by its return (None: armed)."""
+    path = _dir("nodes", f"{node}.json")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh).get("incident")
+    except FileNotFoundError:
+        return None
+
+
+def _set_armed(node, incident):
+    path = _dir("nodes", f"{node}.json")
+    if incident is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+        return
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump({"incident": incident}, fh)
+
+
+@contextlib.contextmanager
+def _node_lock(node):
+    """One incident per node on this master: an exclusive flock on a per-node file.
+    Concurrent reactor threads and processes each open it, so they exclude each other;
+    a master that died mid-incident holds nothing any more (the record says where it
+    stopped). Yields False when another holder has it."""
+    path = _dir("locks", f"{node}.lock")
+    with open(path, "a", encoding="utf-8") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------- the bus
+
+
+def _fire(tag, data):
+    with salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=False) as event:
+        event.fire_event(data, tag)
+
+
+def _report(record, step, **what):
+    now = time.time()
+    data = {
+        "incident": record["id"],
+        "node": record["node"],
+        "step": step,
+        "mode": record.get("mode"),
+        "at": now,
+        "since_signal": round(now - record["signal"]["received"], 3),
+    }
+    data.update(what)
+    record.setdefault("timings", {})[step] = data["since_signal"]
+    _fire(f"hastack/failover/{record['id']}/{step}", data)
+    return data
+
+
+def _reject(tag, sender, reason):
+    log.warning("hastack failover: rejected %s from %s: %s", tag, sender, reason)
+    _fire(
+        "hastack/failover/rejected",
+        {"tag": tag, "sender": sender, "reason": reason, "at": time.time()},
+    )
+    return {"rejected": reason, "sender": sender, "tag": tag}
+
+
+# --------------------------------------------------------------------------- the minions
+
+
+def _client():
+    return salt.client.get_local_client(mopts=__opts__)
+
+
+def _run(tgt, fun, arg=(), kwarg=None, timeout=30, what=None):
+    """``fun`` on minion ``tgt``: its return, or StepFailed naming ``what``."""
+    what = what or fun
+    try:
+        res = _client().cmd(
+            tgt,
+            fun,
+            arg=list(arg),
+            kwarg=kwarg or {},
+            timeout=timeout,
+            full_return=True,
+            gather_job_timeout=2,
+        )
+    except Exception as err:  # pylint: disable=broad-except
+        raise StepFailed(f"{what}: {err}") from err
+    got = res.get(tgt)
+    if not got:
+        raise StepFailed(f"{what}: {tgt} did not answer within {timeout} s")
+    ret = got.get("ret")
+    if got.get("retcode") not in (0, None) or (
+        isinstance(ret, str) and ret.startswith(("ERROR", "Traceback", "The minion function"))
+    ):
+        raise StepFailed(f"{what} on {tgt} failed: {ret}")
+    return ret
+
+
+def _survivor_views(survivors, timeout):
+    """``pacemaker.status`` from every survivor that answers within ``timeout``."""
+    try:
+        res = _client().cmd(
+            survivors,
+            "pacemaker.status",
+            tgt_type="list",
+            timeout=timeout,
+            full_return=True,
+            gather_job_timeout=1,
+        )
+    except Exception as err:  # pylint: disable=broad-except
+        log.warning("hastack failover: pacemaker.status on the survivors failed: %s", err)
+        return {}
+    return {
+        m: r["ret"]
+        for m, r in res.items()
+        if r and r.get("retcode") in (0, None) and isinstance(r.get("ret"), dict)
+    }
+
+
+def _minion_silent(node, timeout):
+    """Whether ``node``'s minion is gone: not connected to this master, or connected
+    but not answering a ping within ``timeout``."""
+    if __opts__.get("minion_data_cache", True):
+        connected = salt.utils.minions.CkMinions(__opts__).connected_ids(subset=[node])
+        if node not in connected:
+            return True, "not connected"
+    try:
+        res = _client().cmd(node, "test.ping", timeout=timeout, gather_job_timeout=1)
+    except Exception:  # pylint: disable=broad-except
+        res = {}
+    if res.get(node):
+        return False, "answered a ping"
+    return True, f"no answer to a ping within {timeout} s"
+
+
+# --------------------------------------------------------------------------- the policy
+
+
+def _pillar(minion):
+    """The ``hastack`` pillar the master compiles for ``minion`` (trusted: rendered
+    here, from the master's own top file and the minion's cached grains)."""
+    id_, grains, _ = salt.utils.minions.get_minion_data(minion, __opts__)
+    pillar = salt.pillar.Pillar(__opts__, grains or {"id": minion}, id_ or minion, "base")
+    return (pillar.compile_pillar() or {}).get("hastack") or {}
+
+
+def _cluster(node):
+    """``(policy, stonith)`` for the cluster ``node`` belongs to, from its pillar."""
+    tree = _pillar(node)
+    pcmk = tree.get("pacemaker") or {}
+    nodes = pcmk.get("nodes")
+    if not nodes or node not in nodes:
+        raise policy_logic.Rejected(f"'{node}' is not a node of a hastack Pacemaker cluster")
+    addresses = (tree.get("floating_ips") or {}).get("addresses") or {}
+    pol = policy_logic.policy(tree.get("failover"), nodes, addresses)
+    pol["addresses"] = {
+        label: {k: v for k, v in entry.items() if k in ("address", "standby")}
+        for label, entry in addresses.items()
+    }
+    stonith = str((pcmk.get("properties") or {}).get("stonith-enabled", "true")).lower()
+    return pol, stonith in ("true", "1", "yes", "on")
+
+
+# --------------------------------------------------------------------------- the steps
+
+
+def _survivors(pol, node):
+    preferred = [n for n in pol["fallback"] if n != node]
+    return preferred + [n for n in pol["nodes"] if n != node and n not in preferred]
+
+
+def _confirm(record, pol, stonith):
+    node = record["node"]
+    survivors = _survivors(pol, node)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        views = pool.submit(_survivor_views, survivors, pol["confirm_timeout"])
+        silent = pool.submit(_minion_silent, node, pol["confirm_timeout"])
+        views, (is_silent, how) = views.result(), silent.result()
+    answered = [s for s in survivors if s in views]
+    if not answered:
+        return False, "no survivor's Pacemaker answered", None
+    worker = next((s for s in answered if views[s].get("quorum")), answered[0])
+    ok, facts = policy_logic.confirm(node, views[worker], stonith, is_silent)
+    if not ok:
+        return False, facts, None
+    facts = dict(facts, minion=how, seen_by=worker)
+    return True, facts, (worker, views[worker])
+
+
+def _plan(record, pol, worker):
+    node = record["node"]
+    plan = {"node": node, "mode": pol["mode"], "worker": worker}
+    shift = _run(
+        worker,
+        "pacemaker.shift_away",
+        [node, pol["nodes"]],
+        {"fallback": pol["fallback"] or None, "test": True},
+        what="plan the Pacemaker shift",
+    )
+    plan["pacemaker"] = shift["plan"]
+    plan["pacemaker_skipped"] = shift["skipped"]
+    plan["placement"] = shift["placement"]
+    l3_host = pol["l3_hosts"].get(node, node)
+    if pol["routers"]:
+        try:
+            routers = _run(
+                worker,
+                "neutron_l3.move_routers",
+                kwarg={"from_host": l3_host, "test": True},
+                what="plan the router moves",
+            )
+            plan["routers"] = routers["moved"]
+            plan["router_floating_ips"] = routers["floating_ips"]
+        except StepFailed as err:
+            if "no L3 agent on" not in str(err):
+                raise
+            plan["routers"], plan["router_floating_ips"] = {}, []
+    plan["move"] = {
+        label: {"address": pol["addresses"][label].get("address")}
+        for label in pol["move"].get(node, [])
+    }
+    if pol["reissue"]:
+        plan["reissue"] = _run(
+            worker,
+            "floating_ip.reissue",
+            kwarg={"host": node, "test": True},
+            what="plan the reissue",
+        )["reissued"]
+    return plan
+
+
+def _shift(record, pol):
+    plan, node, worker = record["plan"], record["node"], record["plan"]["worker"]
+    done = _run(
+        worker,
+        "pacemaker.shift_away",
+        [node, pol["nodes"]],
+        {"fallback": pol["fallback"] or None},
+        what="shift the Pacemaker constraints",
+    )
+    wanted = {rsc: where for rsc, where in done["placement"].items() if where}
+    settled = _run(
+        worker,
+        "pacemaker.settle",
+        [wanted],
+        {"timeout": pol["placement_timeout"]},
+        timeout=pol["placement_timeout"] + 30,
+        what="wait for the new placement",
+    )
+    if not settled["settled"]:
+        raise StepFailed(
+            f"the placement did not settle within {pol['placement_timeout']} s: "
+            f"wanted {wanted}, crm_mon shows {settled['placement']}"
+        )
+    plan["placement"] = wanted
+    return {"constraints": done["plan"], "placement": wanted, "settled_in": settled["waited"]}
+
+
+def _reissue(record, pol):
+    node, worker = record["node"], record["plan"]["worker"]
+    out = {"routers": {}, "moved": {}, "reissued": []}
+    progress = record.setdefault("progress", {})
+    if pol["routers"] and not progress.get("routers"):
+        try:
+            moved = _run(
+                worker,
+                "neutron_l3.move_routers",
+                kwarg={"from_host": pol["l3_hosts"].get(node, node)},
+                what="move the routers",
+            )
+        except StepFailed as err:
+            if "no L3 agent on" not in str(err):
+                raise
+            moved = {"moved": {}, "failed": {}}
+        if moved["failed"]:
+            raise StepFailed(f"routers not moved: {moved['failed']}")
+        progress["routers"] = moved["moved"]
+        _save(record)
+    out["routers"] = progress.get("routers", {})
+    for label in pol["move"].get(node, []):
+        if label in progress.setdefault("moved", {}):
+            continue
+        res = _run(worker, "floating_ip.move", [label], what=f"move floating IP {label}")
+        progress["moved"][label] = res["address"]
+        _save(record)
+    out["moved"] = progress.get("moved", {})
+    if pol["reissue"] and not progress.get("reissued"):
+        res = _run(
+            worker,
+            "floating_ip.reissue",
+            kwarg={"host": node, "deadline": pol["neutron_deadline"]},
+            timeout=pol["neutron_deadline"] + 30,
+            what="reissue the floating IPs",
+        )
+        progress["reissued"] = res["reissued"]
+        _save(record)
+    out["reissued"] = progress.get("reissued", [])
+    return out
+
+
+def _verify(record, pol):
+    node, worker = record["node"], record["plan"]["worker"]
+    view = _run(worker, "pacemaker.status", what="read back Pacemaker")
+    wrong = {
+        rsc: view["resources"].get(rsc)
+        for rsc, where in record["plan"]["placement"].items()
+        if view["resources"].get(rsc) != where
+    }
+    if wrong:
+        raise StepFailed(f"Pacemaker does not hold the plan: {wrong}")
+    out = {"placement": view["resources"]}
+    if pol["routers"]:
+        agents = _run(worker, "neutron_l3.agents", what="read back the L3 agents")
+        l3_host = pol["l3_hosts"].get(node, node)
+        left = [r for a in agents if a["host"] == l3_host for r in a["routers"]]
+        if left:
+            raise StepFailed(f"routers still on {l3_host}'s L3 agent: {left}")
+        out["routers"] = {r: a["host"] for a in agents for r in a["routers"]}
+    return out
+
+
+# --------------------------------------------------------------------------- the flow
+
+
+def _new_record(node, source, sender, received, mode):
+    return {
+        "id": policy_logic.incident_id(node),
+        "node": node,
+        "state": "running",
+        "mode": mode,
+        "master": __opts__["id"],
+        "started": time.time(),
+        "signal": {"source": source, "sender": sender, "received": received},
+        "steps": {},
+    }
+
+
+def _finish(record, state, step, persist=True, **what):
+    record["state"] = state
+    data = _report(record, step, **what)
+    record["steps"][step] = data
+    if persist:
+        _save(record)
+    return record
+
+
+def _skip(node, source, sender, received, reason, mode=None, record=None):
+    """End an incident ``skipped``; without ``record``, a duplicate signal's short-lived
+    one: reported on the bus, not kept in the store."""
+    persist = record is not None
+    record = record or _new_record(node, source, sender, received, mode)
+    record["reason"] = reason
+    log.info("hastack failover: %s skipped: %s", record["node"], reason)
+    return _finish(record, "skipped", "skipped", persist=persist, reason=reason)
+
+
+def _drive(record, pol, stonith):
+    """Run (or resume) ``record`` to its end; every step is saved as it completes."""
+    node, steps = record["node"], record["steps"]
+    try:
+        if "confirmed" not in steps:
+            ok, facts, found = _confirm(record, pol, stonith)
+            if not ok:
+                return _skip(None, None, None, None, facts, record=record)
+            worker, view = found
+            held = policy_logic.gates(node, view, pol["nodes"], pol["max_down"])
+            if held:
+                record["gates"] = held
+                return _skip(None, None, None, None, "; ".join(held.values()), record=record)
+            record["worker"] = worker
+            steps["confirmed"] = _report(record, "confirmed", confirmed=facts)
+            _save(record)
+        if "planned" not in steps:
+            if pol["mode"] == "act":
+                held = _run(
+                    record["worker"],
+                    "pacemaker.lock",
+                    [policy_logic.lock_name(node), record["master"]],
+                    {"value": record["id"], "lease": pol["lease"]},
+                    what="take the incident lock",
+                )
+                if not held["acquired"] and held["value"] != record["id"]:
+                    return _skip(
+                        None,
+                        None,
+                        None,
+                        None,
+                        f"incident {held['value']} of master {held['holder']} holds {node}",
+                        record=record,
+                    )
+            record["plan"] = _plan(record, pol, record["worker"])
+            record["plan"]["gates"] = {
+                "quorum": "passed",
+                "blast_radius": f"passed (max_down {pol['max_down']})",
+            }
+            steps["planned"] = _report(
+                record,
+                "planned",
+                plan=record["plan"],
+                table=policy_logic.plan_table(record["plan"]),
+            )
+            _save(record)
+        if pol["mode"] == "observe":
+            return _skip(None, None, None, None, "observe mode: planned only", record=record)
+        if "shifted" not in steps:
+            steps["shifted"] = _report(record, "shifted", **_shift(record, pol))
+            _save(record)
+        if "reissued" not in steps:
+            steps["reissued"] = _report(record, "reissued", **_reissue(record, pol))
+            _save(record)
+        verified = _verify(record, pol)
+        _set_armed(node, record["id"])
+        return _finish(record, "done", "done", verified=verified)
+    except (StepFailed, SaltInvocationError) as err:
+        done = [s for s in policy_logic.STEPS if s in steps]
+        left = [s for s in policy_logic.STEPS if s not in steps]
+        record["error"] = str(err)
+        _set_armed(node, record["id"])
+        return _finish(record, "failed", "failed", error=str(err), done=done, left=left)
+
+
+def _handle_down(node, source, sender, received):
+    try:
+        pol, stonith = _cluster(node)
+    except policy_logic.Rejected as err:
+        return _reject(policy_logic.DOWN, sender, str(err))
+    with _node_lock(node) as mine:
+        if not mine:
+            return _skip(node, source, sender, received, "an incident for this node is in progress")
+        last = _armed_state(node)
+        if last:
+            record = _load(last)
+            if record and record["state"] in ("running", "failed"):
+                log.info("hastack failover: resuming incident %s", last)
+                record.setdefault("resumed", []).append(time.time())
+                return _drive(record, pol, stonith)
+            if record and record["state"] == "done":
+                return _skip(
+                    node,
+                    source,
+                    sender,
+                    received,
+                    f"already handled by incident {last} (re-armed when the node is back)",
+                    mode=pol["mode"],
+                )
+        record = _new_record(node, source, sender, received, pol["mode"])
+        _set_armed(node, record["id"])
+        _save(record)
+        return _drive(record, pol, stonith)
+
+
+def _handle_up(node, source, sender, received):
+    try:
+        pol, _ = _cluster(node)
+    except policy_logic.Rejected as err:
+        return _reject(policy_logic.UP, sender, str(err))
+    with _node_lock(node) as mine:
+        if not mine:
+            return {"node": node, "up": "an incident for this node is in progress; try again"}
+        last = _armed_state(node)
+        record = _load(last) if last else None
+        survivors = [n for n in pol["nodes"] if n != node]
+        views = _survivor_views(survivors, pol["confirm_timeout"])
+        worker = next((s for s in survivors if s in views), None)
+        if worker is None or not (views[worker]["nodes"].get(node) or {}).get("online"):
+            return {"node": node, "up": "Pacemaker does not see it online yet"}
+        if record is None:
+            return {"node": node, "up": "no incident to close"}
+        restored = None
+        if pol["mode"] == "act" and pol["restore"] == "auto":
+            restored = _run(worker, "pacemaker.restore", [node], what="restore the preferences")
+        if pol["mode"] == "act":
+            _run(
+                worker,
+                "pacemaker.unlock",
+                [policy_logic.lock_name(node), record["master"]],
+                what="release the incident lock",
+            )
+        _set_armed(node, None)
+        record["closed"] = time.time()
+        _save(record)
+        data = _report(
+            record,
+            "restored",
+            restore=pol["restore"],
+            removed=restored,
+            hint=None if restored is not None else f"salt-run failover.restore {node}",
+        )
+        record["steps"]["restored"] = data
+        _save(record)
+        return record
+
+
+def _resume_unfinished():
+    """Finish incidents a master restart interrupted (their lock files are free)."""
+    for record in _records():
+        if record["state"] == "running" and _armed_state(record["node"]) == record["id"]:
+            try:
+                pol, stonith = _cluster(record["node"])
+            except policy_logic.Rejected:
+                continue
+            with _node_lock(record["node"]) as mine:
+                if mine:
+                    record.setdefault("resumed", []).append(time.time())
+                    _drive(record, pol, stonith)
+
+
+# --------------------------------------------------------------------------- the runner functions
+
+
+def signal(tag, envelope):
+    """
+    Answer a signal the reactor hands over, after checking its envelope (the thin
+    reactor SLS ``salt://hastack/reactor/signal.sls`` calls this with the event's tag
+    and whole data). ``hastack/node/down`` and ``hastack/node/up`` count only from an
+    allowed reporter other than the node reported (the master-set ``id`` of a minion
+    event); ``salt/presence/change`` only as the master fires it, and its ``lost``
+    cluster nodes are only a hint to confirm. A rejected signal becomes
+    ``hastack/failover/rejected`` and nothing else happens.
+
+    tag
+        The event's tag.
+    envelope
+        The event's data as the master bus carries it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run failover.signal hastack/node/down '{cmd: _minion_event, id: bob, data: {node: alice}}'
+    """
+    received = time.time()
+    if not isinstance(envelope, dict):
+        envelope = {}
+    sender = policy_logic.sender_of(envelope)
+    if tag == policy_logic.PRESENCE:
+        # The first presence event after a master restart also finishes what it left.
+        _resume_unfinished()
+    candidate = (envelope.get("data") or {}).get("node") if tag != policy_logic.PRESENCE else None
+    nodes, reporters = [], []
+    if candidate:
+        try:
+            pol, _ = _cluster(candidate)
+            nodes, reporters = pol["nodes"], pol["reporters"]
+        except policy_logic.Rejected as err:
+            return _reject(tag, sender, str(err))
+        except SaltInvocationError as err:
+            return _reject(tag, sender, f"the failover pillar is invalid: {err}")
+    elif tag == policy_logic.PRESENCE:
+        lost = envelope.get("lost") or []
+        for minion in lost:
+            try:
+                pol, _ = _cluster(minion)
+            except (policy_logic.Rejected, SaltInvocationError):
+                continue
+            nodes = sorted(set(nodes) | set(pol["nodes"]))
+    try:
+        kind, targets, sender = policy_logic.read_signal(tag, envelope, nodes, reporters)
+    except policy_logic.Rejected as err:
+        return _reject(tag, sender, str(err))
+    source = "presence" if tag == policy_logic.PRESENCE else f"{sender}"
+    handle = _handle_down if kind == "down" else _handle_up
+    return {node: _summary(handle(node, source, sender, received)) for node in targets}
+
+
+def _summary(record):
+    if not isinstance(record, dict) or "id" not in record:
+        return record
+    return {
+        "incident": record["id"],
+        "state": record["state"],
+        "reason": record.get("reason"),
+        "error": record.get("error"),
+        "timings": record.get("timings"),
+    }
+
+
+def node_down(node):
+    """
+    A person reports ``node`` down: the same confirmation, gates and steps as a signal
+    from a cluster node (nothing is taken on trust).
+
+    node
+        The Pacemaker node (and minion id) that is down.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run failover.node_down alice
+    """
+    return _summary(_handle_down(node, "operator", None, time.time()))
+
+
+def node_up(node):
+    """
+    A person reports ``node`` back: once a survivor's Pacemaker sees it online, its
+    incident is closed, the node re-armed and (``hastack:failover:restore: auto``) its
+    preferences restored.
+
+    node
+        The Pacemaker node that is back.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run failover.node_up alice
+    """
+    return _summary(_handle_up(node, "operator", None, time.time()))
+
+
+def restore(node):
+    """
+    Restore ``node``'s Pacemaker preferences by hand (``hastack:failover:restore:
+    manual``): ``pacemaker.restore`` on a survivor.
+
+    node
+        The Pacemaker node that is back.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run failover.restore alice
+    """
+    pol, _ = _cluster(node)
+    survivors = [n for n in pol["nodes"] if n != node]
+    views = _survivor_views(survivors, pol["confirm_timeout"])
+    worker = next((s for s in survivors if s in views), None)
+    if worker is None:
+        raise SaltInvocationError(f"node: no survivor of {node}'s cluster answered")
+    return _run(worker, "pacemaker.restore", [node], what="restore the preferences")
+
+
+def resume(incident=None):
+    """
+    Finish an incident that ended ``failed`` (or was cut short by a master restart):
+    the steps it finished are not redone.
+
+    incident
+        The incident id; default: every unfinished incident.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run failover.resume
+        salt-run failover.resume alice-20261130T203000-1a2b3c
+    """
+    wanted = [_load(incident)] if incident else _records()
+    if incident and wanted[0] is None:
+        raise SaltInvocationError(f"incident: no incident '{incident}'")
+    out = {}
+    for record in wanted:
+        if record["state"] not in ("running", "failed"):
+            continue
+        pol, stonith = _cluster(record["node"])
+        with _node_lock(record["node"]) as mine:
+            if not mine:
+                out[record["id"]] = {"state": "running elsewhere on this master"}
+                continue
+            record.setdefault("resumed", []).append(time.time())
+            out[record["id"]] = _summary(_drive(record, pol, stonith))
+    return out
+
+
+def incidents(node=None):
+    """
+    The incidents this master recorded, oldest first: id, node, state, each step's
+    time since the signal, the reason or error.
+
+    node
+        Only this node's incidents.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run failover.incidents
+        salt-run failover.incidents alice
+    """
+    return [
+        dict(_summary(r), node=r["node"], steps=sorted(r["steps"], key=list(r["steps"]).index))
+        for r in _records(node)
+    ]
+
+
+def drill(node):
+    """
+    What losing ``node`` would do, as a readable table: the resources that move and
+    where, the routers and floating IPs, which gates pass. Nothing is changed and no
+    event is sent.
+
+    node
+        The Pacemaker node to imagine lost.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run failover.drill alice
+    """
+    pol, _ = _cluster(node)
+    survivors = _survivors(pol, node)
+    views = _survivor_views(survivors, pol["confirm_timeout"])
+    worker = next((s for s in survivors if s in views), None)
+    if worker is None:
+        raise SaltInvocationError(f"node: no survivor of {node}'s cluster answered")
+    view = views[worker]
+    imagined = dict(view, nodes=dict(view["nodes"], **{node: {"online": False}}))
+    held = policy_logic.gates(node, imagined, pol["nodes"], pol["max_down"])
+    record = {"id": "drill", "node": node}
+    plan = _plan(record, pol, worker)
+    plan["gates"] = {
+        "quorum": held.get("quorum", "passes"),
+        "blast_radius": held.get("blast_radius", f"passes (max_down {pol['max_down']})"),
+    }
+    return policy_logic.plan_table(plan)

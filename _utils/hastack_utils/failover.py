@@ -1,0 +1,239 @@
+"""
+The self-healing policy and the decisions that need no backend: the failover pillar
+(``hastack:failover``), which signals to trust, the gates, an incident's steps and the
+drill's table. The ``failover`` runner does the talking; everything here is pure and
+unit tested without Salt's loader.
+"""
+
+import datetime
+import os
+import re
+import uuid
+
+from salt.exceptions import SaltInvocationError
+
+BASE = "hastack:failover"
+MODES = ("act", "observe")
+RESTORE = ("auto", "manual")
+# The steps of a node-down incident, in order; each is an event tag's last part.
+STEPS = ("confirmed", "planned", "shifted", "reissued", "done")
+ENDS = ("done", "failed", "skipped")
+DOWN, UP = "hastack/node/down", "hastack/node/up"
+PRESENCE = "salt/presence/change"
+DEFAULTS = {
+    "mode": "act",
+    "reporters": None,  # default: hastack:pacemaker:nodes
+    "max_down": None,  # default: half the nodes, rounded down
+    "confirm_timeout": 2,
+    "placement_timeout": 60,
+    "neutron_deadline": 20,
+    "lease": 300,
+    "restore": "auto",
+    "fallback": [],
+    "routers": True,
+    "l3_hosts": {},
+    "move": {},
+    "reissue": False,
+    "beacon_interval": 1,
+}
+NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class Rejected(Exception):
+    """A signal that must not start anything; the text says why."""
+
+
+def _fail(key, message):
+    raise SaltInvocationError(f"{key}: {message}")
+
+
+def _positive(value, key):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        _fail(key, f"seconds, more than 0 (got {value!r})")
+    return value
+
+
+def policy(failover, nodes, addresses=None):
+    """The failover policy: ``failover`` (the ``hastack:failover`` pillar, may be empty)
+    over the defaults, for a cluster of ``nodes`` (``hastack:pacemaker:nodes``) whose
+    floating IPs are ``addresses`` (``hastack:floating_ips:addresses``). Raises
+    ``SaltInvocationError`` naming the bad key."""
+    if failover is None:
+        failover = {}
+    if not isinstance(failover, dict):
+        _fail(BASE, "must be a mapping")
+    unknown = sorted(set(failover) - set(DEFAULTS))
+    if unknown:
+        _fail(f"{BASE}:{unknown[0]}", f"unknown setting (known: {', '.join(sorted(DEFAULTS))})")
+    if not isinstance(nodes, list) or len(nodes) < 2:
+        _fail("hastack:pacemaker:nodes", "failover needs the cluster's nodes (at least two)")
+    out = dict(DEFAULTS, **failover)
+    if out["mode"] not in MODES:
+        _fail(f"{BASE}:mode", f"one of {', '.join(MODES)} (got {out['mode']!r})")
+    if out["restore"] not in RESTORE:
+        _fail(f"{BASE}:restore", f"one of {', '.join(RESTORE)} (got {out['restore']!r})")
+    if out["reporters"] is None:
+        out["reporters"] = list(nodes)
+    if not isinstance(out["reporters"], list) or not all(
+        isinstance(r, str) and r for r in out["reporters"]
+    ):
+        _fail(f"{BASE}:reporters", "a list of minion ids")
+    if out["max_down"] is None:
+        out["max_down"] = len(nodes) // 2
+    if (
+        isinstance(out["max_down"], bool)
+        or not isinstance(out["max_down"], int)
+        or not 0 < out["max_down"] < len(nodes)
+    ):
+        _fail(f"{BASE}:max_down", f"a whole number from 1 to {len(nodes) - 1}")
+    for key in (
+        "confirm_timeout",
+        "placement_timeout",
+        "neutron_deadline",
+        "lease",
+        "beacon_interval",
+    ):
+        _positive(out[key], f"{BASE}:{key}")
+    if not isinstance(out["fallback"], list) or [n for n in out["fallback"] if n not in nodes]:
+        _fail(f"{BASE}:fallback", f"a list of cluster nodes ({', '.join(nodes)})")
+    for key in ("routers", "reissue"):
+        if not isinstance(out[key], bool):
+            _fail(f"{BASE}:{key}", "true or false")
+    if not isinstance(out["l3_hosts"], dict) or [n for n in out["l3_hosts"] if n not in nodes]:
+        _fail(f"{BASE}:l3_hosts", "a mapping of cluster nodes to their Neutron host names")
+    if not isinstance(out["move"], dict):
+        _fail(f"{BASE}:move", "a mapping of cluster nodes to labels of floating IPs")
+    for node, labels in out["move"].items():
+        key = f"{BASE}:move:{node}"
+        if node not in nodes:
+            _fail(key, f"not a cluster node ({', '.join(nodes)})")
+        if not isinstance(labels, list):
+            _fail(key, "a list of labels in hastack:floating_ips:addresses")
+        for label in labels:
+            entry = (addresses or {}).get(label)
+            if entry is None:
+                _fail(key, f"'{label}' is not in hastack:floating_ips:addresses")
+            if not entry.get("standby"):
+                _fail(key, f"'{label}' has no standby in hastack:floating_ips:addresses:{label}")
+    out["nodes"] = list(nodes)
+    return out
+
+
+def sender_of(envelope):
+    """The minion that sent an event, from the part of the envelope the master sets
+    (``id`` beside ``cmd: _minion_event``), or None for an event without one."""
+    if isinstance(envelope, dict) and envelope.get("cmd") == "_minion_event":
+        return envelope.get("id")
+    return None
+
+
+def read_signal(tag, envelope, cluster_nodes, reporters):
+    """What a signal asks for: ``(kind, nodes, sender)``, kind ``down`` or ``up``.
+
+    - ``hastack/node/down|up`` must come from a minion (the master sets its ``id``) that
+      is an allowed reporter and not the node reported; its ``data.node`` names a
+      cluster node.
+    - ``salt/presence/change`` is trusted only as the master fires it: one sent by a
+      minion is rejected. Its ``lost`` cluster nodes are reported down (only a hint:
+      nothing acts before a survivor's Pacemaker and the node's minion confirm).
+
+    Raises ``Rejected`` with the reason."""
+    envelope = envelope if isinstance(envelope, dict) else {}
+    sender = sender_of(envelope)
+    if tag == PRESENCE:
+        if sender is not None or envelope.get("cmd"):
+            raise Rejected(f"a presence event sent by minion '{sender}': only the master's count")
+        lost = [n for n in envelope.get("lost") or [] if n in cluster_nodes]
+        return "down", lost, None
+    if tag not in (DOWN, UP):
+        raise Rejected(f"not a hastack signal: '{tag}'")
+    kind = "down" if tag == DOWN else "up"
+    if sender is None:
+        raise Rejected(
+            "no master-set sender: a node signal must come from an allowed reporter "
+            "(a person runs salt-run failover.node_down instead)"
+        )
+    if sender not in reporters:
+        raise Rejected(f"'{sender}' is not an allowed reporter ({', '.join(reporters)})")
+    node = (envelope.get("data") or {}).get("node")
+    if not isinstance(node, str) or node not in cluster_nodes:
+        raise Rejected(f"data.node {node!r} is not a cluster node ({', '.join(cluster_nodes)})")
+    if node == sender:
+        raise Rejected(f"'{sender}' reported itself {kind}")
+    return kind, [node], sender
+
+
+def confirm(node, view, stonith, minion_silent):
+    """Whether ``node`` is down, from a survivor's Pacemaker ``view``
+    (``pacemaker.status``) and whether its minion stayed silent: ``(True, facts)`` or
+    ``(False, reason)``. With fencing on, the node must also be fenced (offline and not
+    unclean)."""
+    state = view["nodes"].get(node)
+    if state is None:
+        return False, f"Pacemaker does not know node '{node}'"
+    if state.get("online"):
+        return False, f"Pacemaker on the survivors sees '{node}' online"
+    if stonith and state.get("unclean"):
+        return False, f"'{node}' is offline but not fenced yet (stonith-enabled is true)"
+    if not minion_silent:
+        return False, f"the minion on '{node}' still answers"
+    return True, {"pacemaker": "offline", "fenced": bool(stonith), "minion": "silent"}
+
+
+def gates(node, view, nodes, max_down):
+    """The gates a confirmed failure must pass before anything changes: the survivor's
+    partition has quorum, and no more than ``max_down`` nodes are down (blast radius).
+    Returns ``{gate: reason}`` for each gate that holds back, empty when all pass."""
+    held = {}
+    if not view.get("quorum"):
+        held["quorum"] = "the survivors' partition has no quorum"
+    down = sorted(n for n in nodes if not (view["nodes"].get(n) or {}).get("online"))
+    if len(down) > max_down:
+        held["blast_radius"] = (
+            f"{len(down)} nodes down ({', '.join(down)}), more than max_down={max_down}: "
+            "acting on none"
+        )
+    return held
+
+
+def incident_id(node, now=None):
+    """A new incident's id: the node, the UTC time and a random suffix."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return f"{node}-{now.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def lock_name(node):
+    """The CIB lock that holds ``node``'s incident (one per node, all masters)."""
+    return f"hastack-incident-{node}"
+
+
+def store_dir(cachedir):
+    return os.path.join(cachedir, "hastack", "failover")
+
+
+def plan_table(plan):
+    """The drill's table: one row per thing that moves, then the gates."""
+    rows = [("what", "name", "from", "to")]
+    for rsc, move in sorted((plan.get("pacemaker") or {}).items()):
+        to = move["to"] + (f" ({move['role']})" if move.get("role") else "")
+        rows.append(("resource", rsc, move["from"], to))
+    for rsc, why in sorted((plan.get("pacemaker_skipped") or {}).items()):
+        rows.append(("resource", rsc, plan["node"], f"stays: {why}"))
+    for router, move in sorted((plan.get("routers") or {}).items()):
+        rows.append(("router", router, move["from"], move["to"]))
+    for address in plan.get("router_floating_ips") or []:
+        rows.append(("floating IP", address, "(behind a moved router)", "with its router"))
+    for label, move in sorted((plan.get("move") or {}).items()):
+        rows.append(("floating IP", f"{label} {move.get('address') or ''}".strip(), "", "standby"))
+    for address in plan.get("reissue") or []:
+        rows.append(("floating IP", address, "", "reissued in place"))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(4)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if len(rows) == 1:
+        lines.append("(nothing to move)")
+    lines.append("")
+    for gate, verdict in sorted((plan.get("gates") or {}).items()):
+        lines.append(f"gate {gate}: {verdict}")
+    lines.append(f"mode: {plan.get('mode', 'act')}")
+    return "\n".join(lines)

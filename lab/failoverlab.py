@@ -1,0 +1,356 @@
+"""The self-healing lab: a real salt-master and three real minions, each minion running
+inside its node of the live 3-node Pacemaker lab (lab/pcmklab.py: killing a node kills
+its minion too), Listing 2 applied, and the lab Neutron (lab/neutronlab.py) with the
+workshop topology, L3 agents on alice, bob and charlie and routers with floating IPs
+on alice's agent.
+
+The master runs this checkout's failover runner and the shipped wiring: its reactor and
+presence settings are ``salt/hastack/files/hastack-failover.conf`` as README tells an
+operator to install it. The minions load the modules and the ``hastack_cluster`` beacon
+from this checkout; ``hastack.failover`` (the formula) switches the beacon on.
+
+Stand-ins, because nothing real can run here: the L3 agents are rows that Neutron's own
+state-report handler writes (lab/neutron_agent_report.py); ``heartbeat`` refreshes the
+agents of the live nodes, as their agents would, and stops for a killed node.
+
+``start(d)`` returns a ``Lab``; ``Lab.stop()`` ends only what it started.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import yaml
+
+from lab import neutronlab, pcmklab, procs
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+NODES = ("alice", "bob", "charlie")
+# Each minion its own loopback source address: the master's presence detection and
+# ``connected_ids`` tell minions apart by address (127.0.0.1-3 are corosync's).
+MINION_ADDR = {"alice": "127.0.0.11", "bob": "127.0.0.12", "charlie": "127.0.0.13"}
+SHIPPED_MASTER_CONF = os.path.join(REPO, "salt", "hastack", "files", "hastack-failover.conf")
+
+
+class LabError(RuntimeError):
+    pass
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def failover_pillar(cloud, policy=None):
+    """Listing 2 (Dummy agents, no fencing device) + the lab Neutron + a failover
+    policy: the pillar every node of the lab gets."""
+    pillar = pcmklab.listing2()
+    hastack = pillar["hastack"]
+    hastack["openstack"] = {"cloud": cloud, "external_network": "ext_net"}
+    hastack["failover"] = dict({"placement_timeout": 90}, **(policy or {}))
+    return pillar
+
+
+class Lab:
+    def __init__(self, d):
+        self.dir = d
+        self.pcmk = None
+        self.neutron = None
+        self.master_pid = None
+        self.minion_pids = {}
+        self.alive = set(NODES)
+        self._beat = threading.Event()
+        self._beater = None
+        self.ports = {"publish": _free_port(), "ret": _free_port()}
+        self.master_conf = os.path.join(d, "master", "conf")
+
+    # ----------------------------------------------------------------- Neutron
+
+    def _start_neutron(self):
+        import openstack  # pylint: disable=import-outside-toplevel
+
+        self.neutron = neutronlab.start(os.path.join(self.dir, "neutron"))
+        self.conn = openstack.connect(**self.neutron["cloud"])
+        made = neutronlab.workshop_topology(self.conn)
+        neutronlab.report_l3_agents(self.neutron, *NODES)
+        agents = {a.host: a for a in self.conn.network.agents(agent_type="L3 agent")}
+        ext = made["ext_net"]
+        # Two routers on alice's agent, each with a network and two VMs with floating IPs.
+        self.routers = {"admin-router": made["admin-router"]}
+        nets = {"admin-router": made["admin-net"]}
+        second = self.conn.network.create_router(
+            name="edge-router", external_gateway_info={"network_id": ext.id}
+        )
+        net = self.conn.network.create_network(name="edge-net")
+        subnet = self.conn.network.create_subnet(
+            network_id=net.id, name="edge-subnet", cidr="10.6.6.0/24", ip_version=4
+        )
+        self.conn.network.add_interface_to_router(second, subnet=subnet.id)
+        self.routers["edge-router"], nets["edge-router"] = second, net
+        self.floating_ips = {}
+        for router, rnet in nets.items():
+            self.conn.network.add_router_to_agent(agents["alice"], self.routers[router])
+            for i, host in enumerate(("bob", "charlie")):
+                port = neutronlab.vm_port(self.conn, rnet, f"{router}-vm{i}", host)
+                fip = self.conn.network.create_ip(floating_network_id=ext.id, port_id=port.id)
+                self.floating_ips[fip.floating_ip_address] = port.id
+        self._beater = threading.Thread(target=self._heartbeat, daemon=True)
+        self._beater.start()
+
+    def _heartbeat(self):
+        # The L3 agents' state reports (every 20 s; Neutron's agent_down_time is 75 s).
+        while not self._beat.wait(20):
+            alive = sorted(self.alive)
+            if alive:
+                try:
+                    neutronlab.report_l3_agents(self.neutron, *alive)
+                except subprocess.CalledProcessError:
+                    pass
+
+    # ----------------------------------------------------------------- Salt
+
+    def _write_master(self, policy=None):
+        root = os.path.join(self.dir, "master")
+        pillar_dir = os.path.join(self.dir, "pillar")
+        os.makedirs(self.master_conf, exist_ok=True)
+        os.makedirs(pillar_dir, exist_ok=True)
+        with open(SHIPPED_MASTER_CONF, encoding="utf-8") as fh:
+            shipped = yaml.safe_load(fh)
+        config = dict(
+            shipped,
+            id="lab-master",
+            interface="127.0.0.1",
+            publish_port=self.ports["publish"],
+            ret_port=self.ports["ret"],
+            root_dir=root,
+            pki_dir=os.path.join(root, "pki"),
+            cachedir=os.path.join(root, "cache"),
+            sock_dir=os.path.join(root, "sock"),
+            pidfile=os.path.join(root, "master.pid"),
+            log_file=os.path.join(root, "master.log"),
+            log_level_logfile="info",
+            user="root",
+            auto_accept=True,
+            file_roots={"base": [os.path.join(REPO, "salt")]},
+            pillar_roots={"base": [pillar_dir]},
+            runner_dirs=[os.path.join(REPO, "_runners")],
+            utils_dirs=[os.path.join(REPO, "_utils")],
+            extension_modules=os.path.join(root, "extmods"),
+            minion_data_cache=True,
+        )
+        with open(os.path.join(self.master_conf, "master"), "w", encoding="utf-8") as fh:
+            yaml.safe_dump(config, fh)
+        self.set_policy(policy)
+
+    def set_policy(self, policy=None):
+        """Write the lab pillar with this failover policy (read fresh at every signal)."""
+        pillar_dir = os.path.join(self.dir, "pillar")
+        with open(os.path.join(pillar_dir, "top.sls"), "w", encoding="utf-8") as fh:
+            yaml.safe_dump({"base": {"*": ["lab"]}}, fh)
+        with open(os.path.join(pillar_dir, "lab.sls"), "w", encoding="utf-8") as fh:
+            yaml.safe_dump(failover_pillar(self.neutron["cloud"], policy), fh)
+
+    def start_master(self):
+        log = open(os.path.join(self.dir, "master.out"), "a")  # noqa: SIM115
+        proc = subprocess.Popen(  # pylint: disable=consider-using-with
+            [os.path.join(BIN, "salt-master"), "-c", self.master_conf, "-l", "quiet"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        self.master_pid = proc.pid
+        sock = os.path.join(self.dir, "master", "sock", "master_event_pub.ipc")
+        if not procs.until(lambda: os.path.exists(sock), 60, 0.2):
+            raise LabError("the salt-master did not start (master.out)")
+        return proc.pid
+
+    def stop_master(self, sig=None):
+        import signal as signals  # pylint: disable=import-outside-toplevel
+
+        if self.master_pid:
+            if sig == "kill":
+                # A master crash: every process of its session at once.
+                try:
+                    os.killpg(self.master_pid, signals.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                procs.until(lambda: not procs.alive(self.master_pid), 10, 0.05)
+            else:
+                procs.stop([self.master_pid], timeout=20)
+            sock = os.path.join(self.dir, "master", "sock", "master_event_pub.ipc")
+            if os.path.exists(sock):
+                os.remove(sock)
+            self.master_pid = None
+
+    def _minion_config(self, node):
+        root = os.path.join(self.pcmk["dir"], f"salt-minion-{node}")
+        conf = os.path.join(root, "conf")
+        os.makedirs(conf, exist_ok=True)
+        config = {
+            "id": node,
+            "master": "127.0.0.1",
+            "master_port": self.ports["ret"],
+            "publish_port": self.ports["publish"],
+            "source_address": MINION_ADDR[node],
+            "grains": {"ipv4": [MINION_ADDR[node]]},
+            "root_dir": root,
+            "pki_dir": os.path.join(root, "pki"),
+            "cachedir": os.path.join(root, "cache"),
+            "sock_dir": os.path.join(root, "sock"),
+            "pidfile": os.path.join(root, "minion.pid"),
+            "log_file": os.path.join(root, "minion.log"),
+            "log_level_logfile": "info",
+            "user": "root",
+            "file_client": "remote",
+            "module_dirs": [os.path.join(REPO, "_modules")],
+            "states_dirs": [os.path.join(REPO, "_states")],
+            "utils_dirs": [os.path.join(REPO, "_utils")],
+            "beacons_dirs": [os.path.join(REPO, "_beacons")],
+            "extension_modules": os.path.join(root, "extmods"),
+            # Reconnect at once after a master restart.
+            "acceptance_wait_time": 1,
+            "random_reauth_delay": 0,
+            "recon_default": 200,
+            "recon_max": 1000,
+            "recon_randomize": False,
+            "auth_tries": 30,
+        }
+        with open(os.path.join(conf, "minion"), "w", encoding="utf-8") as fh:
+            yaml.safe_dump(config, fh)
+        return conf
+
+    def start_minion(self, node):
+        conf = self._minion_config(node)
+        proc = subprocess.Popen(  # pylint: disable=consider-using-with
+            pcmklab.node_argv(
+                self.pcmk, node, [os.path.join(BIN, "salt-minion"), "-c", conf, "-l", "quiet"]
+            ),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.minion_pids[node] = proc.pid
+
+    def opts(self):
+        import salt.config  # pylint: disable=import-outside-toplevel
+
+        return salt.config.master_config(os.path.join(self.master_conf, "master"))
+
+    def client(self):
+        import salt.client  # pylint: disable=import-outside-toplevel
+
+        return salt.client.LocalClient(mopts=self.opts())
+
+    def runner(self, fun, *args, **kwargs):
+        """``salt-run fun args`` through the master's own runner client, in this process."""
+        import salt.runner  # pylint: disable=import-outside-toplevel
+
+        opts = self.opts()
+        opts["quiet"] = True
+        return salt.runner.RunnerClient(opts).cmd(fun, list(args), kwarg=kwargs, print_event=False)
+
+    def wait_minions(self, nodes, timeout=90):
+        from salt.exceptions import SaltClientError  # pylint: disable=import-outside-toplevel
+
+        def answered():
+            try:
+                got = self.client().cmd(list(nodes), "test.ping", tgt_type="list", timeout=5)
+            except SaltClientError:  # the master is still starting
+                return False
+            return sorted(got) == sorted(nodes)
+
+        if not procs.until(answered, timeout, 1):
+            raise LabError(f"minions {nodes} did not answer the master within {timeout} s")
+
+    def events(self):
+        """A listener on the master's event bus (use ``get_event``)."""
+        import salt.utils.event  # pylint: disable=import-outside-toplevel
+
+        opts = self.opts()
+        return salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=True)
+
+    # ----------------------------------------------------------------- nodes
+
+    def kill(self, node):
+        """A node failure: every process of the node (corosync, Pacemaker, its minion)
+        SIGKILLed at once; its L3 agent stops reporting."""
+        self.alive.discard(node)
+        pcmklab.kill(self.pcmk, node)
+        self.minion_pids.pop(node, None)
+
+    def revive(self, node, timeout=90):
+        """The node boots again: corosync + Pacemaker, its L3 agent, then its minion."""
+        pcmklab.restart(self.pcmk, node, timeout)
+        self.alive.add(node)
+        neutronlab.report_l3_agents(self.neutron, node)
+        self.start_minion(node)
+        self.wait_minions([node])
+
+    def placement(self, node="bob"):
+        out = self.client().cmd(node, "pacemaker.status", timeout=30)
+        return out[node]["resources"]
+
+    # ----------------------------------------------------------------- whole lab
+
+    def stop(self):
+        self._beat.set()
+        self.stop_master()
+        if self.pcmk:
+            # The minions are processes of their nodes: they end with them.
+            pcmklab.stop(self.pcmk["dir"])
+        if self.neutron:
+            neutronlab.stop(self.neutron["dir"])
+
+
+def start(d=None, policy=None):
+    """Start everything; the lab is ready when the three minions answer the master, the
+    beacon runs on each and Listing 2 is applied and settled."""
+    d = os.path.abspath(d or os.path.join("/var/tmp", f"hastack-failover-{os.getpid()}"))
+    os.makedirs(d, exist_ok=True)
+    lab = Lab(d)
+    try:
+        lab.pcmk = pcmklab.start(os.path.join(d, "pcmk"))
+        lab._start_neutron()
+        lab._write_master(policy)
+        lab.start_master()
+        for node in NODES:
+            lab.start_minion(node)
+        lab.wait_minions(NODES)
+        client = lab.client()
+        applied = client.cmd("alice", "state.apply", ["hastack.pacemaker"], timeout=300)
+        _check_states(applied, "alice")
+        beacons = client.cmd(
+            list(NODES), "state.apply", ["hastack.failover"], tgt_type="list", timeout=120
+        )
+        for node in NODES:
+            _check_states(beacons, node)
+    except Exception:
+        lab.stop()
+        raise
+    return lab
+
+
+def _check_states(ret, minion):
+    got = ret.get(minion)
+    if not isinstance(got, dict) or not all(v.get("result") for v in got.values()):
+        raise LabError(f"state.apply on {minion} failed: {json.dumps(got, default=str)[:2000]}")
+
+
+def remove(lab):
+    lab.stop()
+    shutil.rmtree(lab.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    started = time.monotonic()
+    the_lab = start()
+    print(f"failover lab up in {time.monotonic() - started:.0f} s at {the_lab.dir}")
