@@ -12,6 +12,11 @@ arguments. One connection per run and cloud is kept (in ``__context__``).
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+try:
+    import openstack.exceptions
+except ImportError:  # __virtual__ says so
+    pass
+
 from hastack_utils import openstack as openstack_conn
 from hastack_utils.openstack import HAS_SDK
 from hastack_utils.openstack import call as _call
@@ -40,6 +45,16 @@ def _l3_agents(conn):
 
 def _hosted(conn, agent):
     return _call(f"routers on {agent.host}", lambda: list(conn.network.agent_hosted_routers(agent)))
+
+
+def _agent_routers(conn, method, agent, router):
+    # Sent here, not through openstacksdk's add/remove_router_to/from_agent: those drop
+    # Neutron's answer, so a refused move (409 RouterHostedByL3Agent) looked done.
+    if method == "post":
+        resp = conn.network.post(f"/agents/{agent.id}/l3-routers", json={"router_id": router.id})
+    else:
+        resp = conn.network.delete(f"/agents/{agent.id}/l3-routers/{router.id}")
+    openstack.exceptions.raise_from_response(resp)
 
 
 def agents(cloud=None):
@@ -102,7 +117,7 @@ def routers(host=None, agent=None, cloud=None):
     )
 
 
-def move_routers(from_host=None, to_host=None, cloud=None, test=False):
+def move_routers(from_host=None, to_host=None, cloud=None, test=False, routers=None):
     """
     Move the routers off dead L3 agents (or off the agent on ``from_host``, dead or not)
     onto live ones: onto ``to_host``'s agent, else each onto the live agent serving the
@@ -126,6 +141,11 @@ def move_routers(from_host=None, to_host=None, cloud=None, test=False):
         ``True``: move nothing; the result shows the planned moves and the floating IPs
         behind them. Default: ``False``.
 
+    routers
+        Only these routers (names or IDs); one of them that no agent hosts (a move cut
+        short between its removal and its addition) is placed on a live agent too, so
+        a repeated call finishes what an interrupted one left.
+
     CLI Example:
 
     .. code-block:: bash
@@ -146,38 +166,57 @@ def move_routers(from_host=None, to_host=None, cloud=None, test=False):
         live = [a for a in live if a.host == to_host]
         if not live:
             raise SaltInvocationError(f"to_host: no live L3 agent on '{to_host}'")
-    load = {a.id: len(_hosted(conn, a)) for a in live}
-    plan = []
+    hosted = {a.id: _hosted(conn, a) for a in live}
+    load = {agent_id: len(held) for agent_id, held in hosted.items()}
+    wanted = set(routers or [])
+    plan, seen = [], set()
+
+    def take(router, source):
+        if not live:
+            raise CommandExecutionError(
+                f"no live L3 agent to take router {router.name or router.id}"
+            )
+        target = min(live, key=lambda a: (load[a.id], a.host))
+        load[target.id] += 1
+        plan.append((router, source, target))
+
     for source in sources:
         for router in _hosted(conn, source):
-            if not live:
-                raise CommandExecutionError(
-                    f"no live L3 agent to take router {router.name or router.id}"
-                )
-            target = min(live, key=lambda a: (load[a.id], a.host))
-            load[target.id] += 1
-            plan.append((router, source, target))
+            seen.add(router.id)
+            if not wanted or {router.id, router.name} & wanted:
+                take(router, source)
+    if wanted:
+        seen.update(r.id for held in hosted.values() for r in held)
+        listed = _call("list routers", lambda: list(conn.network.routers()))
+        for router in listed:
+            if {router.id, router.name} & wanted and router.id not in seen:
+                take(router, None)
     moved, failed = {}, {}
     for router, source, target in plan:
         name = router.name or router.id
         if not test:
             try:
-                _call(
-                    f"remove router {name} from {source.host}",
-                    conn.network.remove_router_from_agent,
-                    source,
-                    router,
-                )
+                if source is not None:
+                    _call(
+                        f"remove router {name} from {source.host}",
+                        _agent_routers,
+                        conn,
+                        "delete",
+                        source,
+                        router,
+                    )
                 _call(
                     f"add router {name} to {target.host}",
-                    conn.network.add_router_to_agent,
+                    _agent_routers,
+                    conn,
+                    "post",
                     target,
                     router,
                 )
             except CommandExecutionError as err:
                 failed[name] = str(err)
                 continue
-        moved[name] = {"from": source.host, "to": target.host}
+        moved[name] = {"from": source.host if source else None, "to": target.host}
     routers = {r.id for r, _, _ in plan if (r.name or r.id) in moved}
     fips = [
         f.floating_ip_address

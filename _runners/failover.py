@@ -43,9 +43,9 @@ import fcntl
 import json
 import logging
 import os
+import threading
 import time
 
-import salt.cache
 import salt.client
 import salt.pillar
 import salt.utils.event
@@ -255,8 +255,26 @@ def _pillar(minion):
     return (pillar.compile_pillar() or {}).get("hastack") or {}
 
 
+# A storm of duplicate signals must not compile the pillar once per signal: the policy
+# of a node is reused for this long (seconds) within the master's reactor process.
+POLICY_TTL = 2
+_POLICIES = {}
+_POLICIES_LOCK = threading.Lock()
+
+
 def _cluster(node):
     """``(policy, stonith)`` for the cluster ``node`` belongs to, from its pillar."""
+    with _POLICIES_LOCK:
+        cached = _POLICIES.get(node)
+        if cached and time.monotonic() - cached[0] < POLICY_TTL:
+            return cached[1]
+    found = _compile_cluster(node)
+    with _POLICIES_LOCK:
+        _POLICIES[node] = (time.monotonic(), found)
+    return found
+
+
+def _compile_cluster(node):
     tree = _pillar(node)
     pcmk = tree.get("pacemaker") or {}
     nodes = pcmk.get("nodes")
@@ -376,7 +394,11 @@ def _reissue(record, pol):
             moved = _run(
                 worker,
                 "neutron_l3.move_routers",
-                kwarg={"from_host": pol["l3_hosts"].get(node, node)},
+                kwarg={
+                    "from_host": pol["l3_hosts"].get(node, node),
+                    # The planned ones only, also when a cut-short move left one unhosted.
+                    "routers": sorted(record["plan"].get("routers") or {}) or None,
+                },
                 what="move the routers",
             )
         except StepFailed as err:
@@ -423,10 +445,16 @@ def _verify(record, pol):
     if pol["routers"]:
         agents = _run(worker, "neutron_l3.agents", what="read back the L3 agents")
         l3_host = pol["l3_hosts"].get(node, node)
-        left = [r for a in agents if a["host"] == l3_host for r in a["routers"]]
-        if left:
-            raise StepFailed(f"routers still on {l3_host}'s L3 agent: {left}")
-        out["routers"] = {r: a["host"] for a in agents for r in a["routers"]}
+        serving = {
+            r: a["host"]
+            for a in agents
+            if a["alive"] and a["host"] != l3_host
+            for r in a["routers"]
+        }
+        unserved = sorted(set(record["plan"].get("routers") or {}) - set(serving))
+        if unserved:
+            raise StepFailed(f"routers not on a live L3 agent: {', '.join(unserved)}")
+        out["routers"] = {r: serving[r] for r in sorted(record["plan"].get("routers") or {})}
     return out
 
 
@@ -776,6 +804,11 @@ def resume(incident=None):
     return out
 
 
+def _step_order(step):
+    order = (*policy_logic.STEPS, "failed", "skipped", "restored")
+    return order.index(step) if step in order else len(order)
+
+
 def incidents(node=None):
     """
     The incidents this master recorded, oldest first: id, node, state, each step's
@@ -792,7 +825,7 @@ def incidents(node=None):
         salt-run failover.incidents alice
     """
     return [
-        dict(_summary(r), node=r["node"], steps=sorted(r["steps"], key=list(r["steps"]).index))
+        dict(_summary(r), node=r["node"], steps=sorted(r["steps"], key=_step_order))
         for r in _records(node)
     ]
 

@@ -34,7 +34,13 @@ BIN = os.path.dirname(sys.executable)
 NODES = ("alice", "bob", "charlie")
 # Each minion its own loopback source address: the master's presence detection and
 # ``connected_ids`` tell minions apart by address (127.0.0.1-3 are corosync's).
-MINION_ADDR = {"alice": "127.0.0.11", "bob": "127.0.0.12", "charlie": "127.0.0.13"}
+MINION_ADDR = {
+    "alice": "127.0.0.11",
+    "bob": "127.0.0.12",
+    "charlie": "127.0.0.13",
+    # A minion of the same Salt setup that is no cluster node (not an allowed reporter).
+    "eve": "127.0.0.14",
+}
 SHIPPED_MASTER_CONF = os.path.join(REPO, "salt", "hastack", "files", "hastack-failover.conf")
 
 
@@ -96,11 +102,31 @@ class Lab:
         self.routers["edge-router"], nets["edge-router"] = second, net
         self.floating_ips = {}
         for router, rnet in nets.items():
-            self.conn.network.add_router_to_agent(agents["alice"], self.routers[router])
             for i, host in enumerate(("bob", "charlie")):
                 port = neutronlab.vm_port(self.conn, rnet, f"{router}-vm{i}", host)
                 fip = self.conn.network.create_ip(floating_network_id=ext.id, port_id=port.id)
                 self.floating_ips[fip.floating_ip_address] = port.id
+        # Neutron may have scheduled a router itself on the way (an interface or a
+        # floating IP on an unhosted router): put every router on alice's agent.
+        # (openstacksdk's agent calls drop Neutron's answer: each is checked here.)
+        import openstack.exceptions  # pylint: disable=import-outside-toplevel
+
+        net = self.conn.network
+        for router in self.routers.values():
+            for agent in agents.values():
+                if agent.host != "alice" and router.id in {
+                    r.id for r in net.agent_hosted_routers(agent)
+                }:
+                    resp = net.delete(f"/agents/{agent.id}/l3-routers/{router.id}")
+                    openstack.exceptions.raise_from_response(resp)
+            if router.id not in {r.id for r in net.agent_hosted_routers(agents["alice"])}:
+                resp = net.post(
+                    f"/agents/{agents['alice'].id}/l3-routers", json={"router_id": router.id}
+                )
+                openstack.exceptions.raise_from_response(resp)
+        on_alice = {r.name for r in self.conn.network.agent_hosted_routers(agents["alice"])}
+        if on_alice != set(self.routers):
+            raise LabError(f"routers on alice's L3 agent: {sorted(on_alice)}")
         self._beater = threading.Thread(target=self._heartbeat, daemon=True)
         self._beater.start()
 
@@ -110,7 +136,7 @@ class Lab:
             alive = sorted(self.alive)
             if alive:
                 try:
-                    neutronlab.report_l3_agents(self.neutron, *alive)
+                    neutronlab.report_l3_agents(self.neutron, *alive, heartbeat=True)
                 except subprocess.CalledProcessError:
                     pass
 
@@ -191,7 +217,7 @@ class Lab:
             self.master_pid = None
 
     def _minion_config(self, node):
-        root = os.path.join(self.pcmk["dir"], f"salt-minion-{node}")
+        root = os.path.join(self.dir, f"salt-minion-{node}")
         conf = os.path.join(root, "conf")
         os.makedirs(conf, exist_ok=True)
         config = {
@@ -228,11 +254,14 @@ class Lab:
         return conf
 
     def start_minion(self, node):
+        """The minion of ``node``: inside the node when it is a cluster node (so it dies
+        with it), else on the host."""
         conf = self._minion_config(node)
+        argv = [os.path.join(BIN, "salt-minion"), "-c", conf, "-l", "quiet"]
+        if node in NODES:
+            argv = pcmklab.node_argv(self.pcmk, node, argv)
         proc = subprocess.Popen(  # pylint: disable=consider-using-with
-            pcmklab.node_argv(
-                self.pcmk, node, [os.path.join(BIN, "salt-minion"), "-c", conf, "-l", "quiet"]
-            ),
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -304,6 +333,8 @@ class Lab:
     def stop(self):
         self._beat.set()
         self.stop_master()
+        outsiders = [pid for node, pid in self.minion_pids.items() if node not in NODES]
+        procs.stop(outsiders)
         if self.pcmk:
             # The minions are processes of their nodes: they end with them.
             pcmklab.stop(self.pcmk["dir"])
@@ -316,15 +347,16 @@ def start(d=None, policy=None):
     beacon runs on each and Listing 2 is applied and settled."""
     d = os.path.abspath(d or os.path.join("/var/tmp", f"hastack-failover-{os.getpid()}"))
     os.makedirs(d, exist_ok=True)
+    os.chmod(d, 0o755)  # the lab PostgreSQL (user postgres) works in here
     lab = Lab(d)
     try:
         lab.pcmk = pcmklab.start(os.path.join(d, "pcmk"))
         lab._start_neutron()
         lab._write_master(policy)
         lab.start_master()
-        for node in NODES:
+        for node in (*NODES, "eve"):
             lab.start_minion(node)
-        lab.wait_minions(NODES)
+        lab.wait_minions((*NODES, "eve"))
         client = lab.client()
         applied = client.cmd("alice", "state.apply", ["hastack.pacemaker"], timeout=300)
         _check_states(applied, "alice")

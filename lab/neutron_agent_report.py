@@ -1,7 +1,7 @@
 """An L3 agent's state report, handled by Neutron's own server-side code.
 
 Run with Debian's python3 (where neutron lives), not the venv:
-``python3 lab/neutron_agent_report.py NEUTRON_CONF HOST [HOST ...]``. No L3 agent or
+``python3 lab/neutron_agent_report.py [--heartbeat] NEUTRON_CONF HOST [HOST ...]``. No L3 agent or
 dataplane runs in the lab, so this calls what neutron-server runs when an agent's
 ``report_state`` RPC arrives (``AgentExtRpcCallback.report_state``): the agent row,
 its heartbeat and its configuration are written exactly as for a real agent.
@@ -16,7 +16,7 @@ from neutron_lib import context
 from oslo_utils import timeutils
 
 
-def main(conf, hosts):
+def main(conf, hosts, start=True):
     common_config.register_common_config_options()
     common_config.init(["--config-file", conf])
     manager.init()
@@ -30,7 +30,9 @@ def main(conf, hosts):
             "availability_zone": "nova",
             "topic": "l3_agent",
             "agent_type": "L3 agent",
-            "start_flag": True,
+            # A real agent says so in its first report only (then Neutron may
+            # reschedule routers onto it); later reports are heartbeats.
+            "start_flag": start,
             "configurations": {
                 "agent_mode": "legacy",
                 "routers": 0,
@@ -45,4 +47,7 @@ def main(conf, hosts):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:])
+    args = sys.argv[1:]
+    beat = "--heartbeat" in args
+    args = [a for a in args if a != "--heartbeat"]
+    main(args[0], args[1:], start=not beat)

@@ -227,21 +227,8 @@ def start(d=None, l3_hosts=L3_HOSTS, timeout=90):
             text=True,
         )
         facts["migrate_seconds"] = round(time.monotonic() - started, 1)
-        with open(os.path.join(d, "log", "neutron-server.stdout"), "w", encoding="utf-8") as log:
-            # Debian's neutron-server, plus the L3 agents' RPC endpoint (lab/neutron_server.py).
-            server = subprocess.Popen(  # pylint: disable=consider-using-with
-                [
-                    "/usr/bin/python3",
-                    os.path.join(HERE, "neutron_server.py"),
-                    "--config-file",
-                    conf,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=dict(os.environ, HASTACK_LAB_L3_HOSTS=",".join(l3_hosts)),
-            )
-        facts["pids"]["neutron-server"] = server.pid
+        facts["l3_hosts"] = list(l3_hosts)
+        _launch_server(d, conf, facts)
         url = f"http://127.0.0.1:{api_port}/"
         facts.update(
             url=url,
@@ -258,6 +245,36 @@ def start(d=None, l3_hosts=L3_HOSTS, timeout=90):
         stop(d)
         raise LabError(f"the Neutron lab did not start: {err} {detail[-2000:]}") from err
     return facts
+
+
+def _launch_server(d, conf, facts):
+    with open(os.path.join(d, "log", "neutron-server.stdout"), "a", encoding="utf-8") as log:
+        # Debian's neutron-server, plus the L3 agents' RPC endpoint (lab/neutron_server.py).
+        server = subprocess.Popen(  # pylint: disable=consider-using-with
+            ["/usr/bin/python3", os.path.join(HERE, "neutron_server.py"), "--config-file", conf],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=dict(os.environ, HASTACK_LAB_L3_HOSTS=",".join(facts["l3_hosts"])),
+        )
+    facts["pids"]["neutron-server"] = server.pid
+
+
+def stop_server(facts):
+    """A Neutron outage: neutron-server (and its workers) ended; the database stays."""
+    pid = facts["pids"]["neutron-server"]
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    procs.until(lambda: not procs.alive(pid), 15, 0.05)
+
+
+def start_server(facts, timeout=90):
+    """neutron-server back after ``stop_server`` (same port, same database)."""
+    _launch_server(facts["dir"], facts["conf"], facts)
+    _write(facts["dir"], facts)
+    _wait(lambda: _api_ready(facts["url"]), timeout, "neutron-server")
 
 
 def _write(d, facts):
@@ -321,12 +338,19 @@ def workshop_topology(conn, ports=()):
     return made
 
 
-def report_l3_agents(facts, *hosts):
-    """Register (or refresh) an L3 agent on each host the way Neutron does on an agent's
-    state report (lab/neutron_agent_report.py runs Neutron's own handler)."""
+def report_l3_agents(facts, *hosts, heartbeat=False):
+    """Register an L3 agent on each host the way Neutron does on an agent's state report
+    (lab/neutron_agent_report.py runs Neutron's own handler); with ``heartbeat`` a
+    running agent's periodic report (no start flag)."""
     script = os.path.join(HERE, "neutron_agent_report.py")
     subprocess.run(
-        ["/usr/bin/python3", script, facts["conf"], *hosts],
+        [
+            "/usr/bin/python3",
+            script,
+            *(["--heartbeat"] if heartbeat else []),
+            facts["conf"],
+            *hosts,
+        ],
         check=True,
         capture_output=True,
         text=True,

@@ -1,9 +1,11 @@
 """Check what `sys.doc` shows operators: every public function of an execution or state
 module documents each of its parameters (an rST definition list: the name on its own
 line, the description indented below it), and every execution function has a
-``CLI Example:`` in the ``salt '*' ...`` form.
+``CLI Example:`` in the ``salt '*' ...`` form (a runner: ``salt-run ...``; a beacon's
+``beacon``: how to add it).
 
-Usage: python tools/check_docs.py [FILE ...]   (default: _modules/*.py _states/*.py)
+Usage: python tools/check_docs.py [FILE ...]
+(default: _modules, _states, _runners, _beacons)
 """
 
 import ast
@@ -18,6 +20,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def problems(path):
     tree = ast.parse(open(path, encoding="utf-8").read())
     is_state = os.sep + "_states" + os.sep in path
+    is_runner = os.sep + "_runners" + os.sep in path
+    is_beacon = os.sep + "_beacons" + os.sep in path
     found = []
     for node in tree.body:
         if not isinstance(node, ast.FunctionDef) or node.name.startswith("_"):
@@ -27,7 +31,11 @@ def problems(path):
         if not doc:
             found.append(f"{where}: no docstring")
             continue
+        if is_beacon and node.name == "validate":
+            continue  # called by Salt's beacon machinery, not by people
         params = [a.arg for a in node.args.args + node.args.kwonlyargs]
+        if is_beacon:
+            params = [p for p in params if p != "config"]
         for param in params:
             # "name", or "a / b" and "a, b" lines that document several together.
             if not re.search(
@@ -36,7 +44,10 @@ def problems(path):
                 re.M,
             ):
                 found.append(f"{where}: parameter '{param}' is not documented")
-        if not is_state:
+        if is_runner:
+            if "CLI Example:" not in doc or not re.search(r"^ +salt-run ", doc, re.M):
+                found.append(f"{where}: no 'CLI Example:' in the salt-run ... form")
+        elif not is_state:
             if "CLI Example:" not in doc:
                 found.append(f"{where}: no 'CLI Example:'")
             elif not re.search(r"^        salt '\*' ", doc + "\n", re.M) and not re.search(
@@ -50,6 +61,8 @@ def main(paths):
     paths = paths or sorted(
         glob.glob(os.path.join(REPO, "_modules", "*.py"))
         + glob.glob(os.path.join(REPO, "_states", "*.py"))
+        + glob.glob(os.path.join(REPO, "_runners", "*.py"))
+        + glob.glob(os.path.join(REPO, "_beacons", "*.py"))
     )
     found = [p for path in paths for p in problems(os.path.abspath(path))]
     for line in found:
