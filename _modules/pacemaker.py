@@ -904,15 +904,16 @@ def settle(placement, timeout=60, cib_file=None):
 
 
 def _lock_xml(name, values):
-    el = ET.Element("cluster_property_set", {"id": name})
+    set_id = cib.LOCK_PREFIX + name
+    el = ET.Element("cluster_property_set", {"id": set_id})
     for key, value in sorted(values.items()):
-        ET.SubElement(el, "nvpair", {"id": f"{name}-{key}", "name": key, "value": str(value)})
+        ET.SubElement(el, "nvpair", {"id": f"{set_id}-{key}", "name": key, "value": str(value)})
     return ET.tostring(el, encoding="unicode")
 
 
 def _lock_read(name, cib_file):
     set_el = cib.parse(cib_xml(cib_file)).find(
-        f"configuration/crm_config/cluster_property_set[@id='{name}']"
+        f"configuration/crm_config/cluster_property_set[@id='{cib.LOCK_PREFIX}{name}']"
     )
     if set_el is None:
         return None
@@ -921,8 +922,9 @@ def _lock_read(name, cib_file):
 
 def lock(name, holder, value="", lease=300, cib_file=None):
     """
-    Take the cluster-wide lock ``name``, kept in the CIB (a ``cluster_property_set`` of
-    that id, which Pacemaker ignores): whoever reaches a node of the cluster (every
+    Take the cluster-wide lock ``name``, kept in the CIB (a ``cluster_property_set``
+    with the id ``hastack-lock-<name>``; Pacemaker ignores its names, and it is no part
+    of the configuration ``pacemaker.configured`` manages): whoever reaches a node of the cluster (every
     master of a multi-master setup) sees the same lock, and the CIB manager creates an
     element atomically, so exactly one of concurrent takers gets it. A lock held by
     another holder is taken over only when it was not renewed for ``lease`` seconds.
@@ -944,7 +946,7 @@ def lock(name, holder, value="", lease=300, cib_file=None):
 
     .. code-block:: bash
 
-        salt '*' pacemaker.lock hastack-incident-alice master1 value=alice-20261130T2000-1a2b3c
+        salt '*' pacemaker.lock incident-alice master1 value=alice-20261130T2000-1a2b3c
     """
     if not re.match(r"^[A-Za-z][A-Za-z0-9_-]*$", str(name)):
         raise SaltInvocationError(f"name: not a lock id: {name!r}")
@@ -969,7 +971,8 @@ def lock(name, holder, value="", lease=300, cib_file=None):
         }
 
     def renew(root):
-        set_el = root.find(f"configuration/crm_config/cluster_property_set[@id='{name}']")
+        set_id = cib.LOCK_PREFIX + name
+        set_el = root.find(f"configuration/crm_config/cluster_property_set[@id='{set_id}']")
         current = {nv.get("name"): nv for nv in set_el.findall("nvpair")}
         if current.get("holder") is not None and current["holder"].get("value") != held.get(
             "holder"
@@ -980,7 +983,7 @@ def lock(name, holder, value="", lease=300, cib_file=None):
                 current[key].set("value", str(val))
             else:
                 ET.SubElement(
-                    set_el, "nvpair", {"id": f"{name}-{key}", "name": key, "value": str(val)}
+                    set_el, "nvpair", {"id": f"{set_id}-{key}", "name": key, "value": str(val)}
                 )
         return root
 
@@ -1013,7 +1016,7 @@ def unlock(name, holder, cib_file=None):
 
     .. code-block:: bash
 
-        salt '*' pacemaker.unlock hastack-incident-alice master1
+        salt '*' pacemaker.unlock incident-alice master1
     """
     held = _lock_read(name, cib_file)
     if not held or held.get("holder") != holder:
@@ -1021,7 +1024,7 @@ def unlock(name, holder, cib_file=None):
 
     def drop(root):
         parent = root.find("configuration/crm_config")
-        for set_el in parent.findall(f"cluster_property_set[@id='{name}']"):
+        for set_el in parent.findall(f"cluster_property_set[@id='{cib.LOCK_PREFIX}{name}']"):
             holder_el = set_el.find("nvpair[@name='holder']")
             if holder_el is None or holder_el.get("value") != holder:
                 raise CommandExecutionError(f"lock {name}: taken by someone else meanwhile")

@@ -34,6 +34,9 @@ NVPAIR_SECTIONS = {  # section: (configuration child, block tag, id of a new blo
     "resource_defaults": ("rsc_defaults", "meta_attributes", "rsc-options"),
     "operation_defaults": ("op_defaults", "meta_attributes", "op-options"),
 }
+# The id prefix of the cluster_property_sets that hold hastack's cluster-wide locks
+# (pacemaker.lock): Pacemaker ignores their names; the mapping leaves them out.
+LOCK_PREFIX = "hastack-lock-"
 # Sections of items with ids (not name/value pairs): what remove_undeclared removes from.
 ITEM_SECTIONS = tuple(section for section in SECTIONS if section not in NVPAIR_SECTIONS)
 
@@ -138,8 +141,13 @@ class _Ids:
 
 
 def _plain_blocks(parent, tag):
-    """The attribute blocks that apply always (no rule): the ones a declaration edits."""
-    return [b for b in parent.findall(tag) if b.find("rule") is None]
+    """The attribute blocks that apply always (no rule): the ones a declaration edits.
+    hastack's own locks (``pacemaker.lock``) are not configuration."""
+    return [
+        b
+        for b in parent.findall(tag)
+        if b.find("rule") is None and not (b.get("id") or "").startswith(LOCK_PREFIX)
+    ]
 
 
 def _nvpairs(parent, tag):

@@ -204,7 +204,7 @@ def incident_id(node, now=None):
 
 def lock_name(node):
     """The CIB lock that holds ``node``'s incident (one per node, all masters)."""
-    return f"hastack-incident-{node}"
+    return f"incident-{node}"
 
 
 def store_dir(cachedir):

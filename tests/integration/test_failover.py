@@ -103,7 +103,7 @@ def configuration(lab, node="bob"):
 
 def incident_locks(lab, node="bob"):
     xml = lab.client().cmd(node, "pacemaker.cib_xml", timeout=60)[node]
-    return xml.count('id="hastack-incident-')
+    return xml.count('id="hastack-lock-incident-')
 
 
 def routers_by_host(lab):

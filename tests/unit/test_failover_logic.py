@@ -1,0 +1,169 @@
+"""The failover decisions that need no backend: the policy pillar, which signals to
+trust, confirmation, the gates and the drill's table. Layouts beyond the workshop's
+three nodes: five controllers with other names, two of them down, a pillar with
+floating IPs and standbys."""
+
+import pytest
+from salt.exceptions import SaltInvocationError
+
+from hastack_utils import failover
+
+FIVE = ["ctl-a", "ctl-b", "ctl-c", "ctl-d", "ctl-e"]
+ADDRESSES = {"web": {"server": "web", "standby": {"server": "web-standby"}}, "db": {"port": "db"}}
+
+
+def view(online, quorum=True, unclean=()):
+    return {
+        "quorum": quorum,
+        "nodes": {n: {"online": n in online, "unclean": n in unclean} for n in FIVE},
+    }
+
+
+class TestPolicy:
+    def test_defaults_follow_the_cluster(self):
+        pol = failover.policy(None, FIVE)
+        assert pol["reporters"] == FIVE and pol["max_down"] == 2 and pol["mode"] == "act"
+        assert failover.policy({}, ["a", "b", "c"])["max_down"] == 1
+
+    @pytest.mark.parametrize(
+        "settings,key",
+        [
+            ({"mode": "dry"}, "hastack:failover:mode"),
+            ({"max_down": 5}, "hastack:failover:max_down"),
+            ({"max_down": True}, "hastack:failover:max_down"),
+            ({"confirm_timeout": 0}, "hastack:failover:confirm_timeout"),
+            ({"fallback": ["ctl-z"]}, "hastack:failover:fallback"),
+            ({"move": {"ctl-a": ["nope"]}}, "hastack:failover:move:ctl-a"),
+            ({"move": {"ctl-a": ["db"]}}, "hastack:failover:move:ctl-a"),
+            ({"move": {"ctl-z": ["web"]}}, "hastack:failover:move:ctl-z"),
+            ({"restore": "later"}, "hastack:failover:restore"),
+            ({"reporters": "ctl-a"}, "hastack:failover:reporters"),
+            ({"routers": "yes"}, "hastack:failover:routers"),
+            ({"colour": "red"}, "hastack:failover:colour"),
+        ],
+    )
+    def test_bad_settings_name_their_key(self, settings, key):
+        with pytest.raises(SaltInvocationError) as err:
+            failover.policy(settings, FIVE, ADDRESSES)
+        assert str(err.value).startswith(f"{key}:"), err.value
+
+    def test_a_cluster_needs_two_nodes(self):
+        with pytest.raises(SaltInvocationError, match="^hastack:pacemaker:nodes:"):
+            failover.policy({}, ["lonely"])
+
+    def test_move_names_entries_with_a_standby(self):
+        pol = failover.policy({"move": {"ctl-b": ["web"]}}, FIVE, ADDRESSES)
+        assert pol["move"] == {"ctl-b": ["web"]}
+
+
+class TestSignals:
+    def envelope(self, sender, node, **extra):
+        return dict({"cmd": "_minion_event", "id": sender, "data": {"node": node}}, **extra)
+
+    def test_an_allowed_reporter_names_another_node(self):
+        got = failover.read_signal(failover.DOWN, self.envelope("ctl-c", "ctl-a"), FIVE, FIVE)
+        assert got == ("down", ["ctl-a"], "ctl-c")
+        got = failover.read_signal(failover.UP, self.envelope("ctl-c", "ctl-a"), FIVE, FIVE)
+        assert got[0] == "up"
+
+    @pytest.mark.parametrize(
+        "tag,envelope,reason",
+        [
+            (
+                failover.DOWN,
+                {"cmd": "_minion_event", "id": "web7", "data": {"node": "ctl-a"}},
+                "'web7' is not an allowed reporter",
+            ),
+            (
+                failover.DOWN,
+                {"cmd": "_minion_event", "id": "ctl-a", "data": {"node": "ctl-a"}},
+                "'ctl-a' reported itself down",
+            ),
+            (
+                failover.UP,
+                {"cmd": "_minion_event", "id": "ctl-b", "data": {"node": "ctl-b"}},
+                "'ctl-b' reported itself up",
+            ),
+            (failover.DOWN, {"data": {"node": "ctl-a"}}, "no master-set sender"),
+            (
+                failover.DOWN,
+                {"cmd": "_minion_event", "id": "ctl-b", "data": {"node": "ctl-z"}},
+                "is not a cluster node",
+            ),
+            (
+                failover.DOWN,
+                {"cmd": "_minion_event", "id": "ctl-b", "data": {}},
+                "is not a cluster node",
+            ),
+            (
+                failover.PRESENCE,
+                {"cmd": "_minion_event", "id": "web7", "lost": ["ctl-a"]},
+                "presence event sent by minion 'web7'",
+            ),
+            ("hastack/node/sideways", {}, "not a hastack signal"),
+        ],
+    )
+    def test_untrusted_signals_are_rejected_with_the_reason(self, tag, envelope, reason):
+        with pytest.raises(failover.Rejected, match=reason):
+            failover.read_signal(tag, envelope, FIVE, [n for n in FIVE if n != "ctl-e"])
+
+    def test_a_reporter_list_narrower_than_the_cluster(self):
+        with pytest.raises(failover.Rejected, match="'ctl-e' is not an allowed reporter"):
+            failover.read_signal(failover.DOWN, self.envelope("ctl-e", "ctl-a"), FIVE, FIVE[:4])
+
+    def test_the_masters_presence_event_names_only_cluster_nodes(self):
+        got = failover.read_signal(
+            failover.PRESENCE, {"new": [], "lost": ["web7", "ctl-d"]}, FIVE, FIVE
+        )
+        assert got == ("down", ["ctl-d"], None)
+
+
+class TestConfirmAndGates:
+    def test_offline_and_silent_is_confirmed(self):
+        ok, facts = failover.confirm("ctl-a", view(FIVE[1:]), stonith=False, minion_silent=True)
+        assert ok and facts["pacemaker"] == "offline"
+
+    @pytest.mark.parametrize(
+        "the_view,stonith,silent,reason",
+        [
+            (view(FIVE), False, True, "sees 'ctl-a' online"),
+            (view(FIVE[1:], unclean=["ctl-a"]), True, True, "not fenced yet"),
+            (view(FIVE[1:]), False, False, "still answers"),
+        ],
+    )
+    def test_not_confirmed(self, the_view, stonith, silent, reason):
+        ok, why = failover.confirm("ctl-a", the_view, stonith, silent)
+        assert not ok and reason in why
+
+    def test_unclean_without_fencing_is_down(self):
+        ok, _ = failover.confirm("ctl-a", view(FIVE[1:], unclean=["ctl-a"]), False, True)
+        assert ok
+
+    def test_gates(self):
+        assert failover.gates("ctl-a", view(FIVE[1:]), FIVE, 2) == {}
+        assert failover.gates("ctl-a", view(FIVE[2:]), FIVE, 2) == {}
+        held = failover.gates("ctl-a", view(FIVE[3:], quorum=False), FIVE, 2)
+        assert set(held) == {"quorum", "blast_radius"}
+        assert "3 nodes down (ctl-a, ctl-b, ctl-c)" in held["blast_radius"]
+
+
+def test_the_drill_table_lists_what_moves_and_the_gates():
+    table = failover.plan_table(
+        {
+            "node": "ctl-a",
+            "pacemaker": {"g_api": {"from": "ctl-a", "to": "ctl-c"}},
+            "pacemaker_skipped": {"p_off": "stopped on purpose"},
+            "routers": {"r1": {"from": "ctl-a", "to": "ctl-d"}},
+            "router_floating_ips": ["192.0.2.7"],
+            "move": {"web": {"address": "192.0.2.9"}},
+            "gates": {"quorum": "passes"},
+            "mode": "observe",
+        }
+    )
+    lines = table.splitlines()
+    assert lines[0].split() == ["what", "name", "from", "to"]
+    assert ["resource", "g_api", "ctl-a", "ctl-c"] in [line.split() for line in lines]
+    assert ["router", "r1", "ctl-a", "ctl-d"] in [line.split() for line in lines]
+    assert "stays: stopped on purpose" in table and "192.0.2.7" in table
+    assert "gate quorum: passes" in table and table.endswith("mode: observe")
+    assert "(nothing to move)" in failover.plan_table({"node": "x"})
