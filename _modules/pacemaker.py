@@ -773,7 +773,27 @@ def _settle_targets(text, nodes, node, todo, load, preferred):
             todo[label]["next"] = [n for n in placed[label] if n in survivors]
 
 
-def shift_away(node, nodes, fallback=None, cib_file=None, test=False):
+def _write_shift_plan(node, plan, cib_file, test):
+    """Write the constraints of a plan an earlier ``shift_away(test=True)`` returned."""
+    if not isinstance(plan, dict):
+        raise SaltInvocationError("plan: the 'plan' mapping a test=True shift_away returned")
+    added = {}
+    for label, move in plan.items():
+        if not isinstance(move, dict) or not {"to", "score", "constraint"} <= set(move):
+            raise SaltInvocationError(f"plan: '{label}' needs to, score and constraint")
+        rsc = str(label).split(" (", 1)[0]
+        if move["constraint"] != cib.shift_id(rsc, node, move.get("role")):
+            raise SaltInvocationError(f"plan: '{label}' is not a shift away from {node}")
+        loc = {"rsc": rsc, "node": move["to"], "score": move["score"]}
+        if move.get("role"):
+            loc["role"] = move["role"]
+        added[move["constraint"]] = loc
+    if added and not test:
+        _write_edit(lambda root: cib.apply(root, {"locations": added}), cib_file)
+    return {"plan": plan, "skipped": {}, "refused": {}, "placement": None}
+
+
+def shift_away(node, nodes, fallback=None, cib_file=None, test=False, plan=None):
     """
     Move everything that prefers ``node`` (a location with a positive score for it, by
     ``node=`` or by a ``#uname eq`` rule, for a primitive, group, clone or promotable
@@ -800,6 +820,10 @@ def shift_away(node, nodes, fallback=None, cib_file=None, test=False):
         Work on this CIB file instead of the live cluster's CIB.
     test
         Only plan and simulate; nothing is written. The plan is the one a real run makes.
+    plan
+        Write this plan (what a ``test=True`` call returned under ``plan``) as it is:
+        one epoch-guarded write of its constraints, without planning and simulating
+        again (a failover that has planned already). ``placement`` is then None.
 
     CLI Example:
 
@@ -809,6 +833,8 @@ def shift_away(node, nodes, fallback=None, cib_file=None, test=False):
     """
     if node not in nodes:
         raise SaltInvocationError(f"node: '{node}' is not one of {', '.join(nodes)}")
+    if plan is not None:
+        return _write_shift_plan(node, plan, cib_file, test)
     survivors = [n for n in nodes if n != node]
     text = cib_xml(cib_file)
     conf = parse_configuration(text)

@@ -76,12 +76,17 @@ def _dir(*parts):
     return path
 
 
+_SAVE_LOCK = threading.Lock()
+
+
 def _save(record):
     path = _dir("incidents", f"{record['id']}.json")
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(record, fh, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    with _SAVE_LOCK:
+        text = json.dumps(record, indent=1, sort_keys=True)
+        tmp = f"{path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
 
 
 def _load(incident):
@@ -316,9 +321,7 @@ def _confirm(record, pol, stonith):
     return True, facts, (worker, views[worker])
 
 
-def _plan(record, pol, worker):
-    node = record["node"]
-    plan = {"node": node, "mode": pol["mode"], "worker": worker}
+def _plan_pacemaker(node, pol, worker):
     shift = _run(
         worker,
         "pacemaker.shift_away",
@@ -326,48 +329,80 @@ def _plan(record, pol, worker):
         {"fallback": pol["fallback"] or None, "test": True},
         what="plan the Pacemaker shift",
     )
-    plan["pacemaker"] = shift["plan"]
-    plan["pacemaker_skipped"] = shift["skipped"]
-    plan["placement"] = shift["placement"]
-    l3_host = pol["l3_hosts"].get(node, node)
+    return {
+        "pacemaker": shift["plan"],
+        "pacemaker_skipped": shift["skipped"],
+        "placement": shift["placement"],
+    }
+
+
+def _plan_neutron(node, pol, worker):
+    out = {"routers": {}, "router_floating_ips": []}
     if pol["routers"]:
         try:
             routers = _run(
                 worker,
                 "neutron_l3.move_routers",
-                kwarg={"from_host": l3_host, "test": True},
+                kwarg={"from_host": pol["l3_hosts"].get(node, node), "test": True},
                 what="plan the router moves",
             )
-            plan["routers"] = routers["moved"]
-            plan["router_floating_ips"] = routers["floating_ips"]
+            out["routers"] = routers["moved"]
+            out["router_floating_ips"] = routers["floating_ips"]
         except StepFailed as err:
             if "no L3 agent on" not in str(err):
                 raise
-            plan["routers"], plan["router_floating_ips"] = {}, []
-    plan["move"] = {
+    out["move"] = {
         label: {"address": pol["addresses"][label].get("address")}
         for label in pol["move"].get(node, [])
     }
     if pol["reissue"]:
-        plan["reissue"] = _run(
+        out["reissue"] = _run(
             worker,
             "floating_ip.reissue",
             kwarg={"host": node, "test": True},
             what="plan the reissue",
         )["reissued"]
+    return out
+
+
+def _both(first, second):
+    """Run two independent parts at once (Pacemaker's and Neutron's): ``(result or
+    error, result or error)``."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(first), pool.submit(second)]
+    out = []
+    for future in futures:
+        try:
+            out.append(future.result())
+        except (StepFailed, SaltInvocationError) as err:
+            out.append(err)
+    return out
+
+
+def _plan(record, pol, worker):
+    node = record["node"]
+    plan = {"node": node, "mode": pol["mode"], "worker": worker}
+    for part in _both(
+        lambda: _plan_pacemaker(node, pol, worker), lambda: _plan_neutron(node, pol, worker)
+    ):
+        if isinstance(part, Exception):
+            raise part
+        plan.update(part)
     return plan
 
 
 def _shift(record, pol):
     plan, node, worker = record["plan"], record["node"], record["plan"]["worker"]
+    started = time.monotonic()
+    # The planned constraints as they are: one guarded write, no second simulation.
     done = _run(
         worker,
         "pacemaker.shift_away",
         [node, pol["nodes"]],
-        {"fallback": pol["fallback"] or None},
+        {"plan": plan["pacemaker"]},
         what="shift the Pacemaker constraints",
     )
-    wanted = {rsc: where for rsc, where in done["placement"].items() if where}
+    wanted = {rsc: where for rsc, where in plan["placement"].items() if where}
     settled = _run(
         worker,
         "pacemaker.settle",
@@ -381,12 +416,17 @@ def _shift(record, pol):
             f"the placement did not settle within {pol['placement_timeout']} s: "
             f"wanted {wanted}, crm_mon shows {settled['placement']}"
         )
-    plan["placement"] = wanted
-    return {"constraints": done["plan"], "placement": wanted, "settled_in": settled["waited"]}
+    return {
+        "constraints": done["plan"],
+        "placement": wanted,
+        "settled_in": settled["waited"],
+        "took": round(time.monotonic() - started, 3),
+    }
 
 
 def _reissue(record, pol):
     node, worker = record["node"], record["plan"]["worker"]
+    started = time.monotonic()
     out = {"routers": {}, "moved": {}, "reissued": []}
     progress = record.setdefault("progress", {})
     if pol["routers"] and not progress.get("routers"):
@@ -428,22 +468,32 @@ def _reissue(record, pol):
         progress["reissued"] = res["reissued"]
         _save(record)
     out["reissued"] = progress.get("reissued", [])
+    out["took"] = round(time.monotonic() - started, 3)
     return out
 
 
 def _verify(record, pol):
     node, worker = record["node"], record["plan"]["worker"]
-    view = _run(worker, "pacemaker.status", what="read back Pacemaker")
+    view, agents = _both(
+        lambda: _run(worker, "pacemaker.status", what="read back Pacemaker"),
+        lambda: (
+            _run(worker, "neutron_l3.agents", what="read back the L3 agents")
+            if pol["routers"]
+            else None
+        ),
+    )
+    for part in (view, agents):
+        if isinstance(part, Exception):
+            raise part
     wrong = {
         rsc: view["resources"].get(rsc)
         for rsc, where in record["plan"]["placement"].items()
-        if view["resources"].get(rsc) != where
+        if where and view["resources"].get(rsc) != where
     }
     if wrong:
         raise StepFailed(f"Pacemaker does not hold the plan: {wrong}")
     out = {"placement": view["resources"]}
     if pol["routers"]:
-        agents = _run(worker, "neutron_l3.agents", what="read back the L3 agents")
         l3_host = pol["l3_hosts"].get(node, node)
         serving = {
             r: a["host"]
@@ -541,12 +591,18 @@ def _drive(record, pol, stonith):
             _save(record)
         if pol["mode"] == "observe":
             return _skip(None, None, None, None, "observe mode: planned only", record=record)
-        if "shifted" not in steps:
-            steps["shifted"] = _report(record, "shifted", **_shift(record, pol))
-            _save(record)
-        if "reissued" not in steps:
-            steps["reissued"] = _report(record, "reissued", **_reissue(record, pol))
-            _save(record)
+        # Pacemaker's part and Neutron's part do not wait for each other; their events
+        # still come in the contract's order, each with its own duration ("took").
+        shifted, reissued = _both(
+            (lambda: None) if "shifted" in steps else lambda: _shift(record, pol),
+            (lambda: None) if "reissued" in steps else lambda: _reissue(record, pol),
+        )
+        for step, result in (("shifted", shifted), ("reissued", reissued)):
+            if isinstance(result, Exception):
+                raise result
+            if result is not None:
+                steps[step] = _report(record, step, **result)
+                _save(record)
         verified = _verify(record, pol)
         _set_armed(node, record["id"])
         return _finish(record, "done", "done", verified=verified)

@@ -86,7 +86,6 @@ class Lab:
         self.conn = openstack.connect(**self.neutron["cloud"])
         made = neutronlab.workshop_topology(self.conn)
         neutronlab.report_l3_agents(self.neutron, *NODES)
-        agents = {a.host: a for a in self.conn.network.agents(agent_type="L3 agent")}
         ext = made["ext_net"]
         # Two routers on alice's agent, each with a network and two VMs with floating IPs.
         self.routers = {"admin-router": made["admin-router"]}
@@ -107,28 +106,33 @@ class Lab:
                 fip = self.conn.network.create_ip(floating_network_id=ext.id, port_id=port.id)
                 self.floating_ips[fip.floating_ip_address] = port.id
         # Neutron may have scheduled a router itself on the way (an interface or a
-        # floating IP on an unhosted router): put every router on alice's agent.
-        # (openstacksdk's agent calls drop Neutron's answer: each is checked here.)
+        # floating IP on an unhosted router).
+        self.routers_on("alice")
+        self._beater = threading.Thread(target=self._heartbeat, daemon=True)
+        self._beater.start()
+
+    def routers_on(self, host):
+        """Put every lab router on ``host``'s L3 agent (openstacksdk's agent calls drop
+        Neutron's answer: each request is checked here)."""
         import openstack.exceptions  # pylint: disable=import-outside-toplevel
 
         net = self.conn.network
+        agents = {a.host: a for a in net.agents(agent_type="L3 agent")}
         for router in self.routers.values():
             for agent in agents.values():
-                if agent.host != "alice" and router.id in {
+                if agent.host != host and router.id in {
                     r.id for r in net.agent_hosted_routers(agent)
                 }:
                     resp = net.delete(f"/agents/{agent.id}/l3-routers/{router.id}")
                     openstack.exceptions.raise_from_response(resp)
-            if router.id not in {r.id for r in net.agent_hosted_routers(agents["alice"])}:
+            if router.id not in {r.id for r in net.agent_hosted_routers(agents[host])}:
                 resp = net.post(
-                    f"/agents/{agents['alice'].id}/l3-routers", json={"router_id": router.id}
+                    f"/agents/{agents[host].id}/l3-routers", json={"router_id": router.id}
                 )
                 openstack.exceptions.raise_from_response(resp)
-        on_alice = {r.name for r in self.conn.network.agent_hosted_routers(agents["alice"])}
-        if on_alice != set(self.routers):
-            raise LabError(f"routers on alice's L3 agent: {sorted(on_alice)}")
-        self._beater = threading.Thread(target=self._heartbeat, daemon=True)
-        self._beater.start()
+        on_host = {r.name for r in net.agent_hosted_routers(agents[host])}
+        if on_host != set(self.routers):
+            raise LabError(f"routers on {host}'s L3 agent: {sorted(on_host)}")
 
     def _heartbeat(self):
         # The L3 agents' state reports (every 20 s; Neutron's agent_down_time is 75 s).

@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import yaml
+from salt.exceptions import SaltInvocationError
 
 from lab import pcmklab
 from tests.cib_writer import run_together
@@ -214,6 +215,18 @@ def test_shift_a_group_a_clone_and_a_promotable_clone_on_four_nodes(modules, sta
     removed = modules["pacemaker.restore"]("ctl-a", cib_file=cib)
     assert len(removed) == len(plan)
     assert constraints_xml(cib) == before
+
+    # The failover writes the plan it made (no second simulation): the same constraints,
+    # and writing it again (a resumed incident) changes nothing.
+    modules["pacemaker.shift_away"]("ctl-a", nodes, cib_file=cib, plan=planned["plan"])
+    written = constraints_xml(cib)
+    modules["pacemaker.restore"]("ctl-a", cib_file=cib)
+    modules["pacemaker.shift_away"]("ctl-a", nodes, cib_file=cib)
+    assert constraints_xml(cib) == written
+    modules["pacemaker.shift_away"]("ctl-a", nodes, cib_file=cib, plan=planned["plan"])
+    assert constraints_xml(cib) == written
+    with pytest.raises(SaltInvocationError, match="^plan: 'grp_db' is not a shift away from ctl-b"):
+        modules["pacemaker.shift_away"]("ctl-b", nodes, cib_file=cib, plan=planned["plan"])
 
 
 def test_a_ban_and_a_stopped_resource_do_not_derail_the_shift(modules, states, corpus):

@@ -301,6 +301,7 @@ def test_kill_alice_and_call_nothing_the_cloud_heals_once_and_goes_home(lab, bus
 
 
 def test_observe_mode_plans_and_reports_and_changes_nothing(lab, bus):
+    lab.routers_on("alice")
     lab.set_policy({"mode": "observe"})
     try:
         before = configuration(lab), routers_by_host(lab), associations(lab)
@@ -327,6 +328,7 @@ def test_observe_mode_plans_and_reports_and_changes_nothing(lab, bus):
 
 
 def test_neutron_down_between_shift_and_reissue_fails_then_resume_completes(lab, bus):
+    lab.routers_on("alice")
     fips_before = associations(lab)
     mark = bus.mark()
     lab.kill("alice")
@@ -352,6 +354,7 @@ def test_neutron_down_between_shift_and_reissue_fails_then_resume_completes(lab,
 
 
 def test_the_master_killed_mid_incident_completes_it_once_after_its_restart(lab, bus):
+    lab.routers_on("alice")
     mark = bus.mark()
     lab.kill("alice")
     incident, _ = incident_of(bus, mark, "alice", "confirmed")
