@@ -10,6 +10,8 @@ arguments. One connection per run and cloud is kept (in ``__context__``).
 :depends: openstacksdk
 """
 
+import concurrent.futures
+
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 try:
@@ -122,8 +124,10 @@ def move_routers(from_host=None, to_host=None, cloud=None, test=False, routers=N
     Move the routers off dead L3 agents (or off the agent on ``from_host``, dead or not)
     onto live ones: onto ``to_host``'s agent, else each onto the live agent serving the
     fewest routers. Moving a router re-serves every floating IP behind it at once: the
-    fewest writes for a network node failure. Returns ``{moved: {router: {from, to}},
-    floating_ips: [addresses behind the moved routers], failed: {router: error}}``.
+    fewest writes for a network node failure. The moves of different routers run side
+    by side, and each is read back from its new agent: a router counts as moved only
+    when that agent lists it. Returns ``{moved: {router: {from, to}}, floating_ips:
+    [addresses behind the moved routers], failed: {router: error}}``.
 
     from_host
         Move the routers off the L3 agent on this host, alive or not. Default: off every
@@ -166,7 +170,15 @@ def move_routers(from_host=None, to_host=None, cloud=None, test=False, routers=N
         live = [a for a in live if a.host == to_host]
         if not live:
             raise SaltInvocationError(f"to_host: no live L3 agent on '{to_host}'")
-    hosted = {a.id: _hosted(conn, a) for a in live}
+    # One listing per agent (live ones for their load, the sources for their routers),
+    # side by side.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        listed = dict(
+            zip(
+                [a.id for a in live + sources], pool.map(lambda a: _hosted(conn, a), live + sources)
+            )
+        )
+    hosted = {a.id: listed[a.id] for a in live}
     load = {agent_id: len(held) for agent_id, held in hosted.items()}
     wanted = set(routers or [])
     plan, seen = [], set()
@@ -180,47 +192,67 @@ def move_routers(from_host=None, to_host=None, cloud=None, test=False, routers=N
         load[target.id] += 1
         plan.append((router, source, target))
 
+    seen_routers = []
     for source in sources:
-        for router in _hosted(conn, source):
+        for router in listed[source.id]:
             seen.add(router.id)
+            seen_routers.append(router)
             if not wanted or {router.id, router.name} & wanted:
                 take(router, source)
-    if wanted:
+    if wanted - {n for r in seen_routers for n in (r.id, r.name)}:
+        # A wanted router not on the source: hosted elsewhere, or by no agent at all.
         seen.update(r.id for held in hosted.values() for r in held)
         listed = _call("list routers", lambda: list(conn.network.routers()))
         for router in listed:
             if {router.id, router.name} & wanted and router.id not in seen:
                 take(router, None)
     moved, failed = {}, {}
+
+    def move(router, source, target):
+        name = router.name or router.id
+        if source is not None:
+            _call(
+                f"remove router {name} from {source.host}",
+                _agent_routers,
+                conn,
+                "delete",
+                source,
+                router,
+            )
+        _call(f"add router {name} to {target.host}", _agent_routers, conn, "post", target, router)
+
+    if plan and not test:
+        # Routers are independent: their moves run side by side (one connection).
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(plan))) as pool:
+            futures = {pool.submit(move, *item): item for item in plan}
+        for future, (router, _, _) in futures.items():
+            try:
+                future.result()
+            except CommandExecutionError as err:
+                failed[router.name or router.id] = str(err)
+        # Read back: a router counts as moved when its new agent lists it.
+        on_target = {}
+        for target in {t.id: t for _, _, t in plan}.values():
+            on_target[target.id] = {r.id for r in _hosted(conn, target)}
+        for router, _, target in plan:
+            name = router.name or router.id
+            if name not in failed and router.id not in on_target[target.id]:
+                failed[name] = f"not on {target.host}'s L3 agent after the move"
     for router, source, target in plan:
         name = router.name or router.id
-        if not test:
-            try:
-                if source is not None:
-                    _call(
-                        f"remove router {name} from {source.host}",
-                        _agent_routers,
-                        conn,
-                        "delete",
-                        source,
-                        router,
-                    )
-                _call(
-                    f"add router {name} to {target.host}",
-                    _agent_routers,
-                    conn,
-                    "post",
-                    target,
-                    router,
-                )
-            except CommandExecutionError as err:
-                failed[name] = str(err)
-                continue
-        moved[name] = {"from": source.host if source else None, "to": target.host}
-    routers = {r.id for r, _, _ in plan if (r.name or r.id) in moved}
-    fips = [
-        f.floating_ip_address
-        for f in _call("list floating IPs", lambda: list(conn.network.ips()))
-        if f.router_id in routers
-    ]
+        if name not in failed:
+            moved[name] = {"from": source.host if source else None, "to": target.host}
+    # The floating IPs behind the moved routers: one filtered listing per router.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        fips = [
+            f.floating_ip_address
+            for found in pool.map(
+                lambda router: _call(
+                    f"floating IPs of router {router.name or router.id}",
+                    lambda: list(conn.network.ips(router_id=router.id)),
+                ),
+                [r for r, _, _ in plan if (r.name or r.id) in moved],
+            )
+            for f in found
+        ]
     return {"moved": moved, "floating_ips": sorted(fips), "failed": failed}

@@ -182,8 +182,16 @@ def _reject(tag, sender, reason):
 # --------------------------------------------------------------------------- the minions
 
 
+_CLIENTS = threading.local()
+
+
 def _client():
-    return salt.client.get_local_client(mopts=__opts__)
+    """This thread's LocalClient: made once (its connection to the master's bus is
+    reused by every call a thread makes)."""
+    client = getattr(_CLIENTS, "client", None)
+    if client is None:
+        client = _CLIENTS.client = salt.client.get_local_client(mopts=__opts__)
+    return client
 
 
 def _run(tgt, fun, arg=(), kwarg=None, timeout=30, what=None):
@@ -273,7 +281,9 @@ def _cluster(node):
         cached = _POLICIES.get(node)
         if cached and time.monotonic() - cached[0] < POLICY_TTL:
             return cached[1]
+    started = time.monotonic()
     found = _compile_cluster(node)
+    found[0]["compiled_in"] = round(time.monotonic() - started, 3)
     with _POLICIES_LOCK:
         _POLICIES[node] = (time.monotonic(), found)
     return found
@@ -419,6 +429,7 @@ def _shift(record, pol):
     return {
         "constraints": done["plan"],
         "placement": wanted,
+        "live_placement": settled["placement"],
         "settled_in": settled["waited"],
         "took": round(time.monotonic() - started, 3),
     }
@@ -468,44 +479,65 @@ def _reissue(record, pol):
         progress["reissued"] = res["reissued"]
         _save(record)
     out["reissued"] = progress.get("reissued", [])
+    if pol["routers"]:
+        # move_routers read each move back from its new (live) agent; a planned router
+        # it did not move this time (a resumed incident) is read back here.
+        serving = {r: m["to"] for r, m in out["routers"].items()}
+        if set(record["plan"].get("routers") or {}) - set(serving):
+            serving = _routers_serving(
+                record, pol, _run(worker, "neutron_l3.agents", what="read back the L3 agents")
+            )
+        out["serving"] = serving
     out["took"] = round(time.monotonic() - started, 3)
     return out
 
 
+def _routers_serving(record, pol, agents):
+    """The planned routers and the live agent each is on now; StepFailed when one is not
+    on a live agent off the failed node."""
+    l3_host = pol["l3_hosts"].get(record["node"], record["node"])
+    serving = {
+        r: a["host"] for a in agents if a["alive"] and a["host"] != l3_host for r in a["routers"]
+    }
+    planned = sorted(record["plan"].get("routers") or {})
+    unserved = [r for r in planned if r not in serving]
+    if unserved:
+        raise StepFailed(f"routers not on a live L3 agent: {', '.join(unserved)}")
+    return {r: serving[r] for r in planned}
+
+
 def _verify(record, pol):
-    node, worker = record["node"], record["plan"]["worker"]
-    view, agents = _both(
-        lambda: _run(worker, "pacemaker.status", what="read back Pacemaker"),
-        lambda: (
-            _run(worker, "neutron_l3.agents", what="read back the L3 agents")
-            if pol["routers"]
-            else None
-        ),
-    )
-    for part in (view, agents):
-        if isinstance(part, Exception):
-            raise part
+    """What the two parts read back: Pacemaker's placement (``settle`` saw it hold the
+    plan) and the routers on live agents. A resumed incident whose parts were done
+    before reads both again."""
+    steps = record["steps"]
+    shifted, reissued = steps.get("shifted", {}), steps.get("reissued", {})
+    worker = record["plan"]["worker"]
+    placement = shifted.get("live_placement")
+    if record.get("resumed") or placement is None or (pol["routers"] and "serving" not in reissued):
+        view, agents = _both(
+            lambda: _run(worker, "pacemaker.status", what="read back Pacemaker"),
+            lambda: (
+                _run(worker, "neutron_l3.agents", what="read back the L3 agents")
+                if pol["routers"]
+                else None
+            ),
+        )
+        for part in (view, agents):
+            if isinstance(part, Exception):
+                raise part
+        placement = view["resources"]
+        serving = _routers_serving(record, pol, agents) if pol["routers"] else {}
+    else:
+        serving = reissued.get("serving", {})
     wrong = {
-        rsc: view["resources"].get(rsc)
+        rsc: placement.get(rsc)
         for rsc, where in record["plan"]["placement"].items()
-        if where and view["resources"].get(rsc) != where
+        if where and placement.get(rsc) != where
     }
     if wrong:
         raise StepFailed(f"Pacemaker does not hold the plan: {wrong}")
-    out = {"placement": view["resources"]}
-    if pol["routers"]:
-        l3_host = pol["l3_hosts"].get(node, node)
-        serving = {
-            r: a["host"]
-            for a in agents
-            if a["alive"] and a["host"] != l3_host
-            for r in a["routers"]
-        }
-        unserved = sorted(set(record["plan"].get("routers") or {}) - set(serving))
-        if unserved:
-            raise StepFailed(f"routers not on a live L3 agent: {', '.join(unserved)}")
-        out["routers"] = {r: serving[r] for r in sorted(record["plan"].get("routers") or {})}
-    return out
+    return {"placement": placement, "routers": serving}
 
 
 # --------------------------------------------------------------------------- the flow
@@ -546,9 +578,18 @@ def _skip(node, source, sender, received, reason, mode=None, record=None):
 def _drive(record, pol, stonith):
     """Run (or resume) ``record`` to its end; every step is saved as it completes."""
     node, steps = record["node"], record["steps"]
+    speculative = None
     try:
         if "confirmed" not in steps:
-            ok, facts, found = _confirm(record, pol, stonith)
+            # A cluster member's signal is usually right: plan (reads and a simulation
+            # only, nothing written) while confirming, on the survivor that will most
+            # likely do the work. A presence hint is not worth the survivor's CPU.
+            guess = _survivors(pol, node)[0]
+            with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+                confirming = pool.submit(_confirm, record, pol, stonith)
+                if record["signal"]["source"] != "presence":
+                    speculative = (guess, pool.submit(_plan, record, pol, guess))
+                ok, facts, found = confirming.result()
             if not ok:
                 return _skip(None, None, None, None, facts, record=record)
             worker, view = found
@@ -557,7 +598,9 @@ def _drive(record, pol, stonith):
                 record["gates"] = held
                 return _skip(None, None, None, None, "; ".join(held.values()), record=record)
             record["worker"] = worker
-            steps["confirmed"] = _report(record, "confirmed", confirmed=facts)
+            steps["confirmed"] = _report(
+                record, "confirmed", confirmed=facts, policy_compiled_in=pol.get("compiled_in")
+            )
             _save(record)
         if "planned" not in steps:
             if pol["mode"] == "act":
@@ -577,7 +620,13 @@ def _drive(record, pol, stonith):
                         f"incident {held['value']} of master {held['holder']} holds {node}",
                         record=record,
                     )
-            record["plan"] = _plan(record, pol, record["worker"])
+            plan = None
+            if speculative and speculative[0] == record["worker"]:
+                try:
+                    plan = speculative[1].result()
+                except (StepFailed, SaltInvocationError):
+                    plan = None
+            record["plan"] = plan or _plan(record, pol, record["worker"])
             record["plan"]["gates"] = {
                 "quorum": "passed",
                 "blast_radius": f"passed (max_down {pol['max_down']})",

@@ -146,7 +146,7 @@ class Lab:
 
     # ----------------------------------------------------------------- Salt
 
-    def _write_master(self, policy=None):
+    def _write_master(self, policy=None, extra=None):
         root = os.path.join(self.dir, "master")
         pillar_dir = os.path.join(self.dir, "pillar")
         os.makedirs(self.master_conf, exist_ok=True)
@@ -175,6 +175,17 @@ class Lab:
             extension_modules=os.path.join(root, "extmods"),
             minion_data_cache=True,
         )
+        for key, value in (extra or {}).items():
+            # Lists (reactor, file_roots) are extended, not replaced.
+            if isinstance(value, list) and isinstance(config.get(key), list):
+                config[key] = config[key] + value
+            elif isinstance(value, dict) and isinstance(config.get(key), dict):
+                merged = dict(config[key])
+                for k, v in value.items():
+                    merged[k] = merged.get(k, []) + v if isinstance(v, list) else v
+                config[key] = merged
+            else:
+                config[key] = value
         with open(os.path.join(self.master_conf, "master"), "w", encoding="utf-8") as fh:
             yaml.safe_dump(config, fh)
         self.set_policy(policy)
@@ -346,9 +357,10 @@ class Lab:
             neutronlab.stop(self.neutron["dir"])
 
 
-def start(d=None, policy=None):
+def start(d=None, policy=None, extra_master=None):
     """Start everything; the lab is ready when the three minions answer the master, the
-    beacon runs on each and Listing 2 is applied and settled."""
+    beacon runs on each and Listing 2 is applied and settled. ``extra_master`` adds
+    master settings (lists such as ``reactor`` are extended)."""
     d = os.path.abspath(d or os.path.join("/var/tmp", f"hastack-failover-{os.getpid()}"))
     os.makedirs(d, exist_ok=True)
     os.chmod(d, 0o755)  # the lab PostgreSQL (user postgres) works in here
@@ -356,7 +368,7 @@ def start(d=None, policy=None):
     try:
         lab.pcmk = pcmklab.start(os.path.join(d, "pcmk"))
         lab._start_neutron()
-        lab._write_master(policy)
+        lab._write_master(policy, extra_master)
         lab.start_master()
         for node in (*NODES, "eve"):
             lab.start_minion(node)

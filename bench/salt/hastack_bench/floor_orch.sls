@@ -1,0 +1,4 @@
+hastack-bench-floor-noop:
+  salt.function:
+    - name: test.ping
+    - tgt: bob
