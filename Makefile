@@ -17,7 +17,8 @@ DEB_PACKAGES := ceph-mon ceph-osd ceph-common python3-venv python3-rados python3
 SITE_PACKAGES = $(VENV)/lib/python3.11/site-packages
 PYTEST_ARGS ?=
 
-.PHONY: .deb-packages setup demo test lint unit integration bench lab-start lab-stop clean
+.PHONY: .deb-packages setup demo test lint unit integration bench drill lab-start lab-stop clean
+NODE ?= alice
 
 setup: .deb-packages $(VENV)/.requirements-installed
 
@@ -61,6 +62,12 @@ bench: setup
 	$(PY) -m bench.libvirt_secret
 	$(PY) -m bench.pacemaker
 	$(PY) -W ignore -m bench.floating_ip
+	$(PY) -W ignore -m bench.failover
+
+# What losing NODE would do, on the self-healing lab (a real master, minions inside the
+# live Pacemaker nodes, the lab Neutron): the plan as a table; nothing is changed.
+drill: setup
+	$(PY) -W ignore -m lab.failoverlab drill $(NODE)
 
 lab-start: setup
 	$(PY) -m lab.cephlab start .lab/ceph

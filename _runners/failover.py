@@ -678,7 +678,13 @@ def _handle_down(node, source, sender, received):
                 log.info("hastack failover: resuming incident %s", last)
                 record.setdefault("resumed", []).append(time.time())
                 return _drive(record, pol, stonith)
-            if record and record["state"] == "done":
+            observed = (
+                record
+                and record["state"] == "skipped"
+                and str(record.get("reason", "")).startswith("observe mode")
+                and pol["mode"] == "observe"
+            )
+            if record and (record["state"] == "done" or observed):
                 return _skip(
                     node,
                     source,
@@ -708,18 +714,25 @@ def _handle_up(node, source, sender, received):
         worker = next((s for s in survivors if s in views), None)
         if worker is None or not (views[worker]["nodes"].get(node) or {}).get("online"):
             return {"node": node, "up": "Pacemaker does not see it online yet"}
-        if record is None:
-            return {"node": node, "up": "no incident to close"}
+        if record is None or record["state"] == "skipped":
+            # Nothing was done for it (not confirmed, a gate, observe mode): re-armed.
+            _set_armed(node, None)
+            return {"node": node, "up": "re-armed; no incident to close"}
         restored = None
-        if pol["mode"] == "act" and pol["restore"] == "auto":
-            restored = _run(worker, "pacemaker.restore", [node], what="restore the preferences")
-        if pol["mode"] == "act":
+        try:
+            if pol["mode"] == "act" and pol["restore"] == "auto":
+                restored = _run(worker, "pacemaker.restore", [node], what="restore the preferences")
             _run(
                 worker,
                 "pacemaker.unlock",
                 [policy_logic.lock_name(node), record["master"]],
                 what="release the incident lock",
             )
+        except StepFailed as err:
+            # The node stays armed to this incident: the next hastack/node/up (or
+            # salt-run failover.node_up) tries again.
+            _report(record, "failed", error=f"node back: {err}", done=[], left=["restored"])
+            return {"node": node, "up": f"not restored: {err}"}
         _set_armed(node, None)
         record["closed"] = time.time()
         _save(record)
@@ -736,9 +749,12 @@ def _handle_up(node, source, sender, received):
 
 
 def _resume_unfinished():
-    """Finish incidents a master restart interrupted (their lock files are free)."""
-    for record in _records():
-        if record["state"] == "running" and _armed_state(record["node"]) == record["id"]:
+    """Finish incidents a master restart interrupted (their lock files are free): only
+    the nodes' current incidents are looked at, not the whole history."""
+    for name in sorted(os.listdir(_dir("nodes"))):
+        incident = _armed_state(name[: -len(".json")]) if name.endswith(".json") else None
+        record = _load(incident) if incident else None
+        if record and record["state"] == "running":
             try:
                 pol, stonith = _cluster(record["node"])
             except policy_logic.Rejected:

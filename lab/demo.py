@@ -11,6 +11,9 @@ and Nova values. Then a failover drill on a live 3-node corosync + Pacemaker clu
 Listing 2 applied from alice, alice killed, ``pacemaker.shift_away`` run on bob, and
 crm_mon's placement compared with the simulated plan. Last, the example's floating IPs
 by server and port name on a real neutron-server, and a dead L3 agent's router moved.
+Then self-healing (lab/failoverlab.py): a real master with hastack's reactor wiring and
+minions inside the live Pacemaker nodes; alice is killed and nobody calls anything: the
+incident's events as they arrive, Pacemaker and Neutron after, alice's return.
 Stops every service at the end
 (``KEEP=1`` keeps Ceph and libvirtd running).
 """
@@ -26,7 +29,7 @@ import time
 
 import openstack
 
-from lab import cephlab, libvirtlab, neutronlab, novastub, pcmklab, saltlocal
+from lab import cephlab, failoverlab, libvirtlab, neutronlab, novastub, pcmklab, saltlocal
 
 REPO = saltlocal.REPO
 DEMO_DIR = os.path.join(REPO, ".lab", "demo")
@@ -318,6 +321,12 @@ def main():
             alice,
             lambda cloud: saltlocal.lab_overlay(facts, conf_dir, etc_dir, virt["uri"], cloud=cloud),
         )
+
+        print(
+            "\n== 9. Self-healing: a real master, minions inside the live Pacemaker nodes, Neutron"
+        )
+        healed = failoverlab.heal_demo()
+        ok &= check("alice killed, nobody called, the cloud healed and went home", healed)
     finally:
         if os.environ.get("KEEP") == "1":
             print(

@@ -58,10 +58,10 @@ class Bus:
     def since(self, mark, prefix="hastack/failover/"):
         return [(t, tag, data) for t, tag, data in self.seen[mark:] if tag.startswith(prefix)]
 
-    def wait(self, mark, predicate, timeout):
+    def wait(self, mark, predicate, timeout, prefix="hastack/failover/"):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for t, tag, data in self.since(mark):
+            for t, tag, data in self.since(mark, prefix):
                 if predicate(tag, data):
                     return t, tag, data
             time.sleep(0.2)
@@ -320,8 +320,20 @@ def test_observe_mode_plans_and_reports_and_changes_nothing(lab, bus):
         assert incident_locks(lab) == 0
     finally:
         lab.set_policy()
-    # Back in act mode, the next signal for alice (its return) re-arms it.
-    revive(lab, bus, "alice")
+    # alice's return re-arms it; there is nothing to restore (nothing was done).
+    mark = bus.mark()
+    lab.revive("alice")
+    bus.wait(
+        mark,
+        lambda t, d: (
+            t.startswith("salt/run/")
+            and t.endswith("/ret")
+            and (d.get("return") or {}).get("alice", {}).get("up")
+            == "re-armed; no incident to close"
+        ),
+        60,
+        prefix="salt/run/",
+    )
 
 
 # --------------------------------------------------------------------------- faults
