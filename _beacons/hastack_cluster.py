@@ -10,11 +10,19 @@ the master-set ``id`` of the sender in the event envelope, which is what the
 ``failover`` runner trusts; an event returned the usual beacon way travels in a batch
 whose envelope the master drops, so this beacon returns none.
 
+While a node stays down, its ``hastack/node/down`` is sent again every ``resend``
+seconds (default 30) for ``resend_for`` seconds (default 600): an event the master
+missed (it was down or restarting when the node died) still starts the incident, and
+an incident a master restart interrupted is resumed by the next one. The failover
+runner answers a repeat for a handled node with ``skipped``.
+
 .. code-block:: yaml
 
     beacons:
       hastack_cluster:
         - interval: 1
+        - resend: 30
+        - resend_for: 600
 
 ``hastack.failover`` (the formula) installs it on the cluster nodes.
 
@@ -53,8 +61,13 @@ def validate(config):
     if not isinstance(config, list):
         return False, "hastack_cluster: the configuration must be a list"
     for item in config:
-        if not isinstance(item, dict) or set(item) - {"interval", "disable_during_state_run"}:
-            return False, "hastack_cluster: known settings: interval"
+        if not isinstance(item, dict) or set(item) - {
+            "interval",
+            "disable_during_state_run",
+            "resend",
+            "resend_for",
+        }:
+            return False, "hastack_cluster: known settings: interval, resend, resend_for"
     return True, "valid"
 
 
@@ -98,6 +111,11 @@ def beacon(config):
 
         salt '*' beacons.add hastack_cluster "[{interval: 1}]"
     """
+    settings = {}
+    for item in config if isinstance(config, list) else []:
+        settings.update(item)
+    resend = float(settings.get("resend", 30))
+    resend_for = float(settings.get("resend_for", 600))
     view = _view()
     if view is None:
         return []
@@ -105,13 +123,27 @@ def beacon(config):
     __context__["hastack_cluster.view"] = view
     if before is None:
         return []
+    # node: (when it went down, when its down event was last sent)
+    down = __context__.setdefault("hastack_cluster.down", {})
     me = __grains__.get("id") or __opts__.get("id")
+    now = time.time()
     for node, online in sorted(view["nodes"].items()):
-        was = before["nodes"].get(node)
-        if was is None or was == online or node == me:
+        if node == me:
             continue
-        tag = UP if online else DOWN
-        data = {"node": node, "quorum": view["quorum"], "seen": time.time()}
-        log.info("hastack_cluster: %s is %s", node, "back" if online else "down")
-        __salt__["event.fire_master"](data, tag)
+        was = before["nodes"].get(node)
+        data = {"node": node, "quorum": view["quorum"], "seen": now}
+        if was is not None and was != online:
+            log.info("hastack_cluster: %s is %s", node, "back" if online else "down")
+            __salt__["event.fire_master"](data, UP if online else DOWN)
+            if online:
+                down.pop(node, None)
+            else:
+                down[node] = (now, now)
+        elif not online and node in down:
+            since, sent = down[node]
+            if now - since > resend_for:
+                down.pop(node)
+            elif now - sent >= resend:
+                down[node] = (since, now)
+                __salt__["event.fire_master"](dict(data, resent=True), DOWN)
     return []

@@ -394,8 +394,11 @@ def _check_states(ret, minion):
 
 
 def remove(lab):
+    """Stop the lab and remove its directory (``KEEP_LAB_LOGS=1`` keeps the directory,
+    with every daemon's log, for a look after a failure)."""
     lab.stop()
-    shutil.rmtree(lab.dir, ignore_errors=True)
+    if os.environ.get("KEEP_LAB_LOGS") != "1":
+        shutil.rmtree(lab.dir, ignore_errors=True)
 
 
 def heal_demo(out=print):
