@@ -241,6 +241,15 @@ def _survivor_views(survivors, timeout):
     }
 
 
+def _first_survivor(pol, node):
+    """``(worker, its pacemaker.status)``: the first survivor of ``node`` (in the
+    fallback order) whose Pacemaker answers, or ``(None, None)``."""
+    survivors = _survivors(pol, node)
+    views = _survivor_views(survivors, pol["confirm_timeout"])
+    worker = next((s for s in survivors if s in views), None)
+    return worker, views.get(worker)
+
+
 def _minion_silent(node, timeout):
     """Whether ``node``'s minion is gone: not connected to this master, or connected
     but not answering a ping within ``timeout``."""
@@ -709,10 +718,8 @@ def _handle_up(node, source, sender, received):
             return {"node": node, "up": "an incident for this node is in progress; try again"}
         last = _armed_state(node)
         record = _load(last) if last else None
-        survivors = [n for n in pol["nodes"] if n != node]
-        views = _survivor_views(survivors, pol["confirm_timeout"])
-        worker = next((s for s in survivors if s in views), None)
-        if worker is None or not (views[worker]["nodes"].get(node) or {}).get("online"):
+        worker, view = _first_survivor(pol, node)
+        if worker is None or not (view["nodes"].get(node) or {}).get("online"):
             return {"node": node, "up": "Pacemaker does not see it online yet"}
         if record is None or record["state"] == "skipped":
             # Nothing was done for it (not confirmed, a gate, observe mode): re-armed.
@@ -885,9 +892,7 @@ def restore(node):
         salt-run failover.restore alice
     """
     pol, _ = _cluster(node)
-    survivors = [n for n in pol["nodes"] if n != node]
-    views = _survivor_views(survivors, pol["confirm_timeout"])
-    worker = next((s for s in survivors if s in views), None)
+    worker, _ = _first_survivor(pol, node)
     if worker is None:
         raise SaltInvocationError(f"node: no survivor of {node}'s cluster answered")
     return _run(worker, "pacemaker.restore", [node], what="restore the preferences")
@@ -967,12 +972,9 @@ def drill(node):
         salt-run failover.drill alice
     """
     pol, _ = _cluster(node)
-    survivors = _survivors(pol, node)
-    views = _survivor_views(survivors, pol["confirm_timeout"])
-    worker = next((s for s in survivors if s in views), None)
+    worker, view = _first_survivor(pol, node)
     if worker is None:
         raise SaltInvocationError(f"node: no survivor of {node}'s cluster answered")
-    view = views[worker]
     imagined = dict(view, nodes=dict(view["nodes"], **{node: {"online": False}}))
     held = policy_logic.gates(node, imagined, pol["nodes"], pol["max_down"])
     record = {"id": "drill", "node": node}

@@ -19,7 +19,6 @@ agents of the live nodes, as their agents would, and stops for a killed node.
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -48,12 +47,6 @@ class LabError(RuntimeError):
     pass
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def failover_pillar(cloud, policy=None):
     """Listing 2 (Dummy agents, no fencing device) + the lab Neutron + a failover
     policy: the pillar every node of the lab gets."""
@@ -74,7 +67,7 @@ class Lab:
         self.alive = set(NODES)
         self._beat = threading.Event()
         self._beater = None
-        self.ports = {"publish": _free_port(), "ret": _free_port()}
+        self.ports = {"publish": procs.free_port(), "ret": procs.free_port()}
         self.master_conf = os.path.join(d, "master", "conf")
 
     # ----------------------------------------------------------------- Neutron

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,15 +35,9 @@ class LabError(RuntimeError):
     pass
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def closed_port():
     """A loopback port nothing listens on (for the unreachable-Neutron case)."""
-    return _free_port()
+    return procs.free_port()
 
 
 def _as_postgres(argv, **kwargs):
@@ -154,7 +147,7 @@ def start(d=None, l3_hosts=L3_HOSTS, timeout=90):
     for owned in (pgdata, sock_dir):
         os.makedirs(owned, mode=0o700, exist_ok=True)
         shutil.chown(owned, "postgres", "postgres")
-    pg_port = _free_port()
+    pg_port = procs.free_port()
     try:
         _as_postgres(
             [
@@ -215,7 +208,7 @@ def start(d=None, l3_hosts=L3_HOSTS, timeout=90):
         _as_postgres(psql + [f"CREATE USER neutron PASSWORD '{DB_PASSWORD}'"])
         _as_postgres(psql + ["CREATE DATABASE neutron OWNER neutron"])
         db_url = f"postgresql+psycopg2://neutron:{DB_PASSWORD}@127.0.0.1:{pg_port}/neutron"
-        api_port = _free_port()
+        api_port = procs.free_port()
         conf = os.path.join(d, "neutron.conf")
         with open(conf, "w", encoding="utf-8") as fh:
             fh.write(_neutron_conf(d, api_port, db_url))

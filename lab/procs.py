@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import time
 
 FACTS = "lab.json"
@@ -15,6 +16,13 @@ def read_facts(d):
             return json.load(fh)
     except FileNotFoundError:
         return None
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def alive(pid):

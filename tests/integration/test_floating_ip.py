@@ -56,6 +56,19 @@ def vm(neutron, name, host="alice"):
     return port
 
 
+def vms_with_floating_ips(neutron, prefix, count, host="bob"):
+    """``count`` VMs on ``host``, each with a new floating IP; their addresses."""
+    ext_net = neutron["made"]["ext_net"].id
+    return [
+        neutron["conn"]
+        .network.create_ip(
+            floating_network_id=ext_net, port_id=vm(neutron, f"{prefix}{i}", host=host).id
+        )
+        .floating_ip_address
+        for i in range(count)
+    ]
+
+
 def fips_of(neutron, port):
     return [f.floating_ip_address for f in neutron["conn"].network.ips(port_id=port.id)]
 
@@ -471,13 +484,7 @@ def test_reissue_against_a_frozen_neutron_returns_by_its_deadline_and_accounts_f
     neutron, tmp_path
 ):
     conn = neutron["conn"]
-    ext_net = neutron["made"]["ext_net"].id
-    addresses = []
-    for i in range(12):
-        port = vm(neutron, f"frozen{i}", host="bob")
-        addresses.append(
-            conn.network.create_ip(floating_network_id=ext_net, port_id=port.id).floating_ip_address
-        )
+    addresses = vms_with_floating_ips(neutron, "frozen", 12)
     before = {
         f.floating_ip_address: f.port_id
         for f in conn.network.ips()
@@ -535,13 +542,7 @@ def test_a_reissue_that_outlives_a_neutron_stall_recognises_its_own_writes(neutr
     were applied late, so their retries meet a newer revision (412). Each retry reads the
     address back and recognises its own write: no false conflict, all accounted for."""
     conn = neutron["conn"]
-    ext_net = neutron["made"]["ext_net"].id
-    addresses = []
-    for i in range(6):
-        port = vm(neutron, f"stall{i}", host="bob")
-        addresses.append(
-            conn.network.create_ip(floating_network_id=ext_net, port_id=port.id).floating_ip_address
-        )
+    addresses = vms_with_floating_ips(neutron, "stall", 6)
     m = saltlocal.Minion(str(tmp_path / "m"), "alice", minion_overlay(neutron), example=False)
     funcs, _ = m.loader()
     server = neutron["pids"]["neutron-server"]
