@@ -49,11 +49,18 @@ class LabError(RuntimeError):
 
 def failover_pillar(cloud, policy=None):
     """Listing 2 (Dummy agents, no fencing device) + the lab Neutron + a failover
-    policy: the pillar every node of the lab gets."""
+    policy: the pillar every node of the lab gets. The floating IP of ``web`` (the
+    first VM behind edge-router) moves to its standby port when alice dies."""
     pillar = pcmklab.listing2()
     hastack = pillar["hastack"]
     hastack["openstack"] = {"cloud": cloud, "external_network": "ext_net"}
-    hastack["failover"] = dict({"placement_timeout": 90}, **(policy or {}))
+    hastack["floating_ips"] = {
+        "roles": ["controller"],
+        "addresses": {"web": {"port": "edge-router-vm0", "standby": {"port": "web-standby"}}},
+    }
+    hastack["failover"] = dict(
+        {"placement_timeout": 90, "move": {"alice": ["web"]}}, **(policy or {})
+    )
     return pillar
 
 
@@ -98,6 +105,8 @@ class Lab:
                 port = neutronlab.vm_port(self.conn, rnet, f"{router}-vm{i}", host)
                 fip = self.conn.network.create_ip(floating_network_id=ext.id, port_id=port.id)
                 self.floating_ips[fip.floating_ip_address] = port.id
+        # web's standby: a VM port without a floating IP, where web's address moves.
+        self.standby_port = neutronlab.vm_port(self.conn, nets["edge-router"], "web-standby", "bob")
         # Neutron may have scheduled a router itself on the way (an interface or a
         # floating IP on an unhosted router).
         self.routers_on("alice")
