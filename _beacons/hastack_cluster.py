@@ -3,8 +3,8 @@ Watch the Pacemaker membership from a cluster node and tell the master when a no
 down or comes back: ``hastack/node/down`` / ``hastack/node/up`` with ``{node, view}``.
 
 Pacemaker on the survivors knows first (corosync membership, within seconds). The
-beacon reads ``crm_mon`` every ``interval`` seconds inside the minion (no process start
-per event, no new authentication) and sends each change as one event of its own
+beacon reads ``pacemaker.status`` (crm_mon) every ``interval`` seconds inside the
+minion (no process start per event, no new authentication) and sends each change as one event of its own
 through the minion's own master connection (``event.fire_master``). That path keeps
 the master-set ``id`` of the sender in the event envelope, which is what the
 ``failover`` runner trusts; an event returned the usual beacon way travels in a batch
@@ -30,11 +30,10 @@ runner answers a repeat for a handled node with ``skipped``.
 """
 
 import logging
-import subprocess
 import time
-import xml.etree.ElementTree as ET
 
 import salt.utils.path
+from salt.exceptions import CommandExecutionError
 
 try:
     # The failover's Neutron jobs run on these nodes, each in a process the minion
@@ -72,29 +71,17 @@ def validate(config):
 
 
 def _view():
-    """``{quorum, nodes: {name: online}}`` from crm_mon, or None if it does not answer."""
+    """``{quorum, nodes: {name: online}}`` as ``pacemaker.status`` reads it (an unclean
+    node counts as down), or None if Pacemaker does not answer."""
     try:
-        out = subprocess.run(
-            ["crm_mon", "--one-shot", "--output-as=xml"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        status = __salt__["pacemaker.status"]()
+    except (KeyError, CommandExecutionError):
         return None
-    if out.returncode != 0:
-        return None
-    try:
-        root = ET.fromstring(out.stdout)
-    except ET.ParseError:
-        return None
-    dc = root.find("summary/current_dc")
     return {
-        "quorum": dc is not None and dc.get("with_quorum") == "true",
+        "quorum": status["quorum"],
         "nodes": {
-            n.get("name"): n.get("online") == "true" and n.get("unclean") != "true"
-            for n in root.findall("nodes/node")
+            name: state["online"] and not state.get("unclean")
+            for name, state in status["nodes"].items()
         },
     }
 

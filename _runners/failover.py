@@ -70,17 +70,18 @@ class StepFailed(Exception):
 # --------------------------------------------------------------------------- the store
 
 
-def _dir(*parts):
-    path = os.path.join(policy_logic.store_dir(__opts__["cachedir"]), *parts)
-    os.makedirs(os.path.dirname(path) if parts and "." in parts[-1] else path, exist_ok=True)
-    return path
+def _store(kind, name=None):
+    """The store's ``kind`` directory (made on first use), or ``name`` in it."""
+    folder = os.path.join(policy_logic.store_dir(__opts__["cachedir"]), kind)
+    os.makedirs(folder, exist_ok=True)
+    return folder if name is None else os.path.join(folder, name)
 
 
 _SAVE_LOCK = threading.Lock()
 
 
 def _save(record):
-    path = _dir("incidents", f"{record['id']}.json")
+    path = _store("incidents", f"{record['id']}.json")
     with _SAVE_LOCK:
         text = json.dumps(record, indent=1, sort_keys=True)
         tmp = f"{path}.tmp"
@@ -91,7 +92,7 @@ def _save(record):
 
 def _load(incident):
     try:
-        with open(_dir("incidents", f"{incident}.json"), encoding="utf-8") as fh:
+        with open(_store("incidents", f"{incident}.json"), encoding="utf-8") as fh:
             return json.load(fh)
     except FileNotFoundError:
         return None
@@ -99,7 +100,7 @@ def _load(incident):
 
 def _records(node=None):
     out = []
-    for name in sorted(os.listdir(_dir("incidents"))):
+    for name in sorted(os.listdir(_store("incidents"))):
         if name.endswith(".json"):
             record = _load(name[: -len(".json")])
             if record and (node is None or record["node"] == node):
@@ -109,7 +110,7 @@ def _records(node=None):
 
 def _armed_state(node):
     """The node's last incident that is not closed by its return (None: armed)."""
-    path = _dir("nodes", f"{node}.json")
+    path = _store("nodes", f"{node}.json")
     try:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh).get("incident")
@@ -118,7 +119,7 @@ def _armed_state(node):
 
 
 def _set_armed(node, incident):
-    path = _dir("nodes", f"{node}.json")
+    path = _store("nodes", f"{node}.json")
     if incident is None:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
@@ -133,7 +134,7 @@ def _node_lock(node):
     Concurrent reactor threads and processes each open it, so they exclude each other;
     a master that died mid-incident holds nothing any more (the record says where it
     stopped). Yields False when another holder has it."""
-    path = _dir("locks", f"{node}.lock")
+    path = _store("locks", f"{node}.lock")
     with open(path, "a", encoding="utf-8") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -574,14 +575,19 @@ def _finish(record, state, step, persist=True, **what):
     return record
 
 
-def _skip(node, source, sender, received, reason, mode=None, record=None):
-    """End an incident ``skipped``; without ``record``, a duplicate signal's short-lived
-    one: reported on the bus, not kept in the store."""
-    persist = record is not None
-    record = record or _new_record(node, source, sender, received, mode)
+def _skip(record, reason):
+    """End ``record`` skipped (kept in the store)."""
     record["reason"] = reason
     log.info("hastack failover: %s skipped: %s", record["node"], reason)
-    return _finish(record, "skipped", "skipped", persist=persist, reason=reason)
+    return _finish(record, "skipped", "skipped", reason=reason)
+
+
+def _skip_duplicate(node, source, sender, received, reason, mode=None):
+    """A duplicate signal's short-lived incident: reported on the bus, not stored."""
+    record = _new_record(node, source, sender, received, mode)
+    record["reason"] = reason
+    log.info("hastack failover: %s skipped: %s", node, reason)
+    return _finish(record, "skipped", "skipped", persist=False, reason=reason)
 
 
 def _drive(record, pol, stonith):
@@ -600,12 +606,12 @@ def _drive(record, pol, stonith):
                     speculative = (guess, pool.submit(_plan, record, pol, guess))
                 ok, facts, found = confirming.result()
             if not ok:
-                return _skip(None, None, None, None, facts, record=record)
+                return _skip(record, facts)
             worker, view = found
             held = policy_logic.gates(node, view, pol["nodes"], pol["max_down"])
             if held:
                 record["gates"] = held
-                return _skip(None, None, None, None, "; ".join(held.values()), record=record)
+                return _skip(record, "; ".join(held.values()))
             record["worker"] = worker
             steps["confirmed"] = _report(
                 record, "confirmed", confirmed=facts, policy_compiled_in=pol.get("compiled_in")
@@ -622,12 +628,7 @@ def _drive(record, pol, stonith):
                 )
                 if not held["acquired"] and held["value"] != record["id"]:
                     return _skip(
-                        None,
-                        None,
-                        None,
-                        None,
-                        f"incident {held['value']} of master {held['holder']} holds {node}",
-                        record=record,
+                        record, f"incident {held['value']} of master {held['holder']} holds {node}"
                     )
             plan = None
             if speculative and speculative[0] == record["worker"]:
@@ -648,7 +649,7 @@ def _drive(record, pol, stonith):
             )
             _save(record)
         if pol["mode"] == "observe":
-            return _skip(None, None, None, None, "observe mode: planned only", record=record)
+            return _skip(record, "observe mode: planned only")
         # Pacemaker's part and Neutron's part do not wait for each other; their events
         # still come in the contract's order, each with its own duration ("took").
         shifted, reissued = _both(
@@ -679,7 +680,9 @@ def _handle_down(node, source, sender, received):
         return _reject(policy_logic.DOWN, sender, str(err))
     with _node_lock(node) as mine:
         if not mine:
-            return _skip(node, source, sender, received, "an incident for this node is in progress")
+            return _skip_duplicate(
+                node, source, sender, received, "an incident for this node is in progress"
+            )
         last = _armed_state(node)
         if last:
             record = _load(last)
@@ -694,7 +697,7 @@ def _handle_down(node, source, sender, received):
                 and pol["mode"] == "observe"
             )
             if record and (record["state"] == "done" or observed):
-                return _skip(
+                return _skip_duplicate(
                     node,
                     source,
                     sender,
@@ -758,7 +761,7 @@ def _handle_up(node, source, sender, received):
 def _resume_unfinished():
     """Finish incidents a master restart interrupted (their lock files are free): only
     the nodes' current incidents are looked at, not the whole history."""
-    for name in sorted(os.listdir(_dir("nodes"))):
+    for name in sorted(os.listdir(_store("nodes"))):
         incident = _armed_state(name[: -len(".json")]) if name.endswith(".json") else None
         record = _load(incident) if incident else None
         if record and record["state"] == "running":
