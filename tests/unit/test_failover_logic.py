@@ -1,5 +1,5 @@
-"""The failover decisions that need no backend: the policy pillar, which signals to
-trust, confirmation, the gates and the drill's table. Layouts beyond the workshop's
+"""The failover decisions that need no backend: the policy pillar, confirmation, the
+gates and the drill's table (which signals to trust: test_signals.py). Layouts beyond the workshop's
 three nodes: five controllers with other names, two of them down, a pillar with
 floating IPs and standbys."""
 
@@ -54,68 +54,6 @@ class TestPolicy:
     def test_move_names_entries_with_a_standby(self):
         pol = failover.policy({"move": {"ctl-b": ["web"]}}, FIVE, ADDRESSES)
         assert pol["move"] == {"ctl-b": ["web"]}
-
-
-class TestSignals:
-    def envelope(self, sender, node, **extra):
-        return dict({"cmd": "_minion_event", "id": sender, "data": {"node": node}}, **extra)
-
-    def test_an_allowed_reporter_names_another_node(self):
-        got = failover.read_signal(failover.DOWN, self.envelope("ctl-c", "ctl-a"), FIVE, FIVE)
-        assert got == ("down", ["ctl-a"], "ctl-c")
-        got = failover.read_signal(failover.UP, self.envelope("ctl-c", "ctl-a"), FIVE, FIVE)
-        assert got[0] == "up"
-
-    @pytest.mark.parametrize(
-        "tag,envelope,reason",
-        [
-            (
-                failover.DOWN,
-                {"cmd": "_minion_event", "id": "web7", "data": {"node": "ctl-a"}},
-                "'web7' is not an allowed reporter",
-            ),
-            (
-                failover.DOWN,
-                {"cmd": "_minion_event", "id": "ctl-a", "data": {"node": "ctl-a"}},
-                "'ctl-a' reported itself down",
-            ),
-            (
-                failover.UP,
-                {"cmd": "_minion_event", "id": "ctl-b", "data": {"node": "ctl-b"}},
-                "'ctl-b' reported itself up",
-            ),
-            (failover.DOWN, {"data": {"node": "ctl-a"}}, "no master-set sender"),
-            (
-                failover.DOWN,
-                {"cmd": "_minion_event", "id": "ctl-b", "data": {"node": "ctl-z"}},
-                "is not a cluster node",
-            ),
-            (
-                failover.DOWN,
-                {"cmd": "_minion_event", "id": "ctl-b", "data": {}},
-                "is not a cluster node",
-            ),
-            (
-                failover.PRESENCE,
-                {"cmd": "_minion_event", "id": "web7", "lost": ["ctl-a"]},
-                "presence event sent by minion 'web7'",
-            ),
-            ("hastack/node/sideways", {}, "not a hastack signal"),
-        ],
-    )
-    def test_untrusted_signals_are_rejected_with_the_reason(self, tag, envelope, reason):
-        with pytest.raises(failover.Rejected, match=reason):
-            failover.read_signal(tag, envelope, FIVE, [n for n in FIVE if n != "ctl-e"])
-
-    def test_a_reporter_list_narrower_than_the_cluster(self):
-        with pytest.raises(failover.Rejected, match="'ctl-e' is not an allowed reporter"):
-            failover.read_signal(failover.DOWN, self.envelope("ctl-e", "ctl-a"), FIVE, FIVE[:4])
-
-    def test_the_masters_presence_event_names_only_cluster_nodes(self):
-        got = failover.read_signal(
-            failover.PRESENCE, {"new": [], "lost": ["web7", "ctl-d"]}, FIVE, FIVE
-        )
-        assert got == ("down", ["ctl-d"], None)
 
 
 class TestConfirmAndGates:

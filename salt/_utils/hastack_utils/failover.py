@@ -6,11 +6,15 @@ unit tested without Salt's loader.
 """
 
 import datetime
+import fcntl
+import hashlib
+import json
 import os
-import re
 import uuid
 
 from salt.exceptions import SaltInvocationError
+
+from hastack_utils.signals import DOWN, PRESENCE, UP, Rejected  # noqa: F401 (the runner's names)
 
 BASE = "hastack:failover"
 MODES = ("act", "observe")
@@ -18,15 +22,13 @@ RESTORE = ("auto", "manual")
 # The steps of a node-down incident, in order; each is an event tag's last part.
 STEPS = ("confirmed", "planned", "shifted", "reissued", "done")
 ENDS = ("done", "failed", "skipped")
-DOWN, UP = "hastack/node/down", "hastack/node/up"
-PRESENCE = "salt/presence/change"
 DEFAULTS = {
     "mode": "act",
     "reporters": None,  # default: hastack:pacemaker:nodes
     "max_down": None,  # default: half the nodes, rounded down
     "confirm_timeout": 2,
     "placement_timeout": 60,
-    "neutron_deadline": 20,
+    "neutron_deadline": None,  # default: follows the work (floating_ip.reissue)
     "lease": 300,
     "restore": "auto",
     "fallback": [],
@@ -36,11 +38,6 @@ DEFAULTS = {
     "reissue": False,
     "beacon_interval": 1,
 }
-NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-class Rejected(Exception):
-    """A signal that must not start anything; the text says why."""
 
 
 def _fail(key, message):
@@ -86,14 +83,10 @@ def policy(failover, nodes, addresses=None):
         or not 0 < out["max_down"] < len(nodes)
     ):
         _fail(f"{BASE}:max_down", f"a whole number from 1 to {len(nodes) - 1}")
-    for key in (
-        "confirm_timeout",
-        "placement_timeout",
-        "neutron_deadline",
-        "lease",
-        "beacon_interval",
-    ):
+    for key in ("confirm_timeout", "placement_timeout", "lease", "beacon_interval"):
         _positive(out[key], f"{BASE}:{key}")
+    if out["neutron_deadline"] is not None:
+        _positive(out["neutron_deadline"], f"{BASE}:neutron_deadline")
     if not isinstance(out["fallback"], list) or [n for n in out["fallback"] if n not in nodes]:
         _fail(f"{BASE}:fallback", f"a list of cluster nodes ({', '.join(nodes)})")
     for key in ("routers", "reissue"):
@@ -117,50 +110,6 @@ def policy(failover, nodes, addresses=None):
                 _fail(key, f"'{label}' has no standby in hastack:floating_ips:addresses:{label}")
     out["nodes"] = list(nodes)
     return out
-
-
-def sender_of(envelope):
-    """The minion that sent an event, from the part of the envelope the master sets
-    (``id`` beside ``cmd: _minion_event``), or None for an event without one."""
-    if isinstance(envelope, dict) and envelope.get("cmd") == "_minion_event":
-        return envelope.get("id")
-    return None
-
-
-def read_signal(tag, envelope, cluster_nodes, reporters):
-    """What a signal asks for: ``(kind, nodes, sender)``, kind ``down`` or ``up``.
-
-    - ``hastack/node/down|up`` must come from a minion (the master sets its ``id``) that
-      is an allowed reporter and not the node reported; its ``data.node`` names a
-      cluster node.
-    - ``salt/presence/change`` is trusted only as the master fires it: one sent by a
-      minion is rejected. Its ``lost`` cluster nodes are reported down (only a hint:
-      nothing acts before a survivor's Pacemaker and the node's minion confirm).
-
-    Raises ``Rejected`` with the reason."""
-    envelope = envelope if isinstance(envelope, dict) else {}
-    sender = sender_of(envelope)
-    if tag == PRESENCE:
-        if sender is not None or envelope.get("cmd"):
-            raise Rejected(f"a presence event sent by minion '{sender}': only the master's count")
-        lost = [n for n in envelope.get("lost") or [] if n in cluster_nodes]
-        return "down", lost, None
-    if tag not in (DOWN, UP):
-        raise Rejected(f"not a hastack signal: '{tag}'")
-    kind = "down" if tag == DOWN else "up"
-    if sender is None:
-        raise Rejected(
-            "no master-set sender: a node signal must come from an allowed reporter "
-            "(a person runs salt-run failover.node_down instead)"
-        )
-    if sender not in reporters:
-        raise Rejected(f"'{sender}' is not an allowed reporter ({', '.join(reporters)})")
-    node = (envelope.get("data") or {}).get("node")
-    if not isinstance(node, str) or node not in cluster_nodes:
-        raise Rejected(f"data.node {node!r} is not a cluster node ({', '.join(cluster_nodes)})")
-    if node == sender:
-        raise Rejected(f"'{sender}' reported itself {kind}")
-    return kind, [node], sender
 
 
 def confirm(node, view, stonith, minion_silent):
@@ -209,6 +158,84 @@ def lock_name(node):
 
 def store_dir(cachedir):
     return os.path.join(cachedir, "hastack", "failover")
+
+
+def pillar_fingerprint(pillar_roots, ext_pillar=None):
+    """What the pillar's source looks like now: every file under ``pillar_roots`` by
+    path, mtime and size, and the ``ext_pillar`` setting. A change to any pillar file
+    changes it; a few hundred stat calls, no rendering."""
+    digest = hashlib.sha1(json.dumps(ext_pillar, sort_keys=True, default=str).encode())
+    for env in sorted(pillar_roots or {}):
+        for root in pillar_roots[env] or []:
+            for folder, dirs, files in os.walk(root, followlinks=True):
+                dirs.sort()
+                for name in sorted(files):
+                    path = os.path.join(folder, name)
+                    try:
+                        st = os.stat(path)
+                    except OSError:
+                        continue
+                    digest.update(f"{env}\0{path}\0{st.st_mtime_ns}\0{st.st_size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+class PolicyStore:
+    """Each node's failover policy as compiled from its pillar, kept in one JSON file
+    (``<store>/policy.json``) so that the reactor's checks and every runner process
+    share one compile. An entry counts while the pillar's fingerprint is the one it was
+    compiled under and it is younger than ``max_age`` seconds (for pillar sources no
+    fingerprint sees, such as ext_pillar). An entry is ``{policy, stonith}`` for a
+    cluster node, ``{rejected: reason}`` for a name that is none, or ``{invalid:
+    error}`` for a node whose failover pillar does not validate."""
+
+    def __init__(self, folder, max_age=600):
+        self.path = os.path.join(folder, "policy.json")
+        self.max_age = max_age
+        self._read_as = None
+        self._entries = {}
+
+    def _read(self):
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return {}
+        if self._read_as != (st.st_mtime_ns, st.st_size):
+            try:
+                with open(self.path, encoding="utf-8") as fh:
+                    self._entries = json.load(fh)
+            except (OSError, ValueError):
+                self._entries = {}
+            self._read_as = (st.st_mtime_ns, st.st_size)
+        return self._entries
+
+    def get(self, node, fingerprint, now):
+        """The node's entry, or None when there is none that counts."""
+        entry = self._read().get(node)
+        if (
+            entry
+            and entry.get("fingerprint") == fingerprint
+            and 0 <= now - entry.get("compiled", 0) < self.max_age
+        ):
+            return entry
+        return None
+
+    def put(self, node, fingerprint, now, **entry):
+        entry = dict(entry, fingerprint=fingerprint, compiled=now)
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        with open(self.path + ".lock", "a", encoding="utf-8") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._read_as = None
+            entries = {
+                name: held
+                for name, held in self._read().items()
+                if held.get("fingerprint") == fingerprint
+            }
+            entries[node] = entry
+            tmp = f"{self.path}.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(entries, fh, sort_keys=True)
+            os.replace(tmp, self.path)
+        return entry
 
 
 def plan_table(plan):
