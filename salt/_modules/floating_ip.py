@@ -23,9 +23,14 @@ connection per run and cloud is kept (in ``__context__``).
 """
 
 import concurrent.futures
+import contextvars
 import ipaddress
+import json
 import logging
+import math
+import os
 import re
+import threading
 import time
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
@@ -47,8 +52,15 @@ CONCURRENCY = 8
 # request of each other; see _update).
 SETTLE = 0.3
 SETTLE_MAX = 3.0
-# Seconds a whole reissue may take, a stalled or frozen Neutron included.
-REISSUE_DEADLINE = 20
+# A reissue's deadline follows the work: REISSUE_BASE seconds plus 1.5 times the writes
+# at the cost a write had in this minion's earlier reissues, else WRITE_COST (one API
+# worker of the lab's neutron-server: about 0.35 s of CPU a write, 0.9 s each at
+# concurrency 8). Finding the addresses takes at most LIST_DEADLINE; what is unanswered
+# at the end is read back within the last READBACK_MAX seconds at most.
+REISSUE_BASE = 10
+WRITE_COST = 1.0
+LIST_DEADLINE = 20
+READBACK_MAX = 3.0
 
 
 def __virtual__():
@@ -258,7 +270,7 @@ def _put_association(conn, fip, port_id):
     return resp.json()["floatingip"]
 
 
-def _update(conn, fip, port_id, what, deadline=None, verify=False):
+def _update(conn, fip, port_id, what, deadline=None, verify=False, on_send=None):
     """PUT the association guarded by the revision this decision was made on.
 
     Neutron checks ``If-Match`` before it takes the row, so two writers that read the
@@ -272,6 +284,8 @@ def _update(conn, fip, port_id, what, deadline=None, verify=False):
 
     def put():
         sent.append(time.monotonic())
+        if on_send is not None:
+            on_send()
         return _put_association(conn, fip, port_id)
 
     try:
@@ -292,18 +306,37 @@ def _update(conn, fip, port_id, what, deadline=None, verify=False):
             f"{fip.revision_number}); nothing was overwritten: read it again ({what})"
         ) from err
     if verify:
-        # A concurrent accepted write commits within about one request of this one.
-        took = time.monotonic() - started
-        time.sleep(min(SETTLE_MAX, max(SETTLE, 2 * took)))
-        now = _call(f"read back {address}", conn.network.get_ip, fip.id)
-        if now.port_id != port_id:
-            raise CommandExecutionError(
-                f"floating IP {address} changed since it was read: a concurrent writer put it on "
-                f"port {now.port_id} (revision {now.revision_number}) right after this write "
-                f"(revision {written.get('revision_number')}) and Neutron accepted both; it is "
-                f"there now, nothing more was changed ({what})"
-            )
+        conflicts = _read_back(conn, {fip.id: (port_id, written)}, time.monotonic() - started)
+        if conflicts:
+            raise CommandExecutionError(f"{conflicts[fip.id]} ({what})")
     return written
+
+
+def _read_back(conn, writes, took):
+    """Read written associations back once a concurrent writer's accepted write has had
+    time to land: ``writes`` is ``{fip id: (port id written, Neutron's answer)}``, ``took``
+    the slowest write's time. One listing for all of them. Returns ``{fip id: why}``
+    for each that is no longer where its write put it."""
+    # A concurrent accepted write commits within about one request of this one.
+    time.sleep(min(SETTLE_MAX, max(SETTLE, 2 * took)))
+    resp = _call(
+        "read back the floating IPs",
+        lambda: conn.network.get("/floatingips", params={"id": sorted(writes)}),
+    )
+    openstack.exceptions.raise_from_response(resp)
+    now = {f["id"]: f for f in resp.json()["floatingips"]}
+    conflicts = {}
+    for fip_id, (port_id, written) in writes.items():
+        held = now.get(fip_id) or {}
+        if held.get("port_id") != port_id:
+            conflicts[fip_id] = (
+                f"floating IP {written.get('floating_ip_address')} changed since it was read: a "
+                f"concurrent writer put it on port {held.get('port_id')} (revision "
+                f"{held.get('revision_number')}) right after this write (revision "
+                f"{written.get('revision_number')}) and Neutron accepted both; it is there now, "
+                "nothing more was changed"
+            )
+    return conflicts
 
 
 def _held_by_standby(conn, standby, address, network):
@@ -656,9 +689,17 @@ def move(address, server=None, port=None, fixed_ip=None, cloud=None, test=False)
     else:
         standby, address = _standby(conn, address)
         target = _target_of(conn, standby)
+    fip, result = _move_plan(conn, address, target)
+    if result["changed"] and not test:
+        _update(conn, fip, target.id, f"move {address}", verify=True)
+    return result
+
+
+def _move_plan(conn, address, target):
+    """The floating IP ``address`` and what moving it to ``target`` (a port) changes."""
     fip = _fip_by_address(conn, address)
     if fip.port_id == target.id:
-        return {
+        return fip, {
             "changed": False,
             "address": address,
             "port_id": target.id,
@@ -667,10 +708,112 @@ def move(address, server=None, port=None, fixed_ip=None, cloud=None, test=False)
     held = _fips(conn, "floating IPs of the port", port_id=target.id)
     if held:
         raise _port_busy(target, held)
-    old_port_id = fip.port_id
-    if not test:
-        _update(conn, fip, target.id, f"move {address}", verify=True)
-    return {"changed": True, "address": address, "port_id": target.id, "old_port_id": old_port_id}
+    return fip, {
+        "changed": True,
+        "address": address,
+        "port_id": target.id,
+        "old_port_id": fip.port_id,
+    }
+
+
+def to_standby(labels, cloud=None, test=False):
+    """
+    Move the floating IPs of several ``hastack:floating_ips:addresses`` entries to their
+    standbys at once, as a failover does: the guarded writes run side by side, and one
+    listing reads them all back once a concurrent writer's accepted write would have
+    landed (the two-movers guard, paid once for all). An entry already on its standby
+    is left. Returns ``{moved: {label: {changed, address, port_id, old_port_id}},
+    failed: {label: error}}``; the job fails when any entry failed.
+
+    labels
+        The entries' labels, e.g. ``[web1, db1]`` (each must have a ``standby``).
+
+    cloud
+        The OpenStack cloud: a ``clouds.yaml`` entry name or a dict of openstacksdk
+        connection arguments; default: ``hastack:openstack:cloud`` (pillar or config).
+
+    test
+        ``True``: move nothing, only report what would change. Default: ``False``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' floating_ip.to_standby '[web1, db1]'
+    """
+    if isinstance(labels, str):
+        labels = [labels]
+    conn = _conn(cloud)
+    moved, failed, writes = {}, {}, {}
+    lock = threading.Lock()
+
+    def one(label):
+        standby, address = _standby(conn, label)
+        fip, result = _move_plan(conn, address, _target_of(conn, standby))
+        if result["changed"] and not test:
+            started = time.monotonic()
+            written = _update(conn, fip, result["port_id"], f"move {address} to its standby")
+            with lock:
+                writes[fip.id] = (label, result["port_id"], written, time.monotonic() - started)
+        return result
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
+        # Each in a copy of this context: __salt__ (config.get) lives in a context variable.
+        futures = {
+            pool.submit(contextvars.copy_context().run, one, label): label for label in labels
+        }
+    for future, label in futures.items():
+        try:
+            moved[label] = future.result()
+        except (CommandExecutionError, SaltInvocationError) as err:
+            failed[label] = str(err)
+    if writes:
+        conflicts = _read_back(
+            conn,
+            {fip_id: (port_id, written) for fip_id, (_, port_id, written, _) in writes.items()},
+            max(took for *_, took in writes.values()),
+        )
+        for fip_id, why in conflicts.items():
+            label = writes[fip_id][0]
+            failed[label] = why
+            moved.pop(label, None)
+    if failed:
+        __context__["retcode"] = 1
+    return {"moved": moved, "failed": failed}
+
+
+def _cost_file():
+    return os.path.join(__opts__["cachedir"], "hastack", "neutron-writes.json")
+
+
+def _cloud_key(cloud):
+    return cloud if isinstance(cloud, str) else json.dumps(cloud, sort_keys=True)
+
+
+def _write_cost(cloud):
+    """Seconds a reissue's write has cost this minion on ``cloud``, as measured by its
+    earlier reissues (all at once, concurrency included), else ``WRITE_COST``."""
+    try:
+        with open(_cost_file(), encoding="utf-8") as fh:
+            return float(json.load(fh)[_cloud_key(cloud)]), True
+    except (OSError, ValueError, KeyError, TypeError):
+        return WRITE_COST, False
+
+
+def _note_write_cost(cloud, seconds):
+    """Keep a smoothed measure of a write's cost for the next reissue's deadline."""
+    try:
+        with open(_cost_file(), encoding="utf-8") as fh:
+            costs = json.load(fh)
+    except (OSError, ValueError):
+        costs = {}
+    old = costs.get(_cloud_key(cloud))
+    costs[_cloud_key(cloud)] = round(seconds if old is None else (old + seconds) / 2, 4)
+    os.makedirs(os.path.dirname(_cost_file()), exist_ok=True)
+    tmp = f"{_cost_file()}.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(costs, fh)
+    os.replace(tmp, _cost_file())
 
 
 def reissue(
@@ -680,7 +823,7 @@ def reissue(
     cloud=None,
     concurrency=CONCURRENCY,
     test=False,
-    deadline=REISSUE_DEADLINE,
+    deadline=None,
     request_timeout=None,
 ):
     """
@@ -688,7 +831,11 @@ def reissue(
     re-programs them (after a network node or a compute failed): the given
     ``addresses``, or those of the ports bound to ``host``, or of ``server``. Each is one
     guarded PUT; at most ``concurrency`` run at once. Floating IPs associated with no
-    port are skipped. Returns ``{reissued: [addresses], failed: {address: error}}``.
+    port are skipped. Returns ``{reissued: [addresses], failed: {address: why},
+    in_flight: {address: why}, deadline: seconds}``: ``failed`` holds what was refused
+    or never sent, ``in_flight`` what was sent but not answered by the deadline and not
+    seen written when read back (it may still land); the job fails when either is not
+    empty.
 
     addresses
         One floating address or a list of them; each must exist. When given, ``host``
@@ -710,9 +857,12 @@ def reissue(
         How many PUTs run at once (at least 1); default: 8.
 
     deadline
-        Seconds the whole call may take (default 20): every request is bounded by it, no
-        request starts after it, and the call returns by then, a stalled or frozen
-        Neutron included. Addresses not done by then are reported under ``failed``.
+        Seconds the whole call may take: every request is bounded by it, no write starts
+        in its last seconds (kept to read back what is still unanswered), and the call
+        returns by then, a stalled or frozen Neutron included. Default: it follows the
+        work, 10 s plus 1.5 times the addresses' writes at the cost a write had in this
+        minion's earlier reissues (1 s before any). A deadline the writes cannot fit in
+        at that cost is refused before anything is written.
 
     request_timeout
         Seconds one request may take before it is sent again (default: the deadline). A
@@ -721,8 +871,8 @@ def reissue(
         a conflict.
 
     test
-        ``True``: write nothing, return the addresses that would be reissued.
-        Default: ``False``.
+        ``True``: write nothing, return the addresses that would be reissued and the
+        deadline. Default: ``False``.
 
     CLI Example:
 
@@ -731,55 +881,138 @@ def reissue(
         salt '*' floating_ip.reissue host=alice
         salt '*' floating_ip.reissue '[192.168.144.77, 192.168.144.78]'
     """
-    deadline = float(deadline)
-    if deadline <= 0:
-        raise SaltInvocationError("deadline: seconds, more than 0")
-    stop_at = time.monotonic() + deadline
-    # Requests on this connection cannot outlast the call's deadline.
-    timeout = deadline if request_timeout is None else min(float(request_timeout), deadline)
-    if timeout <= 0:
+    started = time.monotonic()
+    if deadline is not None:
+        deadline = float(deadline)
+        if deadline <= 0:
+            raise SaltInvocationError("deadline: seconds, more than 0")
+    if request_timeout is not None and float(request_timeout) <= 0:
         raise SaltInvocationError("request_timeout: seconds, more than 0")
-    conn = openstack_conn.connection(_cloud(cloud), __context__, api_timeout=timeout)
+    cloud = _cloud(cloud)
+    # Finding the addresses is bounded by the deadline given, else by one listing's time.
+    listed_by = started + (deadline or LIST_DEADLINE)
+    conn = openstack_conn.connection(cloud, __context__, api_timeout=deadline or LIST_DEADLINE)
     if addresses:
         wanted = set([addresses] if isinstance(addresses, str) else addresses)
         try:
-            listed = _fips(conn, "list floating IPs", deadline=stop_at)
+            listed = _fips(conn, "list floating IPs", deadline=listed_by)
         except CommandExecutionError as err:
-            # Neutron did not answer in time: every named address is left undone.
+            # Neutron did not answer in time: nothing was sent, every address is left.
             __context__["retcode"] = 1
-            return {"reissued": [], "failed": {address: f"not done: {err}" for address in wanted}}
+            return {
+                "reissued": [],
+                "failed": {address: f"not done: {err}" for address in wanted},
+                "in_flight": {},
+                "deadline": deadline,
+            }
         fips = [f for f in listed if f.floating_ip_address in wanted]
         missing = wanted - {f.floating_ip_address for f in fips}
         if missing:
             raise SaltInvocationError(f"addresses: no floating IP {', '.join(sorted(missing))}")
     elif host or server:
-        fips, _ = _selected(conn, server=server, host=host, deadline=stop_at)
+        fips, _ = _selected(conn, server=server, host=host, deadline=listed_by)
     else:
         raise SaltInvocationError("name what to reissue: addresses=, host= or server=")
     fips = [f for f in fips if f.port_id]
+    cost, measured = _write_cost(cloud)
+    needed = len(fips) * cost
+    left = None if deadline is None else deadline - (time.monotonic() - started)
+    if left is None:
+        deadline = round(REISSUE_BASE + 1.5 * needed, 1)
+        left = deadline
+    elif fips and needed > left:
+        raise SaltInvocationError(
+            f"deadline: {len(fips)} addresses need about {needed:.0f} s at "
+            f"{cost:.2f} s a write ({'measured by this minion' if measured else 'before any measure'})"
+            f", more than the {left:.0f} s left; give deadline={math.ceil(REISSUE_BASE + 1.5 * needed)}"
+            " or leave it out (it then follows the work). Nothing was written"
+        )
     if test:
-        return {"reissued": sorted(f.floating_ip_address for f in fips), "failed": {}}
+        return {
+            "reissued": sorted(f.floating_ip_address for f in fips),
+            "failed": {},
+            "in_flight": {},
+            "deadline": deadline,
+        }
+    stop_at = time.monotonic() + left
+    # The last seconds read back what is still unanswered: no write starts in them.
+    reserve = min(READBACK_MAX, 0.2 * left)
+    timeout = left if request_timeout is None else min(float(request_timeout), left)
+    conn = openstack_conn.connection(cloud, __context__, api_timeout=timeout)
+    sent = {}
 
     def one(fip):
-        _update(conn, fip, fip.port_id, f"reissue {fip.floating_ip_address}", deadline=stop_at)
-        return fip.floating_ip_address
+        address = fip.floating_ip_address
 
-    reissued, failed = [], {}
+        def count():
+            sent[address] = sent.get(address, 0) + 1
+
+        _update(
+            conn, fip, fip.port_id, f"reissue {address}", deadline=stop_at - reserve, on_send=count
+        )
+        return address
+
+    reissued, failed, in_flight, unanswered = [], {}, {}, []
+    writing = time.monotonic()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, int(concurrency)))
     try:
-        futures = {pool.submit(one, fip): fip.floating_ip_address for fip in fips}
-        done, _ = concurrent.futures.wait(futures, timeout=max(0.0, stop_at - time.monotonic()))
-        for future, address in futures.items():
-            if future not in done:
-                failed[address] = f"not done: the deadline ({deadline:g} s) passed"
-                continue
-            try:
-                reissued.append(future.result())
-            except (CommandExecutionError, SaltInvocationError) as err:
-                failed[address] = str(err)
+        futures = {pool.submit(one, fip): fip for fip in fips}
+        done, _ = concurrent.futures.wait(
+            futures, timeout=max(0.0, stop_at - reserve / 2 - time.monotonic())
+        )
+        wrote_for = time.monotonic() - writing
+        for future, fip in futures.items():
+            address = fip.floating_ip_address
+            if future in done:
+                try:
+                    reissued.append(future.result())
+                except (CommandExecutionError, SaltInvocationError) as err:
+                    failed[address] = str(err)
+            elif sent.get(address):
+                unanswered.append(fip)
+            else:
+                failed[address] = f"not done: not sent before the deadline ({deadline:g} s)"
     finally:
-        # A request in flight ends by its own timeout (the deadline); none starts anew.
+        # A request in flight ends by its own timeout; none starts anew.
         pool.shutdown(wait=False, cancel_futures=True)
-    if failed:
-        __context__["retcode"] = 1  # addresses left undone: the job must say so
-    return {"reissued": sorted(reissued), "failed": failed}
+    if unanswered:
+        seen = _written_since(cloud, unanswered, max(0.1, stop_at - time.monotonic()))
+        for fip in unanswered:
+            address = fip.floating_ip_address
+            if seen.get(fip.id):
+                reissued.append(address)
+            else:
+                in_flight[address] = (
+                    "sent, not answered by the deadline and not seen written"
+                    + ("" if fip.id in seen else " (Neutron did not answer the read-back)")
+                    + ": it may still land; read it again later"
+                )
+    if len(reissued) >= 3:
+        _note_write_cost(cloud, wrote_for / len(reissued))
+    if failed or in_flight:
+        __context__["retcode"] = 1  # addresses left undone or unknown: the job must say so
+    return {
+        "reissued": sorted(reissued),
+        "failed": failed,
+        "in_flight": in_flight,
+        "deadline": deadline,
+    }
+
+
+def _written_since(cloud, fips, timeout):
+    """``{fip id: written}``: whether each floating IP was written since it was read (a
+    newer revision, on the port it had), by one listing bounded by ``timeout``; an id is
+    missing when Neutron did not answer in time."""
+    conn = openstack_conn.connection(cloud, __context__, api_timeout=timeout)
+    try:
+        resp = conn.network.get("/floatingips", params={"id": [f.id for f in fips]})
+        openstack.exceptions.raise_from_response(resp)
+    except Exception as err:  # pylint: disable=broad-except
+        log.warning("hastack: reading back %d floating IPs failed: %s", len(fips), err)
+        return {}
+    now = {f["id"]: f for f in resp.json()["floatingips"]}
+    return {
+        f.id: now[f.id]["revision_number"] > f.revision_number and now[f.id]["port_id"] == f.port_id
+        for f in fips
+        if f.id in now
+    }

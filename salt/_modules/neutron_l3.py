@@ -119,7 +119,9 @@ def routers(host=None, agent=None, cloud=None):
     )
 
 
-def move_routers(from_host=None, to_host=None, cloud=None, test=False, routers=None):
+def move_routers(
+    from_host=None, to_host=None, cloud=None, test=False, routers=None, missing_ok=False
+):
     """
     Move the routers off dead L3 agents (or off the agent on ``from_host``, dead or not)
     onto live ones: onto ``to_host``'s agent, else each onto the live agent serving the
@@ -127,7 +129,8 @@ def move_routers(from_host=None, to_host=None, cloud=None, test=False, routers=N
     fewest writes for a network node failure. The moves of different routers run side
     by side, and each is read back from its new agent: a router counts as moved only
     when that agent lists it. Returns ``{moved: {router: {from, to}}, floating_ips:
-    [addresses behind the moved routers], failed: {router: error}}``.
+    [addresses behind the moved routers], failed: {router: why}}``; a router no live
+    agent can take is under ``failed``, and the job fails when anything is.
 
     from_host
         Move the routers off the L3 agent on this host, alive or not. Default: off every
@@ -150,6 +153,10 @@ def move_routers(from_host=None, to_host=None, cloud=None, test=False, routers=N
         short between its removal and its addition) is placed on a live agent too, so
         a repeated call finishes what an interrupted one left.
 
+    missing_ok
+        ``True``: ``from_host`` without an L3 agent moves nothing (a cluster node that
+        is no network node); ``False`` (default): it is an error.
+
     CLI Example:
 
     .. code-block:: bash
@@ -162,6 +169,8 @@ def move_routers(from_host=None, to_host=None, cloud=None, test=False, routers=N
     if from_host:
         sources = [a for a in agents if a.host == from_host]
         if not sources:
+            if missing_ok:
+                return {"moved": {}, "floating_ips": [], "failed": {}}
             raise SaltInvocationError(f"from_host: no L3 agent on '{from_host}'")
     else:
         sources = [a for a in agents if not a.is_alive]
@@ -182,12 +191,12 @@ def move_routers(from_host=None, to_host=None, cloud=None, test=False, routers=N
     load = {agent_id: len(held) for agent_id, held in hosted.items()}
     wanted = set(routers or [])
     plan, seen = [], set()
+    moved, failed = {}, {}
 
     def take(router, source):
         if not live:
-            raise CommandExecutionError(
-                f"no live L3 agent to take router {router.name or router.id}"
-            )
+            failed[router.name or router.id] = "no live L3 agent to take it"
+            return
         target = min(live, key=lambda a: (load[a.id], a.host))
         load[target.id] += 1
         plan.append((router, source, target))
@@ -206,7 +215,6 @@ def move_routers(from_host=None, to_host=None, cloud=None, test=False, routers=N
         for router in listed:
             if {router.id, router.name} & wanted and router.id not in seen:
                 take(router, None)
-    moved, failed = {}, {}
 
     def move(router, source, target):
         name = router.name or router.id
@@ -255,4 +263,6 @@ def move_routers(from_host=None, to_host=None, cloud=None, test=False, routers=N
             )
             for f in found
         ]
+    if failed and not test:
+        __context__["retcode"] = 1
     return {"moved": moved, "floating_ips": sorted(fips), "failed": failed}

@@ -570,7 +570,7 @@ def clear(rsc, cib_file=None, test=False):
 # --------------------------------------------------------------------------- nodes
 
 
-def status(cib_file=None):
+def status(cib_file=None, offline_standby=True):
     """
     The cluster as ``crm_mon`` sees it: ``{dc, quorum, nodes: {name: {online, standby,
     maintenance, unclean}}, resources: {rsc: node or None}}`` (a group: where its primitives
@@ -578,6 +578,12 @@ def status(cib_file=None):
 
     cib_file
         Read this CIB file instead of the live cluster.
+
+    offline_standby
+        Also read from the CIB whether an offline node is in standby (``crm_mon`` says
+        it for online nodes only): one more ``cibadmin`` call. ``False``: ``crm_mon``
+        alone, as the ``hastack_cluster`` beacon and the failover's confirmation read
+        it. Default: ``True``.
 
     CLI Example:
 
@@ -595,7 +601,7 @@ def status(cib_file=None):
         for n in root.findall("nodes/node")
     }
     # crm_mon shows standby only for online nodes; the CIB says it for all.
-    for name, standby in cib.cib_nodes(cib_xml(cib_file)).items():
+    for name, standby in (cib.cib_nodes(cib_xml(cib_file)) if offline_standby else {}).items():
         if standby and name in nodes:
             nodes[name]["standby"] = True
     return {
@@ -944,6 +950,35 @@ def _lock_read(name, cib_file):
     if set_el is None:
         return None
     return {nv.get("name"): nv.get("value") for nv in set_el.findall("nvpair")}
+
+
+def lock_read(name, cib_file=None):
+    """
+    The cluster-wide lock ``name`` as the CIB holds it: ``{holder, value, renewed}``, or
+    None when nobody holds it (one ``cibadmin`` query of the ``crm_config`` section).
+
+    name
+        The lock's id, e.g. ``incident-alice``.
+    cib_file
+        Read this CIB file instead of the live cluster's CIB.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' pacemaker.lock_read incident-alice
+    """
+    with _locked(cib_file, exclusive=False):
+        text = _run(["cibadmin", "--query", "--scope", "crm_config"], cib_file)["stdout"]
+    set_el = ET.fromstring(text).find(f"cluster_property_set[@id='{cib.LOCK_PREFIX}{name}']")
+    if set_el is None:
+        return None
+    held = {nv.get("name"): nv.get("value") for nv in set_el.findall("nvpair")}
+    return {
+        "holder": held.get("holder"),
+        "value": held.get("value"),
+        "renewed": int(held.get("renewed") or 0),
+    }
 
 
 def lock(name, holder, value="", lease=300, cib_file=None):
