@@ -1,20 +1,29 @@
 """
-Watch the Pacemaker membership from a cluster node and tell the master when a node goes
-down or comes back: ``hastack/node/down`` / ``hastack/node/up`` with ``{node, view}``.
+Watch the Pacemaker membership from a cluster node and tell the master, in signals it
+can verify, when a node goes down or comes back: ``hastack/node/down`` /
+``hastack/node/up`` with ``{node, seen, nonce, sig, quorum}``.
 
 Pacemaker on the survivors knows first (corosync membership, within seconds). The
-beacon reads ``pacemaker.status`` (crm_mon) every ``interval`` seconds inside the
-minion (no process start per event, no new authentication) and sends each change as one event of its own
-through the minion's own master connection (``event.fire_master``). That path keeps
-the master-set ``id`` of the sender in the event envelope, which is what the
-``failover`` runner trusts; an event returned the usual beacon way travels in a batch
-whose envelope the master drops, so this beacon returns none.
+beacon reads ``crm_mon`` (``pacemaker.status``, nothing else) every ``interval`` seconds
+inside the minion (no process start per event, no new authentication) and sends each
+change as one event of its own through the minion's own master connection
+(``event.fire_master``).
 
-While a node stays down, its ``hastack/node/down`` is sent again every ``resend``
-seconds (default 30) for ``resend_for`` seconds (default 600): an event the master
-missed (it was down or restarting when the node died) still starts the incident, and
-an incident a master restart interrupted is resumed by the next one. The failover
-runner answers a repeat for a handled node with ``skipped``.
+Any minion can send any tag, and in a batch any envelope, so each signal is signed with
+this minion's private key (``<pki_dir>/minion.pem``) over its tag, this minion's id,
+the node, the time it was seen and a nonce; the master checks that signature with the
+key it accepted for this minion before anything else (``hastack_utils.signals``).
+
+Signals are repeated until they have done their work:
+
+- while a node stays down, its ``hastack/node/down`` goes out again every ``resend``
+  seconds (default 30) for ``resend_for`` seconds (default 600): an event the master
+  missed (it was down or restarting) still starts the incident, and an incident a
+  master restart interrupted is resumed by the next one;
+- after a node is back, its ``hastack/node/up`` goes out again every ``resend`` seconds
+  while the cluster still holds that node's incident lock (``pacemaker.lock_read``,
+  read only then): the master releases the lock when it has re-armed the node, so a
+  return is never lost, even one refused while the incident still ran.
 
 .. code-block:: yaml
 
@@ -30,51 +39,81 @@ runner answers a repeat for a handled node with ``skipped``.
 """
 
 import logging
+import os
 import time
 
+import salt.crypt
 import salt.utils.path
 from salt.exceptions import CommandExecutionError
-
-try:
-    # The failover's Neutron jobs run on these nodes, each in a process the minion
-    # forks from this one: importing openstacksdk here once (about 0.3 s of every such
-    # job otherwise) lets every job inherit it.
-    import openstack  # noqa: F401  pylint: disable=unused-import
-except ImportError:
-    pass
 
 log = logging.getLogger(__name__)
 
 __virtualname__ = "hastack_cluster"
-DOWN, UP = "hastack/node/down", "hastack/node/up"
+SETTINGS = {
+    "interval": (float, 1.0),
+    "resend": (float, 30.0),
+    "resend_for": (float, 600.0),
+    "disable_during_state_run": (bool, False),
+}
 
 
 def __virtual__():
     if not salt.utils.path.which("crm_mon"):
         return (False, "hastack_cluster: 'crm_mon' is missing (install pacemaker-cli-utils)")
+    # Loading hastack's pacemaker module also imports hastack_utils, which the signals
+    # need: Salt puts synced utils on sys.path only while a loader that has them loads
+    # (the beacons' loader has not).
+    if "pacemaker.status" not in __salt__:
+        return (False, "hastack_cluster: hastack's pacemaker execution module is not loaded")
     return __virtualname__
 
 
-def validate(config):
-    """The configuration is a list of mappings; only ``interval`` is known."""
+def _logic():
+    """hastack_utils' failover policy and signal modules (imported once loaded)."""
+    from hastack_utils import failover, signals  # pylint: disable=import-outside-toplevel
+
+    return failover, signals
+
+
+def _settings(config):
+    """The configuration (a list of one-key mappings) as a checked dict; raises
+    ValueError naming the bad setting."""
     if not isinstance(config, list):
-        return False, "hastack_cluster: the configuration must be a list"
+        raise ValueError("the configuration must be a list of mappings")
+    out = {name: default for name, (_, default) in SETTINGS.items()}
     for item in config:
-        if not isinstance(item, dict) or set(item) - {
-            "interval",
-            "disable_during_state_run",
-            "resend",
-            "resend_for",
-        }:
-            return False, "hastack_cluster: known settings: interval, resend, resend_for"
+        if not isinstance(item, dict):
+            raise ValueError(f"{item!r} is not a mapping")
+        for name, value in item.items():
+            if name.startswith("_"):
+                continue  # Salt's own (_beacon_name)
+            if name not in SETTINGS:
+                raise ValueError(f"unknown setting '{name}' (known: {', '.join(SETTINGS)})")
+            kind = SETTINGS[name][0]
+            if kind is bool:
+                if not isinstance(value, bool):
+                    raise ValueError(f"{name}: true or false (got {value!r})")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{name}: seconds, more than 0 (got {value!r})")
+            out[name] = kind(value)
+    return out
+
+
+def validate(config):
+    """The settings are a list of mappings: ``interval``, ``resend``, ``resend_for``
+    (seconds, more than 0) and ``disable_during_state_run`` (true or false)."""
+    try:
+        _settings(config)
+    except ValueError as err:
+        return False, f"hastack_cluster: {err}"
     return True, "valid"
 
 
 def _view():
-    """``{quorum, nodes: {name: online}}`` as ``pacemaker.status`` reads it (an unclean
-    node counts as down), or None if Pacemaker does not answer."""
+    """``{quorum, nodes: {name: online}}`` from ``crm_mon`` alone (an unclean node counts
+    as down), or None if Pacemaker does not answer."""
     try:
-        status = __salt__["pacemaker.status"]()
+        status = __salt__["pacemaker.status"](offline_standby=False)
     except (KeyError, CommandExecutionError):
         return None
     return {
@@ -86,11 +125,31 @@ def _view():
     }
 
 
+def _send(tag, node, now, **extra):
+    """Sign and send one signal through the minion's own master connection."""
+    key = __context__.get("hastack_cluster.key")
+    if key is None:
+        key = salt.crypt.PrivateKey.from_file(os.path.join(__opts__["pki_dir"], "minion.pem"))
+        __context__["hastack_cluster.key"] = key
+    data = _logic()[1].signed_data(key, tag, __opts__["id"], node, now, **extra)
+    __salt__["event.fire_master"](data, tag)
+
+
+def _lock_held(node):
+    """Whether the cluster still holds ``node``'s incident lock (the master has not
+    re-armed it yet); True when the CIB cannot be read (keep trying)."""
+    try:
+        return __salt__["pacemaker.lock_read"](_logic()[0].lock_name(node)) is not None
+    except (KeyError, CommandExecutionError):
+        return True
+
+
 def beacon(config):
     """
-    Compare the membership with the last reading and send ``hastack/node/down`` or
-    ``hastack/node/up`` for each node that changed (the first reading only sets the
-    baseline). Returns no beacon events (see the module docs).
+    Compare the membership with the last reading and send a signed ``hastack/node/down``
+    or ``hastack/node/up`` for each node that changed (the first reading only sets the
+    baseline); repeat them as the module docs say. Returns no beacon events: each
+    signal travels on its own.
 
     CLI Example:
 
@@ -98,11 +157,8 @@ def beacon(config):
 
         salt '*' beacons.add hastack_cluster "[{interval: 1}]"
     """
-    settings = {}
-    for item in config if isinstance(config, list) else []:
-        settings.update(item)
-    resend = float(settings.get("resend", 30))
-    resend_for = float(settings.get("resend_for", 600))
+    settings = _settings(config)
+    _, signals = _logic()
     view = _view()
     if view is None:
         return []
@@ -110,27 +166,28 @@ def beacon(config):
     __context__["hastack_cluster.view"] = view
     if before is None:
         return []
-    # node: (when it went down, when its down event was last sent)
+    # node: [when it changed, when its signal was last sent]
     down = __context__.setdefault("hastack_cluster.down", {})
-    me = __grains__.get("id") or __opts__.get("id")
+    up = __context__.setdefault("hastack_cluster.up", {})
+    me = __opts__["id"]
     now = time.time()
     for node, online in sorted(view["nodes"].items()):
         if node == me:
             continue
         was = before["nodes"].get(node)
-        data = {"node": node, "quorum": view["quorum"], "seen": now}
         if was is not None and was != online:
             log.info("hastack_cluster: %s is %s", node, "back" if online else "down")
-            __salt__["event.fire_master"](data, UP if online else DOWN)
-            if online:
-                down.pop(node, None)
-            else:
-                down[node] = (now, now)
-        elif not online and node in down:
-            since, sent = down[node]
-            if now - since > resend_for:
-                down.pop(node)
-            elif now - sent >= resend:
-                down[node] = (since, now)
-                __salt__["event.fire_master"](dict(data, resent=True), DOWN)
+            _send(signals.UP if online else signals.DOWN, node, now, quorum=view["quorum"])
+            (up if online else down)[node] = [now, now]
+            (down if online else up).pop(node, None)
+            continue
+        pending = (up if online else down).get(node)
+        if pending is None or now - pending[1] < settings["resend"]:
+            continue
+        if now - pending[0] > settings["resend_for"] or (online and not _lock_held(node)):
+            (up if online else down).pop(node)
+            continue
+        pending[1] = now
+        tag = signals.UP if online else signals.DOWN
+        _send(tag, node, now, quorum=view["quorum"], resent=True)
     return []
