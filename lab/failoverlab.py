@@ -173,6 +173,8 @@ class Lab:
             file_roots={"base": [os.path.join(REPO, "salt")]},
             pillar_roots={"base": [pillar_dir]},
             runner_dirs=[os.path.join(REPO, "_runners")],
+            # The reactor's gate (failover.admit) is an execution module of the master's.
+            module_dirs=[os.path.join(REPO, "_modules")],
             utils_dirs=[os.path.join(REPO, "_utils")],
             extension_modules=os.path.join(root, "extmods"),
             minion_data_cache=True,

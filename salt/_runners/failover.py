@@ -4,42 +4,51 @@ master confirms it, gates it, plans, shifts the Pacemaker constraints off it, mo
 routers off its L3 agent and the floating IPs the pillar names to their standbys,
 reads everything back and reports each step on the event bus.
 
-Signals come in through the reactor (``salt://hastack/reactor/signal.sls`` hands the
-tag and the whole envelope to ``signal``) or from a person (``node_down``). The flow:
+Signals come in through the reactor (``salt://hastack/reactor/signal.sls``: the gate
+``failover.admit`` checks each event while the reactor renders it, and only what passes
+reaches ``signal`` here) or from a person (``node_down``). The flow:
 
-1. **Trust.** ``hastack/node/down|up`` counts only from an allowed reporter
+1. **Trust.** ``hastack/node/down|up`` counts only when signed by an allowed reporter
    (``hastack:failover:reporters``, default the Pacemaker nodes) other than the node
-   reported, by the ``id`` the master sets on a minion's event; a presence event only
-   as the master fires it. Anything else: ``hastack/failover/rejected``, nothing more.
-2. **Confirm.** A survivor's Pacemaker sees the node offline (and fenced when
-   ``stonith-enabled`` is true) and the node's minion is silent (not connected, or no
-   answer within ``confirm_timeout``). Otherwise ``skipped`` with the reason.
-3. **Gates.** The survivor's partition has quorum; no more than ``max_down`` nodes are
-   down (blast radius); one incident per node: a lock file per node on this master
-   (concurrent reactor threads, duplicate signals) and, before anything changes, a
-   lock in the cluster's CIB (``pacemaker.lock``), which every master of a multi-master
-   setup reaches through the survivors and the CIB manager takes atomically.
-4. **Plan, act, verify.** ``pacemaker.shift_away`` (test, then real, epoch-guarded),
-   ``pacemaker.settle`` (crm_mon until the placement is the plan), ``neutron_l3.
-   move_routers`` off the node's L3 agent, ``floating_ip.move`` of the entries
-   ``hastack:failover:move:<node>`` names, ``floating_ip.reissue`` of the node's ports
-   with ``hastack:failover:reissue``; then Pacemaker and Neutron are read back.
+   reported, with the key this master accepted for it, fresh and not replayed
+   (``hastack_utils.signals``). A presence event is a hint: it counts for a cluster
+   node this master itself no longer sees connected. Anything else:
+   ``hastack/failover/rejected`` with the true reason, a warning in the master log and
+   a failed return.
+2. **Confirm and plan, one job.** The node's minion is silent (not connected to this
+   master, or no answer to a ping within ``confirm_timeout``); then one survivor
+   (``failover.survey``) reads Pacemaker: the node offline (and fenced when
+   ``stonith-enabled`` is true), quorum, at most ``max_down`` nodes down; and, side by
+   side, plans the shift (simulated), the router moves and the floating IPs, and takes
+   the incident's lock in the CIB (``pacemaker.lock``, one per node for every master).
+   A lock file per node on this master lets one incident per node run at a time.
+3. **Act, one job.** ``failover.act`` on the survivor: the planned constraints and
+   ``crm_mon`` until it shows them, beside the routers moved off the node's L3 agent
+   and the floating IPs moved to their standbys (one read-back for all), then a
+   reissue. A survivor that stops answering is replaced by another; every step reads
+   the state first, so nothing is redone.
 
 An incident's record is kept under ``<cachedir>/hastack/failover/`` on the master after
 every step: a fault ends it ``failed`` with what is left, and ``resume`` (or the next
 signal for the node, or the first presence event after a master restart) finishes it
-without redoing finished steps. ``hastack/node/up`` re-arms the node and, with
-``hastack:failover:restore: auto``, runs ``pacemaker.restore``.
+without redoing finished steps, or closes it when the node is back. ``hastack/node/up``
+re-arms the node and, with ``hastack:failover:restore: auto``, runs
+``pacemaker.restore``; one that comes while the node's incident runs is noted and
+served when it ends.
 
 Events: ``hastack/failover/<incident>/{confirmed,planned,shifted,reissued,done,failed,
 skipped,restored}`` and ``hastack/failover/rejected``; each carries ``incident``,
 ``node``, ``step``, ``at`` (epoch seconds), ``since_signal`` (seconds) and what the step
 did.
+
+Errors are returned as ``{error, retcode: 1}`` (``salt-run`` exits 1) and logged in the
+master log, never as a traceback.
 """
 
 import concurrent.futures
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -50,21 +59,62 @@ import salt.client
 import salt.pillar
 import salt.utils.event
 import salt.utils.minions
-from salt.exceptions import SaltInvocationError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from hastack_utils import failover as policy_logic
+try:
+    from hastack_utils import failover as policy_logic
+    from hastack_utils import signals
+
+    HAS_UTILS = True
+except ImportError:
+    HAS_UTILS = False
 
 log = logging.getLogger(__name__)
 
 __virtualname__ = "failover"
+# A job's answer is awaited this long before Salt asks the minion whether it still runs
+# it (find_job, GATHER_TIMEOUT): a survivor that died is given up within both.
+JOB_TIMEOUT = 3
+GATHER_TIMEOUT = 2
 
 
 def __virtual__():
+    if not HAS_UTILS:
+        return (
+            False,
+            "failover: hastack_utils is missing on this master: salt-run saltutil.sync_all "
+            "(hastack from file_roots or gitfs), or pip install saltext.hastack",
+        )
     return __virtualname__
 
 
 class StepFailed(Exception):
     """A step that could not be done; the text says what is left."""
+
+
+class WorkerLost(StepFailed):
+    """The survivor doing a step did not answer (its minion is gone)."""
+
+
+def _operator_facing(func):
+    """A runner function's errors as data (``{error, retcode: 1}``: salt-run exits 1)
+    and a line in the master log, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (SaltInvocationError, CommandExecutionError, signals.Rejected, StepFailed) as err:
+            log.error("hastack failover: %s: %s", func.__name__, err)
+            return {"error": str(err), "retcode": 1}
+        except Exception as err:  # pylint: disable=broad-except
+            log.exception("hastack failover: %s failed", func.__name__)
+            return {
+                "error": f"{type(err).__name__}: {err} (the master log has the traceback)",
+                "retcode": 1,
+            }
+
+    return wrapper
 
 
 # --------------------------------------------------------------------------- the store
@@ -80,14 +130,16 @@ def _store(kind, name=None):
 _SAVE_LOCK = threading.Lock()
 
 
-def _save(record):
-    path = _store("incidents", f"{record['id']}.json")
+def _write_json(path, data):
     with _SAVE_LOCK:
-        text = json.dumps(record, indent=1, sort_keys=True)
         tmp = f"{path}.tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
+            fh.write(json.dumps(data, indent=1, sort_keys=True, default=str))
         os.replace(tmp, path)
+
+
+def _save(record):
+    _write_json(_store("incidents", f"{record['id']}.json"), record)
 
 
 def _load(incident):
@@ -110,9 +162,8 @@ def _records(node=None):
 
 def _armed_state(node):
     """The node's last incident that is not closed by its return (None: armed)."""
-    path = _store("nodes", f"{node}.json")
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(_store("nodes", f"{node}.json"), encoding="utf-8") as fh:
             return json.load(fh).get("incident")
     except FileNotFoundError:
         return None
@@ -124,8 +175,27 @@ def _set_armed(node, incident):
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
         return
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump({"incident": incident}, fh)
+    _write_json(path, {"incident": incident})
+
+
+def _note_up(node, source, sender, received):
+    """A return (hastack/node/up) that came while the node's incident runs: served by
+    whoever holds the node's lock next."""
+    _write_json(
+        _store("nodes", f"{node}.up"), {"source": source, "sender": sender, "received": received}
+    )
+
+
+def _take_up(node):
+    path = _store("nodes", f"{node}.up")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            noted = json.load(fh)
+    except (FileNotFoundError, ValueError):
+        return None
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+    return noted
 
 
 @contextlib.contextmanager
@@ -147,6 +217,34 @@ def _node_lock(node):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+_BUSY = object()
+
+
+def _holding_node(node, work, pol):
+    """``work()`` while holding ``node``'s lock (``_BUSY`` when another holds it), then a
+    return noted meanwhile. A return noted after the last look, while the lock was
+    still held, could not take the lock: it is served here after the release (whoever
+    notes one tries the lock again after noting it, so none is left)."""
+    with _node_lock(node) as mine:
+        if not mine:
+            return _BUSY
+        out = work() if work else None
+        _serve_up(node, pol)
+    while os.path.exists(_store("nodes", f"{node}.up")):
+        with _node_lock(node) as mine:
+            if not mine:
+                break  # its holder serves it
+            _serve_up(node, pol)
+    return out
+
+
+def _serve_up(node, pol):
+    noted = _take_up(node)
+    if noted:
+        log.info("hastack failover: serving %s's return noted at %s", node, noted["received"])
+        _up_locked(node, pol, noted["source"])
+
+
 # --------------------------------------------------------------------------- the bus
 
 
@@ -155,7 +253,7 @@ def _fire(tag, data):
         event.fire_event(data, tag)
 
 
-def _report(record, step, **what):
+def _report(record, step, since=None, **what):
     now = time.time()
     data = {
         "incident": record["id"],
@@ -163,7 +261,9 @@ def _report(record, step, **what):
         "step": step,
         "mode": record.get("mode"),
         "at": now,
-        "since_signal": round(now - record["signal"]["received"], 3),
+        "since_signal": round(
+            since if since is not None else now - record["signal"]["received"], 3
+        ),
     }
     data.update(what)
     record.setdefault("timings", {})[step] = data["since_signal"]
@@ -171,13 +271,34 @@ def _report(record, step, **what):
     return data
 
 
-def _reject(tag, sender, reason):
-    log.warning("hastack failover: rejected %s from %s: %s", tag, sender, reason)
-    _fire(
-        "hastack/failover/rejected",
-        {"tag": tag, "sender": sender, "reason": reason, "at": time.time()},
-    )
-    return {"rejected": reason, "sender": sender, "tag": tag}
+_REPORTS = {}
+
+
+def _reject(tag, envelope, reason):
+    """A rejected signal: reported (at most once per sender every 10 s, the rest counted)
+    and a failed return."""
+    sender = signals.claimed_sender(envelope)
+    report = _REPORTS.setdefault("report", signals.RejectionReport())
+    suppressed = report.note(sender, time.time())
+    if suppressed is not None:
+        log.warning(
+            "hastack failover: rejected %s from %s: %s (%d more rejected since the last report)",
+            str(tag)[:200],
+            sender,
+            reason,
+            suppressed,
+        )
+        _fire(
+            "hastack/failover/rejected",
+            {
+                "tag": str(tag)[:200],
+                "sender": sender,
+                "reason": reason,
+                "suppressed": suppressed,
+                "at": time.time(),
+            },
+        )
+    return {"rejected": reason, "sender": sender, "tag": str(tag)[:200], "retcode": 1}
 
 
 # --------------------------------------------------------------------------- the minions
@@ -195,8 +316,10 @@ def _client():
     return client
 
 
-def _run(tgt, fun, arg=(), kwarg=None, timeout=30, what=None):
-    """``fun`` on minion ``tgt``: its return, or StepFailed naming ``what``."""
+def _run(tgt, fun, arg=(), kwarg=None, what=None, failed_ok=False):
+    """``fun`` on minion ``tgt``: its return. A minion that does not answer is
+    ``WorkerLost``; a failed job (by its return code) is ``StepFailed``, unless
+    ``failed_ok`` and it returned data (the parts it did and the error of the rest)."""
     what = what or fun
     try:
         res = _client().cmd(
@@ -204,67 +327,60 @@ def _run(tgt, fun, arg=(), kwarg=None, timeout=30, what=None):
             fun,
             arg=list(arg),
             kwarg=kwarg or {},
-            timeout=timeout,
+            timeout=JOB_TIMEOUT,
             full_return=True,
-            gather_job_timeout=2,
+            gather_job_timeout=GATHER_TIMEOUT,
         )
     except Exception as err:  # pylint: disable=broad-except
         raise StepFailed(f"{what}: {err}") from err
     got = res.get(tgt)
     if not got:
-        raise StepFailed(f"{what}: {tgt} did not answer within {timeout} s")
+        raise WorkerLost(f"{what}: {tgt} did not answer")
     ret = got.get("ret")
-    if got.get("retcode") not in (0, None) or (
-        isinstance(ret, str) and ret.startswith(("ERROR", "Traceback", "The minion function"))
-    ):
+    if got.get("retcode", 0) != 0 or got.get("success") is False:
+        if failed_ok and isinstance(ret, dict):
+            return ret
         raise StepFailed(f"{what} on {tgt} failed: {ret}")
     return ret
 
 
-def _survivor_views(survivors, timeout):
-    """``pacemaker.status`` from every survivor that answers within ``timeout``."""
-    try:
-        res = _client().cmd(
-            survivors,
-            "pacemaker.status",
-            tgt_type="list",
-            timeout=timeout,
-            full_return=True,
-            gather_job_timeout=1,
-        )
-    except Exception as err:  # pylint: disable=broad-except
-        log.warning("hastack failover: pacemaker.status on the survivors failed: %s", err)
-        return {}
-    return {
-        m: r["ret"]
-        for m, r in res.items()
-        if r and r.get("retcode") in (0, None) and isinstance(r.get("ret"), dict)
-    }
+def _connected(names):
+    """Which of ``names`` this master sees connected, or None when it cannot tell
+    (``minion_data_cache`` off)."""
+    if not __opts__.get("minion_data_cache", True):
+        return None
+    return set(salt.utils.minions.CkMinions(__opts__).connected_ids(subset=list(names)))
 
 
-def _first_survivor(pol, node):
-    """``(worker, its pacemaker.status)``: the first survivor of ``node`` (in the
-    fallback order) whose Pacemaker answers, or ``(None, None)``."""
-    survivors = _survivors(pol, node)
-    views = _survivor_views(survivors, pol["confirm_timeout"])
-    worker = next((s for s in survivors if s in views), None)
-    return worker, views.get(worker)
-
-
-def _minion_silent(node, timeout):
-    """Whether ``node``'s minion is gone: not connected to this master, or connected
-    but not answering a ping within ``timeout``."""
-    if __opts__.get("minion_data_cache", True):
-        connected = salt.utils.minions.CkMinions(__opts__).connected_ids(subset=[node])
-        if node not in connected:
-            return True, "not connected"
+def _ping(node, timeout):
     try:
         res = _client().cmd(node, "test.ping", timeout=timeout, gather_job_timeout=1)
     except Exception:  # pylint: disable=broad-except
         res = {}
-    if res.get(node):
-        return False, "answered a ping"
-    return True, f"no answer to a ping within {timeout} s"
+    return bool(res.get(node))
+
+
+def _survivors(pol, node, lost=()):
+    """The node's survivors in the fallback order, those this master sees connected
+    first; none of ``lost``."""
+    preferred = [n for n in pol["fallback"] if n != node]
+    ordered = preferred + [n for n in pol["nodes"] if n != node and n not in preferred]
+    ordered = [n for n in ordered if n not in lost]
+    connected = _connected(ordered)
+    if connected is None:
+        return ordered
+    return [n for n in ordered if n in connected] + [n for n in ordered if n not in connected]
+
+
+def _first_survivor(pol, node, lost=()):
+    """``(survivor, its pacemaker.status)``: the first survivor of ``node`` whose
+    Pacemaker answers, or ``(None, None)``."""
+    for survivor in _survivors(pol, node, lost):
+        try:
+            return survivor, _run(survivor, "pacemaker.status", what="read Pacemaker")
+        except StepFailed:
+            continue
+    return None, None
 
 
 # --------------------------------------------------------------------------- the policy
@@ -278,33 +394,12 @@ def _pillar(minion):
     return (pillar.compile_pillar() or {}).get("hastack") or {}
 
 
-# A storm of duplicate signals must not compile the pillar once per signal: the policy
-# of a node is reused for this long (seconds) within the master's reactor process.
-POLICY_TTL = 2
-_POLICIES = {}
-_POLICIES_LOCK = threading.Lock()
-
-
-def _cluster(node):
-    """``(policy, stonith)`` for the cluster ``node`` belongs to, from its pillar."""
-    with _POLICIES_LOCK:
-        cached = _POLICIES.get(node)
-        if cached and time.monotonic() - cached[0] < POLICY_TTL:
-            return cached[1]
-    started = time.monotonic()
-    found = _compile_cluster(node)
-    found[0]["compiled_in"] = round(time.monotonic() - started, 3)
-    with _POLICIES_LOCK:
-        _POLICIES[node] = (time.monotonic(), found)
-    return found
-
-
 def _compile_cluster(node):
     tree = _pillar(node)
     pcmk = tree.get("pacemaker") or {}
     nodes = pcmk.get("nodes")
     if not nodes or node not in nodes:
-        raise policy_logic.Rejected(f"'{node}' is not a node of a hastack Pacemaker cluster")
+        raise signals.Rejected(f"'{node}' is not a node of a hastack Pacemaker cluster")
     addresses = (tree.get("floating_ips") or {}).get("addresses") or {}
     pol = policy_logic.policy(tree.get("failover"), nodes, addresses)
     pol["addresses"] = {
@@ -315,191 +410,230 @@ def _compile_cluster(node):
     return pol, stonith in ("true", "1", "yes", "on")
 
 
+_POLICY = {}
+
+
+def _policy_store():
+    store = _POLICY.get("store")
+    if store is None:
+        store = _POLICY["store"] = policy_logic.PolicyStore(
+            policy_logic.store_dir(__opts__["cachedir"]),
+            __opts__.get("hastack_failover_policy_max_age", 600),
+        )
+    return store
+
+
+def _entry(node):
+    """``node``'s policy entry (see ``PolicyStore``), compiled from its pillar when the
+    store has none that counts (the pillar changed, or it is older than its max age).
+    Only a minion this master accepted has a pillar to compile."""
+    now = time.time()
+    fingerprint = policy_logic.pillar_fingerprint(
+        __opts__.get("pillar_roots"), __opts__.get("ext_pillar")
+    )
+    entry = _policy_store().get(node, fingerprint, now)
+    if entry is not None:
+        return dict(entry, compiled_in=0.0)
+    if not os.path.exists(os.path.join(__opts__["pki_dir"], "minions", node)):
+        return {"rejected": f"'{node}' is not a minion of this master"}
+    started = time.monotonic()
+    try:
+        pol, stonith = _compile_cluster(node)
+        found = {"policy": pol, "stonith": stonith}
+    except signals.Rejected as err:
+        found = {"rejected": str(err)}
+    except SaltInvocationError as err:
+        found = {"invalid": f"the failover pillar of {node} is invalid: {err}"}
+    took = round(time.monotonic() - started, 3)
+    return dict(_policy_store().put(node, fingerprint, now, **found), compiled_in=took)
+
+
+def _cluster(node):
+    """``(policy, stonith)`` for the cluster ``node`` belongs to, from its pillar."""
+    entry = _entry(node)
+    if "rejected" in entry:
+        raise signals.Rejected(entry["rejected"])
+    if "invalid" in entry:
+        raise SaltInvocationError(entry["invalid"])
+    return dict(entry["policy"], compiled_in=entry["compiled_in"]), entry["stonith"]
+
+
+def _gate():
+    gate = _POLICY.get("gate")
+    if gate is None:
+        # No nonce memory here: the reactor's gate (failover.admit) already took this
+        # signal's nonce when it let the signal through.
+        gate = _POLICY["gate"] = signals.Gate(signals.AcceptedKeys(__opts__["pki_dir"]), _entry)
+    return gate
+
+
 # --------------------------------------------------------------------------- the steps
 
 
-def _survivors(pol, node):
-    preferred = [n for n in pol["fallback"] if n != node]
-    return preferred + [n for n in pol["nodes"] if n != node and n not in preferred]
-
-
-def _confirm(record, pol, stonith):
-    node = record["node"]
-    survivors = _survivors(pol, node)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        views = pool.submit(_survivor_views, survivors, pol["confirm_timeout"])
-        silent = pool.submit(_minion_silent, node, pol["confirm_timeout"])
-        views, (is_silent, how) = views.result(), silent.result()
-    answered = [s for s in survivors if s in views]
-    if not answered:
-        return False, "no survivor's Pacemaker answered", None
-    worker = next((s for s in answered if views[s].get("quorum")), answered[0])
-    ok, facts = policy_logic.confirm(node, views[worker], stonith, is_silent)
-    if not ok:
-        return False, facts, None
-    facts = dict(facts, minion=how, seen_by=worker)
-    return True, facts, (worker, views[worker])
-
-
-def _plan_pacemaker(node, pol, worker):
-    shift = _run(
-        worker,
-        "pacemaker.shift_away",
-        [node, pol["nodes"]],
-        {"fallback": pol["fallback"] or None, "test": True},
-        what="plan the Pacemaker shift",
-    )
+def _lock_spec(record, pol):
     return {
-        "pacemaker": shift["plan"],
-        "pacemaker_skipped": shift["skipped"],
-        "placement": shift["placement"],
+        "name": policy_logic.lock_name(record["node"]),
+        "holder": record["master"],
+        "value": record["id"],
+        "lease": pol["lease"],
     }
 
 
-def _plan_neutron(node, pol, worker):
-    out = {"routers": {}, "router_floating_ips": []}
-    if pol["routers"]:
+def _survey(record, pol, stonith, lock):
+    """``(worker, its survey)`` from the first survivor that answers, or (None, None)."""
+    lost = set(record.get("lost_workers", []))
+    for worker in _survivors(pol, record["node"], lost):
         try:
-            routers = _run(
+            got = _run(
                 worker,
-                "neutron_l3.move_routers",
-                kwarg={"from_host": pol["l3_hosts"].get(node, node), "test": True},
-                what="plan the router moves",
+                "failover.survey",
+                [record["node"], pol["nodes"]],
+                {
+                    "fallback": pol["fallback"],
+                    "stonith": stonith,
+                    "max_down": pol["max_down"],
+                    "routers": pol["routers"],
+                    "l3_host": pol["l3_hosts"].get(record["node"]),
+                    "reissue": pol["reissue"],
+                    "lock": lock,
+                },
+                what="confirm and plan",
             )
-            out["routers"] = routers["moved"]
-            out["router_floating_ips"] = routers["floating_ips"]
-        except StepFailed as err:
-            if "no L3 agent on" not in str(err):
-                raise
-    out["move"] = {
+        except WorkerLost:
+            lost.add(worker)
+            record["lost_workers"] = sorted(lost)
+            continue
+        return worker, got
+    return None, None
+
+
+def _confirm_and_plan(record, pol, stonith):
+    """Steps confirmed and planned; returns the ended record when it is skipped."""
+    node, steps = record["node"], record["steps"]
+    lock = _lock_spec(record, pol) if pol["mode"] == "act" else None
+    connected = _connected([node])
+    if connected is not None and node not in connected:
+        how = "not connected"
+        worker, got = _survey(record, pol, stonith, lock)
+    else:
+        # Still connected (hung, or cut off): ask it while a survivor looks, and take
+        # the lock only once both agree.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            pinged = pool.submit(_ping, node, pol["confirm_timeout"])
+            surveyed = pool.submit(_survey, record, pol, stonith, None)
+            answered, (worker, got) = pinged.result(), surveyed.result()
+        if answered:
+            reason = f"the minion on '{node}' still answers"
+            if got and not got["confirmed"]:
+                reason = got["reason"]
+            return _skip(record, reason)
+        how = f"no answer to a ping within {pol['confirm_timeout']} s"
+        if got and got["confirmed"] and not got.get("gates") and lock:
+            got["lock"] = _run(
+                worker,
+                "pacemaker.lock",
+                [lock["name"], lock["holder"]],
+                {"value": lock["value"], "lease": lock["lease"]},
+                what="take the incident lock",
+            )
+    if got is None:
+        return _skip(record, "no survivor answered")
+    if not got["confirmed"]:
+        return _skip(record, got["reason"])
+    if got.get("gates"):
+        record["gates"] = got["gates"]
+        return _skip(record, "; ".join(got["gates"].values()))
+    record["worker"] = worker
+    steps["confirmed"] = _report(
+        record,
+        "confirmed",
+        confirmed=dict(got["facts"], minion=how, seen_by=worker),
+        policy_compiled_in=pol.get("compiled_in"),
+        survey_took=got.get("took"),
+    )
+    _save(record)
+    held = got.get("lock")
+    if held and not held["acquired"] and held["value"] != record["id"]:
+        return _skip(record, f"incident {held['value']} of master {held['holder']} holds {node}")
+    plan = dict(got["plan"], node=node, mode=pol["mode"], worker=worker)
+    plan["move"] = {
         label: {"address": pol["addresses"][label].get("address")}
         for label in pol["move"].get(node, [])
     }
-    if pol["reissue"]:
-        out["reissue"] = _run(
-            worker,
-            "floating_ip.reissue",
-            kwarg={"host": node, "test": True},
-            what="plan the reissue",
-        )["reissued"]
-    return out
+    plan["gates"] = {"quorum": "passed", "blast_radius": f"passed (max_down {pol['max_down']})"}
+    record["plan"] = plan
+    steps["planned"] = _report(record, "planned", plan=plan, table=policy_logic.plan_table(plan))
+    _save(record)
+    return None
 
 
-def _both(first, second):
-    """Run two independent parts at once (Pacemaker's and Neutron's): ``(result or
-    error, result or error)``."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        futures = [pool.submit(first), pool.submit(second)]
-    out = []
-    for future in futures:
-        try:
-            out.append(future.result())
-        except (StepFailed, SaltInvocationError) as err:
-            out.append(err)
-    return out
-
-
-def _plan(record, pol, worker):
-    node = record["node"]
-    plan = {"node": node, "mode": pol["mode"], "worker": worker}
-    for part in _both(
-        lambda: _plan_pacemaker(node, pol, worker), lambda: _plan_neutron(node, pol, worker)
-    ):
-        if isinstance(part, Exception):
-            raise part
-        plan.update(part)
-    return plan
-
-
-def _shift(record, pol):
-    plan, node, worker = record["plan"], record["node"], record["plan"]["worker"]
-    started = time.monotonic()
-    # The planned constraints as they are: one guarded write, no second simulation.
-    done = _run(
-        worker,
-        "pacemaker.shift_away",
-        [node, pol["nodes"]],
-        {"plan": plan["pacemaker"]},
-        what="shift the Pacemaker constraints",
+def _replace_worker(record, pol, err):
+    """Another survivor for the lost worker, or StepFailed."""
+    lost = set(record.get("lost_workers", [])) | {record["worker"]}
+    record["lost_workers"] = sorted(lost)
+    worker, _ = _first_survivor(pol, record["node"], lost)
+    if worker is None:
+        raise StepFailed(f"{err}; no other survivor answers")
+    log.warning(
+        "hastack failover: %s: %s is lost, %s carries on", record["id"], record["worker"], worker
     )
-    wanted = {rsc: where for rsc, where in plan["placement"].items() if where}
-    settled = _run(
-        worker,
-        "pacemaker.settle",
-        [wanted],
-        {"timeout": pol["placement_timeout"]},
-        timeout=pol["placement_timeout"] + 30,
-        what="wait for the new placement",
-    )
-    if not settled["settled"]:
-        raise StepFailed(
-            f"the placement did not settle within {pol['placement_timeout']} s: "
-            f"wanted {wanted}, crm_mon shows {settled['placement']}"
-        )
-    return {
-        "constraints": done["plan"],
-        "placement": wanted,
-        "live_placement": settled["placement"],
-        "settled_in": settled["waited"],
-        "took": round(time.monotonic() - started, 3),
-    }
+    record.setdefault("workers", [record["worker"]]).append(worker)
+    record["worker"] = record["plan"]["worker"] = worker
+    _save(record)
+    return worker
 
 
-def _reissue(record, pol):
-    node, worker = record["node"], record["plan"]["worker"]
-    started = time.monotonic()
-    out = {"routers": {}, "moved": {}, "reissued": []}
-    progress = record.setdefault("progress", {})
-    if pol["routers"] and not progress.get("routers"):
+def _act(record, pol):
+    """Steps shifted and reissued, on the worker (replaced when it stops answering)."""
+    node, steps = record["node"], record["steps"]
+    parts = [p for p in ("shifted", "reissued") if p not in steps]
+    if not parts:
+        return
+    # A replaced worker or a resumed incident renews the lock first (same holder and
+    # incident: a takeover by another master after the lease shows there).
+    relock = bool(record.get("resumed") or record.get("workers"))
+    while True:
         try:
-            moved = _run(
-                worker,
-                "neutron_l3.move_routers",
-                kwarg={
-                    "from_host": pol["l3_hosts"].get(node, node),
-                    # The planned ones only, also when a cut-short move left one unhosted.
-                    "routers": sorted(record["plan"].get("routers") or {}) or None,
+            got = _run(
+                record["worker"],
+                "failover.act",
+                [node, pol["nodes"], record["plan"]],
+                {
+                    "parts": parts,
+                    "placement_timeout": pol["placement_timeout"],
+                    "routers": pol["routers"],
+                    "l3_host": pol["l3_hosts"].get(node),
+                    "move": pol["move"].get(node, []),
+                    "reissue": pol["reissue"],
+                    "neutron_deadline": pol["neutron_deadline"],
+                    "lock": _lock_spec(record, pol) if relock else None,
                 },
-                what="move the routers",
+                what="carry out the plan",
+                failed_ok=True,
             )
-        except StepFailed as err:
-            if "no L3 agent on" not in str(err):
-                raise
-            moved = {"moved": {}, "failed": {}}
-        if moved["failed"]:
-            raise StepFailed(f"routers not moved: {moved['failed']}")
-        progress["routers"] = moved["moved"]
-        _save(record)
-    out["routers"] = progress.get("routers", {})
-    for label in pol["move"].get(node, []):
-        if label in progress.setdefault("moved", {}):
+            break
+        except WorkerLost as err:
+            _replace_worker(record, pol, err)
+            relock = True
+    returned = time.time()
+    held = got.get("lock")
+    if held and not held["acquired"] and held["value"] != record["id"]:
+        raise StepFailed(f"incident {held['value']} of master {held['holder']} holds {node}")
+    # Each part's time since the signal: when the job's answer came, less how long
+    # before the last part's end this part ended (the worker's clock, differences only).
+    last = max(got[p]["ended"] for p in parts if p in got)
+    errors = []
+    for part in parts:
+        result = dict(got.get(part) or {"error": "not done"})
+        ended = result.pop("ended", last)
+        if "error" in result:
+            errors.append(result["error"])
             continue
-        res = _run(worker, "floating_ip.move", [label], what=f"move floating IP {label}")
-        progress["moved"][label] = res["address"]
+        since = returned - (last - ended) - record["signal"]["received"]
+        steps[part] = _report(record, part, since=since, **result)
         _save(record)
-    out["moved"] = progress.get("moved", {})
-    if pol["reissue"] and not progress.get("reissued"):
-        res = _run(
-            worker,
-            "floating_ip.reissue",
-            kwarg={"host": node, "deadline": pol["neutron_deadline"]},
-            timeout=pol["neutron_deadline"] + 30,
-            what="reissue the floating IPs",
-        )
-        progress["reissued"] = res["reissued"]
-        _save(record)
-    out["reissued"] = progress.get("reissued", [])
-    if pol["routers"]:
-        # move_routers read each move back from its new (live) agent; a planned router
-        # it did not move this time (a resumed incident) is read back here.
-        serving = {r: m["to"] for r, m in out["routers"].items()}
-        if set(record["plan"].get("routers") or {}) - set(serving):
-            serving = _routers_serving(
-                record, pol, _run(worker, "neutron_l3.agents", what="read back the L3 agents")
-            )
-        out["serving"] = serving
-    out["took"] = round(time.monotonic() - started, 3)
-    return out
+    if errors:
+        raise StepFailed("; ".join(errors))
 
 
 def _routers_serving(record, pol, agents):
@@ -518,28 +652,17 @@ def _routers_serving(record, pol, agents):
 
 def _verify(record, pol):
     """What the two parts read back: Pacemaker's placement (``settle`` saw it hold the
-    plan) and the routers on live agents. A resumed incident whose parts were done
-    before reads both again."""
+    plan) and the routers on live agents. A resumed incident reads both again."""
     steps = record["steps"]
     shifted, reissued = steps.get("shifted", {}), steps.get("reissued", {})
-    worker = record["plan"]["worker"]
+    worker = record["worker"]
     placement = shifted.get("live_placement")
-    if record.get("resumed") or placement is None or (pol["routers"] and "serving" not in reissued):
-        view, agents = _both(
-            lambda: _run(worker, "pacemaker.status", what="read back Pacemaker"),
-            lambda: (
-                _run(worker, "neutron_l3.agents", what="read back the L3 agents")
-                if pol["routers"]
-                else None
-            ),
-        )
-        for part in (view, agents):
-            if isinstance(part, Exception):
-                raise part
-        placement = view["resources"]
-        serving = _routers_serving(record, pol, agents) if pol["routers"] else {}
-    else:
-        serving = reissued.get("serving", {})
+    serving = reissued.get("serving", {})
+    if record.get("resumed") or placement is None:
+        placement = _run(worker, "pacemaker.status", what="read back Pacemaker")["resources"]
+        if pol["routers"]:
+            agents = _run(worker, "neutron_l3.agents", what="read back the L3 agents")
+            serving = _routers_serving(record, pol, agents)
     wrong = {
         rsc: placement.get(rsc)
         for rsc, where in record["plan"]["placement"].items()
@@ -593,169 +716,142 @@ def _skip_duplicate(node, source, sender, received, reason, mode=None):
 def _drive(record, pol, stonith):
     """Run (or resume) ``record`` to its end; every step is saved as it completes."""
     node, steps = record["node"], record["steps"]
-    speculative = None
     try:
-        if "confirmed" not in steps:
-            # A cluster member's signal is usually right: plan (reads and a simulation
-            # only, nothing written) while confirming, on the survivor that will most
-            # likely do the work. A presence hint is not worth the survivor's CPU.
-            guess = _survivors(pol, node)[0]
-            with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-                confirming = pool.submit(_confirm, record, pol, stonith)
-                if record["signal"]["source"] != "presence":
-                    speculative = (guess, pool.submit(_plan, record, pol, guess))
-                ok, facts, found = confirming.result()
-            if not ok:
-                return _skip(record, facts)
-            worker, view = found
-            held = policy_logic.gates(node, view, pol["nodes"], pol["max_down"])
-            if held:
-                record["gates"] = held
-                return _skip(record, "; ".join(held.values()))
-            record["worker"] = worker
-            steps["confirmed"] = _report(
-                record, "confirmed", confirmed=facts, policy_compiled_in=pol.get("compiled_in")
-            )
-            _save(record)
         if "planned" not in steps:
-            if pol["mode"] == "act":
-                held = _run(
-                    record["worker"],
-                    "pacemaker.lock",
-                    [policy_logic.lock_name(node), record["master"]],
-                    {"value": record["id"], "lease": pol["lease"]},
-                    what="take the incident lock",
-                )
-                if not held["acquired"] and held["value"] != record["id"]:
-                    return _skip(
-                        record, f"incident {held['value']} of master {held['holder']} holds {node}"
-                    )
-            plan = None
-            if speculative and speculative[0] == record["worker"]:
-                try:
-                    plan = speculative[1].result()
-                except (StepFailed, SaltInvocationError):
-                    plan = None
-            record["plan"] = plan or _plan(record, pol, record["worker"])
-            record["plan"]["gates"] = {
-                "quorum": "passed",
-                "blast_radius": f"passed (max_down {pol['max_down']})",
-            }
-            steps["planned"] = _report(
-                record,
-                "planned",
-                plan=record["plan"],
-                table=policy_logic.plan_table(record["plan"]),
-            )
-            _save(record)
+            if "confirmed" in steps:
+                # Cut short between the two: confirm and plan again.
+                del steps["confirmed"]
+            if _confirm_and_plan(record, pol, stonith) is not None:
+                return record
         if pol["mode"] == "observe":
             return _skip(record, "observe mode: planned only")
-        # Pacemaker's part and Neutron's part do not wait for each other; their events
-        # still come in the contract's order, each with its own duration ("took").
-        shifted, reissued = _both(
-            (lambda: None) if "shifted" in steps else lambda: _shift(record, pol),
-            (lambda: None) if "reissued" in steps else lambda: _reissue(record, pol),
-        )
-        for step, result in (("shifted", shifted), ("reissued", reissued)):
-            if isinstance(result, Exception):
-                raise result
-            if result is not None:
-                steps[step] = _report(record, step, **result)
-                _save(record)
+        _act(record, pol)
         verified = _verify(record, pol)
         _set_armed(node, record["id"])
-        return _finish(record, "done", "done", verified=verified)
-    except (StepFailed, SaltInvocationError) as err:
+        return _finish(record, "done", "done", verified=verified, workers=record.get("workers"))
+    except (StepFailed, SaltInvocationError, CommandExecutionError) as err:
         done = [s for s in policy_logic.STEPS if s in steps]
         left = [s for s in policy_logic.STEPS if s not in steps]
         record["error"] = str(err)
+        log.error("hastack failover: incident %s failed: %s", record["id"], err)
         _set_armed(node, record["id"])
         return _finish(record, "failed", "failed", error=str(err), done=done, left=left)
+
+
+def _node_online(pol, node):
+    """``(survivor, whether its Pacemaker sees node online)``."""
+    worker, view = _first_survivor(pol, node)
+    online = bool(worker) and bool((view["nodes"].get(node) or {}).get("online"))
+    return worker, online
+
+
+def _resume(record, pol, stonith):
+    """Finish an unfinished incident, or close it when its node is back."""
+    record.setdefault("resumed", []).append(time.time())
+    _, online = _node_online(pol, record["node"])
+    if online:
+        log.info("hastack failover: %s is back: closing incident %s", record["node"], record["id"])
+        _save(record)
+        return _up_locked(record["node"], pol, "resume")
+    log.info("hastack failover: resuming incident %s", record["id"])
+    return _drive(record, pol, stonith)
 
 
 def _handle_down(node, source, sender, received):
     try:
         pol, stonith = _cluster(node)
-    except policy_logic.Rejected as err:
-        return _reject(policy_logic.DOWN, sender, str(err))
-    with _node_lock(node) as mine:
-        if not mine:
-            return _skip_duplicate(
-                node, source, sender, received, "an incident for this node is in progress"
-            )
+    except signals.Rejected as err:
+        return _reject(signals.DOWN, {"id": sender}, str(err))
+
+    def work():
         last = _armed_state(node)
-        if last:
-            record = _load(last)
-            if record and record["state"] in ("running", "failed"):
-                log.info("hastack failover: resuming incident %s", last)
-                record.setdefault("resumed", []).append(time.time())
-                return _drive(record, pol, stonith)
-            observed = (
-                record
-                and record["state"] == "skipped"
-                and str(record.get("reason", "")).startswith("observe mode")
-                and pol["mode"] == "observe"
+        record = _load(last) if last else None
+        if record and record["state"] in ("running", "failed"):
+            record.setdefault("resumed", []).append(time.time())
+            log.info("hastack failover: resuming incident %s", last)
+            return _drive(record, pol, stonith)
+        observed = (
+            record
+            and record["state"] == "skipped"
+            and str(record.get("reason", "")).startswith("observe mode")
+            and pol["mode"] == "observe"
+        )
+        if record and (record["state"] == "done" or observed):
+            return _skip_duplicate(
+                node,
+                source,
+                sender,
+                received,
+                f"already handled by incident {last} (re-armed when the node is back)",
+                mode=pol["mode"],
             )
-            if record and (record["state"] == "done" or observed):
-                return _skip_duplicate(
-                    node,
-                    source,
-                    sender,
-                    received,
-                    f"already handled by incident {last} (re-armed when the node is back)",
-                    mode=pol["mode"],
-                )
         record = _new_record(node, source, sender, received, pol["mode"])
         _set_armed(node, record["id"])
         _save(record)
         return _drive(record, pol, stonith)
 
+    out = _holding_node(node, work, pol)
+    if out is _BUSY:
+        return _skip_duplicate(
+            node, source, sender, received, "an incident for this node is in progress"
+        )
+    return out
+
+
+def _up_locked(node, pol, source):
+    """The node is back (its lock held): close its incident, restore, re-arm."""
+    last = _armed_state(node)
+    record = _load(last) if last else None
+    worker, online = _node_online(pol, node)
+    if not online:
+        return {"node": node, "up": "Pacemaker does not see it online yet"}
+    if record is None or record["state"] == "skipped":
+        # Nothing was done for it (not confirmed, a gate, observe mode): re-armed.
+        _set_armed(node, None)
+        return {"node": node, "up": "re-armed; no incident to close"}
+    restored = None
+    try:
+        if pol["mode"] == "act" and pol["restore"] == "auto":
+            restored = _run(worker, "pacemaker.restore", [node], what="restore the preferences")
+        _run(
+            worker,
+            "pacemaker.unlock",
+            [policy_logic.lock_name(node), record["master"]],
+            what="release the incident lock",
+        )
+    except StepFailed as err:
+        # The node stays armed to this incident: the beacon sends hastack/node/up again
+        # while the lock is held (or: salt-run failover.node_up).
+        _report(record, "failed", error=f"node back: {err}", done=[], left=["restored"])
+        return {"node": node, "up": f"not restored: {err}"}
+    _set_armed(node, None)
+    record["closed"] = time.time()
+    data = _report(
+        record,
+        "restored",
+        restore=pol["restore"],
+        removed=restored,
+        closed_by=source,
+        hint=None if restored is not None else f"salt-run failover.restore {node}",
+    )
+    record["steps"]["restored"] = data
+    _save(record)
+    return record
+
 
 def _handle_up(node, source, sender, received):
     try:
         pol, _ = _cluster(node)
-    except policy_logic.Rejected as err:
-        return _reject(policy_logic.UP, sender, str(err))
-    with _node_lock(node) as mine:
-        if not mine:
-            return {"node": node, "up": "an incident for this node is in progress; try again"}
-        last = _armed_state(node)
-        record = _load(last) if last else None
-        worker, view = _first_survivor(pol, node)
-        if worker is None or not (view["nodes"].get(node) or {}).get("online"):
-            return {"node": node, "up": "Pacemaker does not see it online yet"}
-        if record is None or record["state"] == "skipped":
-            # Nothing was done for it (not confirmed, a gate, observe mode): re-armed.
-            _set_armed(node, None)
-            return {"node": node, "up": "re-armed; no incident to close"}
-        restored = None
-        try:
-            if pol["mode"] == "act" and pol["restore"] == "auto":
-                restored = _run(worker, "pacemaker.restore", [node], what="restore the preferences")
-            _run(
-                worker,
-                "pacemaker.unlock",
-                [policy_logic.lock_name(node), record["master"]],
-                what="release the incident lock",
-            )
-        except StepFailed as err:
-            # The node stays armed to this incident: the next hastack/node/up (or
-            # salt-run failover.node_up) tries again.
-            _report(record, "failed", error=f"node back: {err}", done=[], left=["restored"])
-            return {"node": node, "up": f"not restored: {err}"}
-        _set_armed(node, None)
-        record["closed"] = time.time()
-        _save(record)
-        data = _report(
-            record,
-            "restored",
-            restore=pol["restore"],
-            removed=restored,
-            hint=None if restored is not None else f"salt-run failover.restore {node}",
-        )
-        record["steps"]["restored"] = data
-        _save(record)
-        return record
+    except signals.Rejected as err:
+        return _reject(signals.UP, {"id": sender}, str(err))
+    out = _holding_node(node, lambda: _up_locked(node, pol, source), pol)
+    if out is not _BUSY:
+        return out
+    _note_up(node, source, sender, received)
+    # The holder may have looked for a noted return already: try once more.
+    if _holding_node(node, None, pol) is _BUSY:
+        return {"node": node, "up": "noted: served when the running incident ends"}
+    return {"node": node, "up": "served"}
 
 
 def _resume_unfinished():
@@ -767,29 +863,43 @@ def _resume_unfinished():
         if record and record["state"] == "running":
             try:
                 pol, stonith = _cluster(record["node"])
-            except policy_logic.Rejected:
+            except (signals.Rejected, SaltInvocationError):
                 continue
-            with _node_lock(record["node"]) as mine:
-                if mine:
-                    record.setdefault("resumed", []).append(time.time())
-                    _drive(record, pol, stonith)
+            _holding_node(record["node"], lambda r=record: _resume(r, pol, stonith), pol)
+
+
+def _presence_nodes(lost):
+    """The cluster nodes a presence event names that this master knows (its cached
+    policy; no compile) and no longer sees connected."""
+    known = [n for n in lost if "policy" in (_policy_entry_cached(n) or {})]
+    connected = _connected(known) or set()
+    return [n for n in known if n not in connected]
+
+
+def _policy_entry_cached(node):
+    fingerprint = policy_logic.pillar_fingerprint(
+        __opts__.get("pillar_roots"), __opts__.get("ext_pillar")
+    )
+    return _policy_store().get(node, fingerprint, time.time())
 
 
 # --------------------------------------------------------------------------- the runner functions
 
 
+@_operator_facing
 def signal(tag, envelope):
     """
-    Answer a signal the reactor hands over, after checking its envelope (the thin
-    reactor SLS ``salt://hastack/reactor/signal.sls`` calls this with the event's tag
-    and whole data). ``hastack/node/down`` and ``hastack/node/up`` count only from an
-    allowed reporter other than the node reported (the master-set ``id`` of a minion
-    event); ``salt/presence/change`` only as the master fires it, and its ``lost``
-    cluster nodes are only a hint to confirm. A rejected signal becomes
-    ``hastack/failover/rejected`` and nothing else happens.
+    Answer a signal the reactor hands over (``salt://hastack/reactor/signal.sls``, with
+    the event's tag and whole data, once ``failover.admit`` let it through), checking it
+    again: a node signal must be signed by an allowed reporter other than the node (the
+    key this master accepted for it) and fresh; a presence event only hints at the
+    cluster nodes this master no longer sees connected. A rejected signal becomes
+    ``hastack/failover/rejected`` with the true reason, a line in the master log and a
+    failed return (``retcode: 1``).
 
     tag
         The event's tag.
+
     envelope
         The event's data as the master bus carries it.
 
@@ -800,37 +910,22 @@ def signal(tag, envelope):
         salt-run failover.signal hastack/node/down '{cmd: _minion_event, id: bob, data: {node: alice}}'
     """
     received = time.time()
-    if not isinstance(envelope, dict):
-        envelope = {}
-    sender = policy_logic.sender_of(envelope)
-    if tag == policy_logic.PRESENCE:
-        # The first presence event after a master restart also finishes what it left.
-        _resume_unfinished()
-    candidate = (envelope.get("data") or {}).get("node") if tag != policy_logic.PRESENCE else None
-    nodes, reporters = [], []
-    if candidate:
-        try:
-            pol, _ = _cluster(candidate)
-            nodes, reporters = pol["nodes"], pol["reporters"]
-        except policy_logic.Rejected as err:
-            return _reject(tag, sender, str(err))
-        except SaltInvocationError as err:
-            return _reject(tag, sender, f"the failover pillar is invalid: {err}")
-    elif tag == policy_logic.PRESENCE:
-        lost = envelope.get("lost") or []
-        for minion in lost:
-            try:
-                pol, _ = _cluster(minion)
-            except (policy_logic.Rejected, SaltInvocationError):
-                continue
-            nodes = sorted(set(nodes) | set(pol["nodes"]))
     try:
-        kind, targets, sender = policy_logic.read_signal(tag, envelope, nodes, reporters)
-    except policy_logic.Rejected as err:
-        return _reject(tag, sender, str(err))
-    source = "presence" if tag == policy_logic.PRESENCE else f"{sender}"
+        if tag == signals.PRESENCE:
+            _, _, lost = signals.read(tag, envelope)
+            # The first presence event after a master restart also finishes what it left.
+            _resume_unfinished()
+            return {
+                node: _summary(_handle_down(node, "presence", None, received))
+                for node in _presence_nodes(lost)
+            }
+        kind, sender, node = _gate().node_signal(tag, envelope, received)
+    except signals.Rejected as err:
+        return _reject(tag, envelope, str(err))
+    except SaltInvocationError as err:
+        return _reject(tag, envelope, str(err))
     handle = _handle_down if kind == "down" else _handle_up
-    return {node: _summary(handle(node, source, sender, received)) for node in targets}
+    return {node: _summary(handle(node, sender, sender, received))}
 
 
 def _summary(record):
@@ -845,6 +940,7 @@ def _summary(record):
     }
 
 
+@_operator_facing
 def node_down(node):
     """
     A person reports ``node`` down: the same confirmation, gates and steps as a signal
@@ -862,11 +958,13 @@ def node_down(node):
     return _summary(_handle_down(node, "operator", None, time.time()))
 
 
+@_operator_facing
 def node_up(node):
     """
     A person reports ``node`` back: once a survivor's Pacemaker sees it online, its
     incident is closed, the node re-armed and (``hastack:failover:restore: auto``) its
-    preferences restored.
+    preferences restored. While its incident still runs, the return is noted and served
+    when the incident ends.
 
     node
         The Pacemaker node that is back.
@@ -880,6 +978,7 @@ def node_up(node):
     return _summary(_handle_up(node, "operator", None, time.time()))
 
 
+@_operator_facing
 def restore(node):
     """
     Restore ``node``'s Pacemaker preferences by hand (``hastack:failover:restore:
@@ -901,10 +1000,12 @@ def restore(node):
     return _run(worker, "pacemaker.restore", [node], what="restore the preferences")
 
 
+@_operator_facing
 def resume(incident=None):
     """
     Finish an incident that ended ``failed`` (or was cut short by a master restart):
-    the steps it finished are not redone.
+    the steps it finished are not redone. When its node is back, the incident is closed
+    instead (preferences restored, the node re-armed).
 
     incident
         The incident id; default: every unfinished incident.
@@ -921,15 +1022,15 @@ def resume(incident=None):
         raise SaltInvocationError(f"incident: no incident '{incident}'")
     out = {}
     for record in wanted:
-        if record["state"] not in ("running", "failed"):
+        if record["state"] not in ("running", "failed") or record.get("closed"):
             continue
+        if _armed_state(record["node"]) != record["id"]:
+            continue  # superseded by a later incident of the node, or closed
         pol, stonith = _cluster(record["node"])
-        with _node_lock(record["node"]) as mine:
-            if not mine:
-                out[record["id"]] = {"state": "running elsewhere on this master"}
-                continue
-            record.setdefault("resumed", []).append(time.time())
-            out[record["id"]] = _summary(_drive(record, pol, stonith))
+        done = _holding_node(record["node"], lambda r=record: _resume(r, pol, stonith), pol)
+        out[record["id"]] = (
+            {"state": "running elsewhere on this master"} if done is _BUSY else _summary(done)
+        )
     return out
 
 
@@ -938,6 +1039,7 @@ def _step_order(step):
     return order.index(step) if step in order else len(order)
 
 
+@_operator_facing
 def incidents(node=None):
     """
     The incidents this master recorded, oldest first: id, node, state, each step's
@@ -959,6 +1061,7 @@ def incidents(node=None):
     ]
 
 
+@_operator_facing
 def drill(node):
     """
     What losing ``node`` would do, as a readable table: the resources that move and
@@ -974,16 +1077,67 @@ def drill(node):
 
         salt-run failover.drill alice
     """
-    pol, _ = _cluster(node)
-    worker, view = _first_survivor(pol, node)
-    if worker is None:
-        raise SaltInvocationError(f"node: no survivor of {node}'s cluster answered")
-    imagined = dict(view, nodes=dict(view["nodes"], **{node: {"online": False}}))
-    held = policy_logic.gates(node, imagined, pol["nodes"], pol["max_down"])
-    record = {"id": "drill", "node": node}
-    plan = _plan(record, pol, worker)
+    pol, stonith = _cluster(node)
+    lost = set()
+    while True:
+        worker = next(iter(_survivors(pol, node, lost)), None)
+        if worker is None:
+            raise SaltInvocationError(f"node: no survivor of {node}'s cluster answered")
+        try:
+            got = _run(
+                worker,
+                "failover.survey",
+                [node, pol["nodes"]],
+                {
+                    "fallback": pol["fallback"],
+                    "stonith": stonith,
+                    "max_down": pol["max_down"],
+                    "routers": pol["routers"],
+                    "l3_host": pol["l3_hosts"].get(node),
+                    "reissue": pol["reissue"],
+                    "imagine": True,
+                },
+                what="plan",
+            )
+            break
+        except WorkerLost:
+            lost.add(worker)
+    held = got.get("gates") or {}
+    plan = dict(got["plan"], node=node, mode=pol["mode"], worker=worker)
+    plan["move"] = {
+        label: {"address": pol["addresses"][label].get("address")}
+        for label in pol["move"].get(node, [])
+    }
     plan["gates"] = {
         "quorum": held.get("quorum", "passes"),
         "blast_radius": held.get("blast_radius", f"passes (max_down {pol['max_down']})"),
     }
     return policy_logic.plan_table(plan)
+
+
+@_operator_facing
+def formula_root():
+    """
+    Where the formula installed with hastack's package lies on this master (the folder
+    holding ``hastack/``, the reactor SLS included): add it to ``file_roots`` to serve
+    ``salt://hastack``. A master that runs hastack from file_roots or gitfs serves the
+    repository's ``salt/`` folder instead.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run failover.formula_root
+    """
+    try:
+        import saltext.hastack  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        saltext = None
+    root = os.path.join(os.path.dirname(saltext.hastack.__file__), "formula") if saltext else ""
+    if not os.path.isfile(os.path.join(root, "hastack", "reactor", "signal.sls")):
+        raise SaltInvocationError(
+            "hastack is not installed as a package on this master (pip install "
+            "saltext.hastack); from file_roots or gitfs, serve the repository's salt/ folder, "
+            "which holds the formula"
+        )
+    return root
