@@ -4,10 +4,12 @@ its minion too), Listing 2 applied, and the lab Neutron (lab/neutronlab.py) with
 workshop topology, L3 agents on alice, bob and charlie and routers with floating IPs
 on alice's agent.
 
-The master runs this checkout's failover runner and the shipped wiring: its reactor and
-presence settings are ``salt/hastack/files/hastack-failover.conf`` as README tells an
-operator to install it. The minions load the modules and the ``hastack_cluster`` beacon
-from this checkout; ``hastack.failover`` (the formula) switches the beacon on.
+The master runs this checkout's failover runner, gate and engine with the shipped
+wiring, as README tells an operator to install it: ``salt/hastack/files/
+hastack-failover.conf`` (the hastack_signals engine, presence), or with ``wiring=
+"reactor"`` ``hastack-failover-reactor.conf`` (the reactor rule). The minions load the
+modules and the ``hastack_cluster`` beacon from this checkout; ``hastack.failover`` (the
+formula) switches the beacon on.
 
 Stand-ins, because nothing real can run here: the L3 agents are rows that Neutron's own
 state-report handler writes (lab/neutron_agent_report.py); ``heartbeat`` refreshes the
@@ -40,7 +42,12 @@ MINION_ADDR = {
     # A minion of the same Salt setup that is no cluster node (not an allowed reporter).
     "eve": "127.0.0.14",
 }
-SHIPPED_MASTER_CONF = os.path.join(REPO, "salt", "hastack", "files", "hastack-failover.conf")
+# The shipped master settings, as README tells an operator to install them: the engine
+# (the default) or the reactor rule (a master that runs no engines).
+SHIPPED_MASTER_CONF = {
+    "engine": os.path.join(REPO, "salt", "hastack", "files", "hastack-failover.conf"),
+    "reactor": os.path.join(REPO, "salt", "hastack", "files", "hastack-failover-reactor.conf"),
+}
 
 
 class LabError(RuntimeError):
@@ -58,8 +65,10 @@ def failover_pillar(cloud, policy=None):
         "roles": ["controller"],
         "addresses": {"web": {"port": "edge-router-vm0", "standby": {"port": "web-standby"}}},
     }
+    # A return is repeated every 10 s while its incident's lock is held (30 s by default).
     hastack["failover"] = dict(
-        {"placement_timeout": 90, "move": {"alice": ["web"]}}, **(policy or {})
+        {"placement_timeout": 90, "move": {"alice": ["web"]}, "beacon_resend": 10},
+        **(policy or {}),
     )
     return pillar
 
@@ -76,6 +85,7 @@ class Lab:
         self._beater = None
         self.ports = {"publish": procs.free_port(), "ret": procs.free_port()}
         self.master_conf = os.path.join(d, "master", "conf")
+        self._keys = {}  # minion id: its private key (signed)
 
     # ----------------------------------------------------------------- Neutron
 
@@ -148,12 +158,12 @@ class Lab:
 
     # ----------------------------------------------------------------- Salt
 
-    def _write_master(self, policy=None, extra=None):
+    def _write_master(self, policy=None, extra=None, wiring="engine"):
         root = os.path.join(self.dir, "master")
         pillar_dir = os.path.join(self.dir, "pillar")
         os.makedirs(self.master_conf, exist_ok=True)
         os.makedirs(pillar_dir, exist_ok=True)
-        with open(SHIPPED_MASTER_CONF, encoding="utf-8") as fh:
+        with open(SHIPPED_MASTER_CONF[wiring], encoding="utf-8") as fh:
             shipped = yaml.safe_load(fh)
         config = dict(
             shipped,
@@ -173,11 +183,15 @@ class Lab:
             file_roots={"base": [os.path.join(REPO, "salt")]},
             pillar_roots={"base": [pillar_dir]},
             runner_dirs=[os.path.join(REPO, "_runners")],
-            # The reactor's gate (failover.admit) is an execution module of the master's.
+            engines_dirs=[os.path.join(REPO, "_engines")],
+            # The gate (failover.admit) is an execution module of the master's.
             module_dirs=[os.path.join(REPO, "_modules")],
             utils_dirs=[os.path.join(REPO, "_utils")],
             extension_modules=os.path.join(root, "extmods"),
             minion_data_cache=True,
+            # Rejections reported at most every 2 s per sender (10 by default): the
+            # tests send several from one sender in a row.
+            hastack_failover_report_interval=2,
         )
         for key, value in (extra or {}).items():
             # Lists (reactor, file_roots) are extended, not replaced.
@@ -335,13 +349,55 @@ class Lab:
         pcmklab.kill(self.pcmk, node)
         self.minion_pids.pop(node, None)
 
-    def revive(self, node, timeout=90):
-        """The node boots again: corosync + Pacemaker, its L3 agent, then its minion."""
+    def revive(self, node, timeout=90, wait=True):
+        """The node boots again: corosync + Pacemaker, its L3 agent, then its minion
+        (``wait``: until it answers the master)."""
         pcmklab.restart(self.pcmk, node, timeout)
         self.alive.add(node)
         neutronlab.report_l3_agents(self.neutron, node)
         self.start_minion(node)
-        self.wait_minions([node])
+        if wait:
+            self.wait_minions([node])
+
+    def signed(self, signer, tag, node, seen=None, **extra):
+        """A node signal's data as ``signer``'s hastack_cluster beacon signs it (with that
+        minion's own key, from its pki directory here)."""
+        import salt.crypt  # pylint: disable=import-outside-toplevel
+
+        if os.path.join(REPO, "salt", "_utils") not in sys.path:
+            sys.path.append(os.path.join(REPO, "salt", "_utils"))
+        from hastack_utils import signals  # pylint: disable=import-outside-toplevel
+
+        key = self._keys.get(signer)
+        if key is None:
+            key = self._keys[signer] = salt.crypt.PrivateKey.from_file(
+                os.path.join(self.dir, f"salt-minion-{signer}", "pki", "minion.pem")
+            )
+        return signals.signed_data(key, tag, signer, node, seen or time.time(), **extra)
+
+    def batch(self, sender, events):
+        """``sender``'s own minion sends ``events`` (``[{tag, data}]``) as one batch, the
+        way beacon returns travel: the master forwards each event's data as it is, so
+        the sender can write any envelope (any ``id``) into it."""
+        out = self.client().cmd(
+            sender,
+            "event.fire_master",
+            [{}, "hastack/lab/batch"],
+            kwarg={"preload": {"events": events}},
+            timeout=60,
+        )
+        if out.get(sender) is not True:
+            raise LabError(f"{sender} did not send its batch: {out}")
+
+    def kill_minion(self, node):
+        """The node stays up, its salt-minion dies: the minion and every job it runs."""
+        import signal as signals  # pylint: disable=import-outside-toplevel
+
+        pid = self.minion_pids.pop(node)
+        try:
+            os.killpg(pid, signals.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def placement(self, node="bob"):
         out = self.client().cmd(node, "pacemaker.status", timeout=30)
@@ -361,10 +417,12 @@ class Lab:
             neutronlab.stop(self.neutron["dir"])
 
 
-def start(d=None, policy=None, extra_master=None):
+def start(d=None, policy=None, extra_master=None, wiring="engine"):
     """Start everything; the lab is ready when the three minions answer the master, the
     beacon runs on each and Listing 2 is applied and settled. ``extra_master`` adds
-    master settings (lists such as ``reactor`` are extended)."""
+    master settings (lists such as ``reactor`` are extended); ``wiring`` is the shipped
+    master settings to use: ``engine`` (hastack-failover.conf) or ``reactor``
+    (hastack-failover-reactor.conf)."""
     d = os.path.abspath(d or os.path.join("/var/tmp", f"hastack-failover-{os.getpid()}"))
     os.makedirs(d, exist_ok=True)
     os.chmod(d, 0o755)  # the lab PostgreSQL (user postgres) works in here
@@ -372,7 +430,7 @@ def start(d=None, policy=None, extra_master=None):
     try:
         lab.pcmk = pcmklab.start(os.path.join(d, "pcmk"))
         lab._start_neutron()
-        lab._write_master(policy, extra_master)
+        lab._write_master(policy, extra_master, wiring)
         lab.start_master()
         for node in (*NODES, "eve"):
             lab.start_minion(node)

@@ -2,11 +2,12 @@
 module documents each of its parameters (an rST definition list: the name on its own
 line, the description indented below it), and every execution function has a
 ``CLI Example:`` in the ``salt '*' ...`` form (one that runs on the master: ``salt-run
-salt.cmd ...``; a runner: ``salt-run ...``; a beacon's
+salt.cmd ...``; a runner: ``salt-run ...``; an engine: the master's ``engines:`` setting;
+a beacon's
 ``beacon``: how to add it).
 
 Usage: python tools/check_docs.py [FILE ...]
-(default: _modules, _states, _runners, _beacons)
+(default: _modules, _states, _runners, _beacons, _engines)
 """
 
 import ast
@@ -23,6 +24,7 @@ def problems(path):
     is_state = os.sep + "_states" + os.sep in path
     is_runner = os.sep + "_runners" + os.sep in path
     is_beacon = os.sep + "_beacons" + os.sep in path
+    is_engine = os.sep + "_engines" + os.sep in path
     found = []
     for node in tree.body:
         if not isinstance(node, ast.FunctionDef) or node.name.startswith("_"):
@@ -45,7 +47,11 @@ def problems(path):
                 re.M,
             ):
                 found.append(f"{where}: parameter '{param}' is not documented")
-        if is_runner:
+        if is_engine:
+            # Started by the master from its config: the example is that config.
+            if not re.search(r"^ +engines:\n", doc, re.M):
+                found.append(f"{where}: no example of the master's engines setting")
+        elif is_runner:
             if "CLI Example:" not in doc or not re.search(r"^ +salt-run ", doc, re.M):
                 found.append(f"{where}: no 'CLI Example:' in the salt-run ... form")
         elif not is_state:
@@ -67,6 +73,7 @@ def main(paths):
         + glob.glob(os.path.join(REPO, "_states", "*.py"))
         + glob.glob(os.path.join(REPO, "_runners", "*.py"))
         + glob.glob(os.path.join(REPO, "_beacons", "*.py"))
+        + glob.glob(os.path.join(REPO, "_engines", "*.py"))
     )
     found = [p for path in paths for p in problems(os.path.abspath(path))]
     for line in found:

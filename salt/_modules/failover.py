@@ -233,6 +233,36 @@ def _plan_neutron(node, l3_host, routers, reissue):
     return out
 
 
+def plan_neutron(node, l3_host=None, routers=True, reissue=False):
+    """
+    Neutron's part of a failover plan for ``node``, read only: the routers on its L3
+    agent, where each would go and the floating IPs behind them (and, with
+    ``reissue``, the floating IPs of its ports). The failover runner asks it beside
+    ``failover.survey``, on another process, so Pacemaker's part does not wait for
+    openstacksdk to load. Returns ``{routers, router_floating_ips, routers_unplaced,
+    reissue}``.
+
+    node
+        The Pacemaker node that failed.
+
+    l3_host
+        Neutron's host name of the node's L3 agent (default: the node).
+
+    routers
+        Plan the router moves (default ``True``).
+
+    reissue
+        Also list the floating IPs of the node's ports (default ``False``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' failover.plan_neutron alice
+    """
+    return _plan_neutron(node, l3_host, routers, reissue)
+
+
 def survey(
     node,
     nodes,
@@ -244,6 +274,7 @@ def survey(
     reissue=False,
     lock=None,
     imagine=False,
+    neutron=True,
 ):
     """
     A survivor's look at ``node``'s failure for the failover runner, in one job: this
@@ -287,6 +318,10 @@ def survey(
         ``True``: imagine the node lost (a drill): Pacemaker's view with it offline,
         confirmed without fencing, no lock.
 
+    neutron
+        Plan Neutron's part too (default ``True``); ``False``: Pacemaker's only (the
+        runner asks ``failover.plan_neutron`` beside it).
+
     CLI Example:
 
     .. code-block:: bash
@@ -307,23 +342,20 @@ def survey(
     )
     if out["gates"] and not imagine:
         return dict(out, took=round(time.monotonic() - started, 3))
-    parts = [
-        lambda: _plan_pacemaker(node, nodes, fallback),
-        lambda: _plan_neutron(node, l3_host, routers, reissue),
-    ]
+    parts = {"plan": lambda: _plan_pacemaker(node, nodes, fallback)}
+    if neutron:
+        parts["neutron"] = lambda: _plan_neutron(node, l3_host, routers, reissue)
     if lock and not imagine:
-        parts.append(
-            lambda: __salt__["pacemaker.lock"](
-                lock["name"], lock["holder"], value=lock["value"], lease=lock["lease"]
-            )
+        parts["lock"] = lambda: __salt__["pacemaker.lock"](
+            lock["name"], lock["holder"], value=lock["value"], lease=lock["lease"]
         )
-    results = _side_by_side(*parts)
-    for result in results:
+    results = dict(zip(parts, _side_by_side(*parts.values())))
+    for result in results.values():
         if isinstance(result, Exception):
             raise result
-    out["plan"] = dict(results[0], **results[1])
-    if lock and not imagine:
-        out["lock"] = results[2]
+    out["plan"] = dict(results["plan"], **results.get("neutron", {}))
+    if "lock" in results:
+        out["lock"] = results["lock"]
     return dict(out, took=round(time.monotonic() - started, 3))
 
 

@@ -47,6 +47,7 @@ master log, never as a traceback.
 
 import concurrent.futures
 import contextlib
+import contextvars
 import fcntl
 import functools
 import json
@@ -76,6 +77,8 @@ __virtualname__ = "failover"
 # it (find_job, GATHER_TIMEOUT): a survivor that died is given up within both.
 JOB_TIMEOUT = 3
 GATHER_TIMEOUT = 2
+# Threads for the parts of incidents that run side by side (each keeps its LocalClient).
+_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="hastack-failover")
 
 
 def __virtual__():
@@ -334,7 +337,9 @@ def _run(tgt, fun, arg=(), kwarg=None, what=None, failed_ok=False):
     except Exception as err:  # pylint: disable=broad-except
         raise StepFailed(f"{what}: {err}") from err
     got = res.get(tgt)
-    if not got:
+    # Salt fills in a minion that did not return (not connected, or no answer to its
+    # find_job) as out: no_return.
+    if not isinstance(got, dict) or got.get("out") == "no_return":
         raise WorkerLost(f"{what}: {tgt} did not answer")
     ret = got.get("ret")
     if got.get("retcode", 0) != 0 or got.get("success") is False:
@@ -353,11 +358,16 @@ def _connected(names):
 
 
 def _ping(node, timeout):
+    """Whether ``node``'s minion answers a ping within ``timeout`` (Salt fills in one
+    that does not with a no_return text, which is not an answer)."""
     try:
-        res = _client().cmd(node, "test.ping", timeout=timeout, gather_job_timeout=1)
+        res = _client().cmd(
+            node, "test.ping", timeout=timeout, gather_job_timeout=1, full_return=True
+        )
     except Exception:  # pylint: disable=broad-except
         res = {}
-    return bool(res.get(node))
+    got = res.get(node)
+    return isinstance(got, dict) and got.get("ret") is True
 
 
 def _survivors(pol, node, lost=()):
@@ -496,6 +506,8 @@ def _survey(record, pol, stonith, lock):
                     "l3_host": pol["l3_hosts"].get(record["node"]),
                     "reissue": pol["reissue"],
                     "lock": lock,
+                    # Neutron's part comes from failover.plan_neutron beside it.
+                    "neutron": False,
                 },
                 what="confirm and plan",
             )
@@ -507,8 +519,9 @@ def _survey(record, pol, stonith, lock):
     return None, None
 
 
-def _confirm_and_plan(record, pol, stonith):
-    """Steps confirmed and planned; returns the ended record when it is skipped."""
+def _confirm(record, pol, stonith):
+    """Step confirmed, the lock and Pacemaker's plan (``record["plan"]``); returns the
+    ended record when it is skipped, else None."""
     node, steps = record["node"], record["steps"]
     lock = _lock_spec(record, pol) if pol["mode"] == "act" else None
     connected = _connected([node])
@@ -518,11 +531,9 @@ def _confirm_and_plan(record, pol, stonith):
     else:
         # Still connected (hung, or cut off): ask it while a survivor looks, and take
         # the lock only once both agree.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-            pinged = pool.submit(_ping, node, pol["confirm_timeout"])
-            surveyed = pool.submit(_survey, record, pol, stonith, None)
-            answered, (worker, got) = pinged.result(), surveyed.result()
-        if answered:
+        pinged = _POOL.submit(contextvars.copy_context().run, _ping, node, pol["confirm_timeout"])
+        worker, got = _survey(record, pol, stonith, None)
+        if pinged.result():
             reason = f"the minion on '{node}' still answers"
             if got and not got["confirmed"]:
                 reason = got["reason"]
@@ -562,44 +573,64 @@ def _confirm_and_plan(record, pol, stonith):
     }
     plan["gates"] = {"quorum": "passed", "blast_radius": f"passed (max_down {pol['max_down']})"}
     record["plan"] = plan
-    steps["planned"] = _report(record, "planned", plan=plan, table=policy_logic.plan_table(plan))
-    _save(record)
     return None
 
 
-def _replace_worker(record, pol, err):
-    """Another survivor for the lost worker, or StepFailed."""
-    lost = set(record.get("lost_workers", [])) | {record["worker"]}
-    record["lost_workers"] = sorted(lost)
-    worker, _ = _first_survivor(pol, record["node"], lost)
-    if worker is None:
-        raise StepFailed(f"{err}; no other survivor answers")
-    log.warning(
-        "hastack failover: %s: %s is lost, %s carries on", record["id"], record["worker"], worker
+def _plan_neutron(record, pol, worker):
+    """Neutron's part of the plan, from ``worker`` (read only)."""
+    if not (pol["routers"] or pol["reissue"]):
+        return {"routers": {}, "router_floating_ips": []}
+    return _run(
+        worker,
+        "failover.plan_neutron",
+        [record["node"]],
+        {
+            "l3_host": pol["l3_hosts"].get(record["node"]),
+            "routers": pol["routers"],
+            "reissue": pol["reissue"],
+        },
+        what="plan Neutron's part",
     )
-    record.setdefault("workers", [record["worker"]]).append(worker)
-    record["worker"] = record["plan"]["worker"] = worker
-    _save(record)
-    return worker
 
 
-def _act(record, pol):
-    """Steps shifted and reissued, on the worker (replaced when it stops answering)."""
-    node, steps = record["node"], record["steps"]
-    parts = [p for p in ("shifted", "reissued") if p not in steps]
-    if not parts:
-        return
+_REPLACING = threading.Lock()
+
+
+def _replace_worker(record, pol, lost, err):
+    """Another survivor for ``lost`` (unless the other part replaced it already), or
+    StepFailed."""
+    with _REPLACING:
+        if record["worker"] != lost:
+            return
+        gone = set(record.get("lost_workers", [])) | {lost}
+        record["lost_workers"] = sorted(gone)
+        worker, _ = _first_survivor(pol, record["node"], gone)
+        if worker is None:
+            raise StepFailed(f"{err}; no other survivor answers")
+        log.warning("hastack failover: %s: %s is lost, %s carries on", record["id"], lost, worker)
+        record.setdefault("workers", [lost]).append(worker)
+        record["worker"] = record["plan"]["worker"] = worker
+        _save(record)
+
+
+def _part(record, pol, part):
+    """One part (``shifted``: Pacemaker's, ``reissued``: Neutron's) carried out by its own
+    job on the worker, which is replaced when it stops answering (every step reads the
+    state first: what the lost one half did is finished, not redone). Returns the
+    part's result (or ``{error}``) and its time since the signal."""
+    node = record["node"]
     # A replaced worker or a resumed incident renews the lock first (same holder and
-    # incident: a takeover by another master after the lease shows there).
+    # incident; a takeover by another master after the lease shows there).
     relock = bool(record.get("resumed") or record.get("workers"))
     while True:
+        worker = record["worker"]
         try:
             got = _run(
-                record["worker"],
+                worker,
                 "failover.act",
                 [node, pol["nodes"], record["plan"]],
                 {
-                    "parts": parts,
+                    "parts": [part],
                     "placement_timeout": pol["placement_timeout"],
                     "routers": pol["routers"],
                     "l3_host": pol["l3_hosts"].get(node),
@@ -608,32 +639,20 @@ def _act(record, pol):
                     "neutron_deadline": pol["neutron_deadline"],
                     "lock": _lock_spec(record, pol) if relock else None,
                 },
-                what="carry out the plan",
+                what=f"carry out the plan ({part})",
                 failed_ok=True,
             )
             break
         except WorkerLost as err:
-            _replace_worker(record, pol, err)
+            _replace_worker(record, pol, worker, err)
             relock = True
-    returned = time.time()
+    since = time.time() - record["signal"]["received"]
     held = got.get("lock")
     if held and not held["acquired"] and held["value"] != record["id"]:
-        raise StepFailed(f"incident {held['value']} of master {held['holder']} holds {node}")
-    # Each part's time since the signal: when the job's answer came, less how long
-    # before the last part's end this part ended (the worker's clock, differences only).
-    last = max(got[p]["ended"] for p in parts if p in got)
-    errors = []
-    for part in parts:
-        result = dict(got.get(part) or {"error": "not done"})
-        ended = result.pop("ended", last)
-        if "error" in result:
-            errors.append(result["error"])
-            continue
-        since = returned - (last - ended) - record["signal"]["received"]
-        steps[part] = _report(record, part, since=since, **result)
-        _save(record)
-    if errors:
-        raise StepFailed("; ".join(errors))
+        return {"error": f"incident {held['value']} of master {held['holder']} holds {node}"}, since
+    result = dict(got.get(part) or {"error": "not done"})
+    result.pop("ended", None)
+    return result, since
 
 
 def _routers_serving(record, pol, agents):
@@ -714,18 +733,62 @@ def _skip_duplicate(node, source, sender, received, reason, mode=None):
 
 
 def _drive(record, pol, stonith):
-    """Run (or resume) ``record`` to its end; every step is saved as it completes."""
+    """Run (or resume) ``record`` to its end; every step is saved as it completes.
+
+    Pacemaker's and Neutron's parts are separate jobs that run side by side (Neutron's
+    pays for loading openstacksdk; Pacemaker's should not wait for it): Neutron's plan
+    is asked beside the confirmation, Pacemaker's constraints are written as soon as
+    the failure is confirmed and the lock taken, the routers and floating IPs as soon as
+    Neutron's plan is in. The events keep the contract's order."""
     node, steps = record["node"], record["steps"]
     try:
+        neutron = None
         if "planned" not in steps:
             if "confirmed" in steps:
-                # Cut short between the two: confirm and plan again.
-                del steps["confirmed"]
-            if _confirm_and_plan(record, pol, stonith) is not None:
+                del steps["confirmed"]  # cut short between the two: confirm again
+            guess = next(iter(_survivors(pol, node, record.get("lost_workers", []))), None)
+            if guess:
+                # Read only: asked before the failure is confirmed, used only after.
+                neutron = _POOL.submit(
+                    contextvars.copy_context().run, _plan_neutron, record, pol, guess
+                )
+            if _confirm(record, pol, stonith) is not None:
                 return record
+        running = {}
+        if pol["mode"] == "act" and "shifted" not in steps:
+            running["shifted"] = _POOL.submit(
+                contextvars.copy_context().run, _part, record, pol, "shifted"
+            )
+        if "planned" not in steps:
+            try:
+                record["plan"].update(neutron.result() if neutron else {})
+            except WorkerLost:
+                record["plan"].update(_plan_neutron(record, pol, record["worker"]))
+            steps["planned"] = _report(
+                record,
+                "planned",
+                plan=record["plan"],
+                table=policy_logic.plan_table(record["plan"]),
+            )
+            _save(record)
         if pol["mode"] == "observe":
             return _skip(record, "observe mode: planned only")
-        _act(record, pol)
+        if "reissued" not in steps:
+            running["reissued"] = _POOL.submit(
+                contextvars.copy_context().run, _part, record, pol, "reissued"
+            )
+        errors = []
+        for part in ("shifted", "reissued"):  # the contract's order
+            if part not in running:
+                continue
+            result, since = running[part].result()
+            if "error" in result:
+                errors.append(result["error"])
+                continue
+            steps[part] = _report(record, part, since=since, **result)
+            _save(record)
+        if errors:
+            raise StepFailed("; ".join(errors))
         verified = _verify(record, pol)
         _set_armed(node, record["id"])
         return _finish(record, "done", "done", verified=verified, workers=record.get("workers"))

@@ -10,6 +10,7 @@ hastack-failover-beacon:
     - name: hastack_cluster
     - save: True
     - interval: {{ hastack.failover.beacon_interval }}
+    - resend: {{ hastack.failover.beacon_resend }}
 {%- else %}
 
 hastack-failover-not-here:

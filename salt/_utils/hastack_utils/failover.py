@@ -37,6 +37,7 @@ DEFAULTS = {
     "move": {},
     "reissue": False,
     "beacon_interval": 1,
+    "beacon_resend": 30,
 }
 
 
@@ -83,7 +84,13 @@ def policy(failover, nodes, addresses=None):
         or not 0 < out["max_down"] < len(nodes)
     ):
         _fail(f"{BASE}:max_down", f"a whole number from 1 to {len(nodes) - 1}")
-    for key in ("confirm_timeout", "placement_timeout", "lease", "beacon_interval"):
+    for key in (
+        "confirm_timeout",
+        "placement_timeout",
+        "lease",
+        "beacon_interval",
+        "beacon_resend",
+    ):
         _positive(out[key], f"{BASE}:{key}")
     if out["neutron_deadline"] is not None:
         _positive(out["neutron_deadline"], f"{BASE}:neutron_deadline")
