@@ -40,6 +40,8 @@ class TestPolicy:
             ({"reporters": "ctl-a"}, "hastack:failover:reporters"),
             ({"routers": "yes"}, "hastack:failover:routers"),
             ({"colour": "red"}, "hastack:failover:colour"),
+            ({"beacon_resend": 0}, "hastack:failover:beacon_resend"),
+            ({"neutron_deadline": -1}, "hastack:failover:neutron_deadline"),
         ],
     )
     def test_bad_settings_name_their_key(self, settings, key):

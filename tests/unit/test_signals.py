@@ -10,6 +10,7 @@ import pytest
 import salt.crypt
 
 from hastack_utils import failover, signals
+from tests.helpers import load_module
 
 FIVE = ["ctl-a", "ctl-b", "ctl-c", "ctl-d", "ctl-e"]
 NOW = 1_800_000_000.0
@@ -273,3 +274,31 @@ class TestPolicyStore:
         assert failover.pillar_fingerprint(roots, [{"git": "x"}]) != failover.pillar_fingerprint(
             roots
         )
+
+
+class TestBeaconSettings:
+    """The hastack_cluster beacon's settings, type-checked (Salt adds _beacon_name)."""
+
+    beacon = load_module("_beacons", "hastack_cluster")
+
+    def test_good_settings(self):
+        config = [{"interval": 1}, {"resend": 10}, {"resend_for": 600.5}]
+        assert self.beacon.validate(config) == (True, "valid")
+        got = self.beacon._settings(config + [{"_beacon_name": "hastack_cluster"}])
+        assert got["resend"] == 10.0 and got["disable_during_state_run"] is False
+
+    @pytest.mark.parametrize(
+        "config,reason",
+        [
+            ({"interval": 1}, "must be a list"),
+            (["interval"], "is not a mapping"),
+            ([{"interval": 0}], "interval: seconds, more than 0"),
+            ([{"resend": "30"}], "resend: seconds, more than 0"),
+            ([{"resend_for": True}], "resend_for: seconds, more than 0"),
+            ([{"disable_during_state_run": "yes"}], "disable_during_state_run: true or false"),
+            ([{"colour": "red"}], "unknown setting 'colour'"),
+        ],
+    )
+    def test_bad_settings_are_named(self, config, reason):
+        ok, why = self.beacon.validate(config)
+        assert not ok and reason in why, why
