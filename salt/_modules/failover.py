@@ -1,17 +1,18 @@
 """
-The self-healing's execution functions: the gate the master's reactor asks before a
-node signal may start anything (``admit``), and the two jobs the ``failover`` runner
-gives a surviving cluster node (``survey``: confirm and plan; ``act``: carry the plan
-out).
+The self-healing's execution functions: the gate the master asks before a node signal
+may start anything (``admit``), and the jobs the ``failover`` runner gives a surviving
+cluster node (``survey``: confirm, lock and plan Pacemaker's part; ``plan_neutron``:
+plan Neutron's part; ``act``: carry a part of the plan out).
 
 The gate
 --------
 
-``salt://hastack/reactor/signal.sls`` calls ``failover.admit`` while the reactor renders
-it, for every ``hastack/node/down``, ``hastack/node/up`` and ``salt/presence/change``:
-only a signal that passes becomes a ``failover.signal`` runner job. The checks cost
-well under a millisecond and need no pillar compile, job or cluster call, so a flood
-of junk never queues ahead of a real signal:
+The ``hastack_signals`` engine (or, on a master without engines, the reactor rule
+``salt://hastack/reactor/signal.sls`` while the reactor renders it) calls
+``failover.admit`` for every ``hastack/node/down``, ``hastack/node/up`` and
+``salt/presence/change``: only a signal that passes reaches the ``failover.signal``
+runner. The checks cost well under a millisecond and need no pillar compile, job or
+cluster call:
 
 - the shape (``hastack_utils.signals.read``: every malformed shape named);
 - the age (a signal is good for two minutes) and the sender's standing in the node's
@@ -29,9 +30,10 @@ suppressed, at}`` and a warning in the master log, at most once per sender every
 ``hastack_failover_report_interval`` seconds (master config, default 10): the first at
 once, the rest counted in the next report's ``suppressed``.
 
-It runs in the master's reactor process (its functions are loaded by the master from
+The gate runs in the master's process that calls it (the engine's, or the reactor's):
+what it remembers (nonces, rates, reports) lives there. It is loaded by the master from
 the same places as its runners: the installed extension, or ``salt-run
-saltutil.sync_all``). On a minion it does nothing.
+saltutil.sync_all``.
 """
 
 import concurrent.futures
@@ -62,17 +64,18 @@ def __virtual__():
 
 
 class _Gate:
-    """The reactor process's gate: the checks and what they remember (nonces, rates,
-    reports, loaded keys, the policy cache and the pillar's fingerprint)."""
+    """This process's gate: the checks and what they remember (nonces, rates, reports,
+    loaded keys, the policy cache)."""
 
     def __init__(self, opts):
         self.opts = opts
         self.lock = threading.Lock()
         self.store = policy_logic.PolicyStore(
             policy_logic.store_dir(opts["cachedir"]),
+            opts.get("pillar_roots"),
+            opts.get("ext_pillar"),
             opts.get("hastack_failover_policy_max_age", 600),
         )
-        self.fingerprint = (0.0, None)
         self.gate = signals.Gate(
             signals.AcceptedKeys(opts["pki_dir"]), self.policy, signals.ReplayGuard()
         )
@@ -83,14 +86,7 @@ class _Gate:
 
     def policy(self, node):
         """The node's cached policy entry, or None (never a compile here)."""
-        now = time.time()
-        checked, value = self.fingerprint
-        if now - checked > 1:
-            value = policy_logic.pillar_fingerprint(
-                self.opts.get("pillar_roots"), self.opts.get("ext_pillar")
-            )
-            self.fingerprint = (now, value)
-        return self.store.get(node, value, now)
+        return self.store.get(node, time.time())
 
     def admit(self, tag, envelope):
         now = time.time()

@@ -4,29 +4,30 @@ master confirms it, gates it, plans, shifts the Pacemaker constraints off it, mo
 routers off its L3 agent and the floating IPs the pillar names to their standbys,
 reads everything back and reports each step on the event bus.
 
-Signals come in through the reactor (``salt://hastack/reactor/signal.sls``: the gate
-``failover.admit`` checks each event while the reactor renders it, and only what passes
-reaches ``signal`` here) or from a person (``node_down``). The flow:
+Signals reach ``signal`` from the ``hastack_signals`` engine or the reactor rule
+(``salt://hastack/reactor/signal.sls``), once the gate (``failover.admit``) let them
+through, or from a person (``node_down``). The flow:
 
 1. **Trust.** ``hastack/node/down|up`` counts only when signed by an allowed reporter
    (``hastack:failover:reporters``, default the Pacemaker nodes) other than the node
-   reported, with the key this master accepted for it, fresh and not replayed
-   (``hastack_utils.signals``). A presence event is a hint: it counts for a cluster
-   node this master itself no longer sees connected. Anything else:
-   ``hastack/failover/rejected`` with the true reason, a warning in the master log and
-   a failed return.
-2. **Confirm and plan, one job.** The node's minion is silent (not connected to this
-   master, or no answer to a ping within ``confirm_timeout``); then one survivor
+   reported, with the key this master accepted for it, fresh (``hastack_utils.
+   signals``). A presence event is a hint: it counts for a cluster node this master
+   itself no longer sees connected. Anything else: ``hastack/failover/rejected`` with
+   the true reason, a warning in the master log and a failed return.
+2. **Confirm and plan, one round trip.** The node's minion is silent (not connected to
+   this master, or no answer to a ping within ``confirm_timeout``); one survivor
    (``failover.survey``) reads Pacemaker: the node offline (and fenced when
    ``stonith-enabled`` is true), quorum, at most ``max_down`` nodes down; and, side by
-   side, plans the shift (simulated), the router moves and the floating IPs, and takes
-   the incident's lock in the CIB (``pacemaker.lock``, one per node for every master).
-   A lock file per node on this master lets one incident per node run at a time.
-3. **Act, one job.** ``failover.act`` on the survivor: the planned constraints and
-   ``crm_mon`` until it shows them, beside the routers moved off the node's L3 agent
-   and the floating IPs moved to their standbys (one read-back for all), then a
-   reissue. A survivor that stops answering is replaced by another; every step reads
-   the state first, so nothing is redone.
+   side, plans the shift (simulated) and takes the incident's lock in the CIB
+   (``pacemaker.lock``, one per node for every master). Neutron's part of the plan
+   (``failover.plan_neutron``) is asked beside it, in a job of its own. A lock file per
+   node on this master lets one incident per node run at a time.
+3. **Act, side by side.** ``failover.act`` on the survivor, one job per part:
+   Pacemaker's (the planned constraints, then ``crm_mon`` until it shows them) as soon
+   as the lock is held, Neutron's (the routers off the node's L3 agent and the
+   floating IPs to their standbys, one read-back for all, then a reissue) as soon as
+   its plan is in. A survivor that stops answering is replaced by another; every step
+   reads the state first, so nothing is redone.
 
 An incident's record is kept under ``<cachedir>/hastack/failover/`` on the master after
 every step: a fault ends it ``failed`` with what is left, and ``resume`` (or the next
@@ -135,7 +136,8 @@ _SAVE_LOCK = threading.Lock()
 
 def _write_json(path, data):
     with _SAVE_LOCK:
-        tmp = f"{path}.tmp"
+        # The engine's process and a salt-run may write the same record.
+        tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(json.dumps(data, indent=1, sort_keys=True, default=str))
         os.replace(tmp, path)
@@ -428,6 +430,8 @@ def _policy_store():
     if store is None:
         store = _POLICY["store"] = policy_logic.PolicyStore(
             policy_logic.store_dir(__opts__["cachedir"]),
+            __opts__.get("pillar_roots"),
+            __opts__.get("ext_pillar"),
             __opts__.get("hastack_failover_policy_max_age", 600),
         )
     return store
@@ -438,10 +442,7 @@ def _entry(node):
     store has none that counts (the pillar changed, or it is older than its max age).
     Only a minion this master accepted has a pillar to compile."""
     now = time.time()
-    fingerprint = policy_logic.pillar_fingerprint(
-        __opts__.get("pillar_roots"), __opts__.get("ext_pillar")
-    )
-    entry = _policy_store().get(node, fingerprint, now)
+    entry = _policy_store().get(node, now)
     if entry is not None:
         return dict(entry, compiled_in=0.0)
     if not os.path.exists(os.path.join(__opts__["pki_dir"], "minions", node)):
@@ -455,7 +456,7 @@ def _entry(node):
     except SaltInvocationError as err:
         found = {"invalid": f"the failover pillar of {node} is invalid: {err}"}
     took = round(time.monotonic() - started, 3)
-    return dict(_policy_store().put(node, fingerprint, now, **found), compiled_in=took)
+    return dict(_policy_store().put(node, now, **found), compiled_in=took)
 
 
 def _cluster(node):
@@ -934,16 +935,10 @@ def _resume_unfinished():
 def _presence_nodes(lost):
     """The cluster nodes a presence event names that this master knows (its cached
     policy; no compile) and no longer sees connected."""
-    known = [n for n in lost if "policy" in (_policy_entry_cached(n) or {})]
+    now = time.time()
+    known = [n for n in lost if "policy" in (_policy_store().get(n, now) or {})]
     connected = _connected(known) or set()
     return [n for n in known if n not in connected]
-
-
-def _policy_entry_cached(node):
-    fingerprint = policy_logic.pillar_fingerprint(
-        __opts__.get("pillar_roots"), __opts__.get("ext_pillar")
-    )
-    return _policy_store().get(node, fingerprint, time.time())
 
 
 # --------------------------------------------------------------------------- the runner functions

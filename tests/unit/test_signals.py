@@ -250,16 +250,24 @@ class TestRates:
 
 class TestPolicyStore:
     def test_an_entry_counts_under_its_fingerprint_and_age(self, tmp_path):
-        store = failover.PolicyStore(str(tmp_path), max_age=60)
-        store.put("ctl-a", "fp1", NOW, policy={"nodes": FIVE})
-        assert store.get("ctl-a", "fp1", NOW + 10)["policy"]["nodes"] == FIVE
-        assert store.get("ctl-a", "fp2", NOW + 10) is None  # the pillar changed
-        assert store.get("ctl-a", "fp1", NOW + 61) is None  # too old
-        # Another process sees it (the file), and a new fingerprint drops the old ones.
-        other = failover.PolicyStore(str(tmp_path), max_age=60)
-        assert other.get("ctl-a", "fp1", NOW)
-        other.put("ctl-b", "fp2", NOW, rejected="no")
-        assert store.get("ctl-a", "fp1", NOW) is None and store.get("ctl-b", "fp2", NOW)
+        pillar = tmp_path / "pillar"
+        pillar.mkdir()
+        (pillar / "top.sls").write_text("base: {'*': [hastack]}\n")
+        roots = {"base": [str(pillar)]}
+        store = failover.PolicyStore(str(tmp_path / "store"), roots, max_age=60)
+        store.put("ctl-a", NOW, policy={"nodes": FIVE})
+        assert store.get("ctl-a", NOW + 0.5)["policy"]["nodes"] == FIVE
+        assert store.get("ctl-a", NOW + 61) is None  # too old
+        # Another process sees it (the file).
+        other = failover.PolicyStore(str(tmp_path / "store"), roots, max_age=60)
+        assert other.get("ctl-a", NOW)
+        # The pillar changed: the fingerprint (taken again after a second) drops it,
+        # and a new entry drops the old ones from the file.
+        (pillar / "top.sls").write_text("base: {'ctl-*': [hastack]}\n")
+        assert other.get("ctl-a", NOW + 2) is None
+        other.put("ctl-b", NOW + 2, rejected="no")
+        assert store.get("ctl-b", NOW + 3)["rejected"] == "no"
+        assert store.get("ctl-a", NOW + 3) is None
 
     def test_the_fingerprint_follows_every_pillar_file(self, tmp_path):
         (tmp_path / "top.sls").write_text("base: {'*': [hastack]}\n")

@@ -188,18 +188,28 @@ def pillar_fingerprint(pillar_roots, ext_pillar=None):
 
 class PolicyStore:
     """Each node's failover policy as compiled from its pillar, kept in one JSON file
-    (``<store>/policy.json``) so that the reactor's checks and every runner process
-    share one compile. An entry counts while the pillar's fingerprint is the one it was
+    (``<store>/policy.json``) so that the gate and every runner process share one
+    compile. An entry counts while the pillar's fingerprint (``pillar_fingerprint`` of
+    ``pillar_roots`` and ``ext_pillar``, taken at most once a second) is the one it was
     compiled under and it is younger than ``max_age`` seconds (for pillar sources no
     fingerprint sees, such as ext_pillar). An entry is ``{policy, stonith}`` for a
     cluster node, ``{rejected: reason}`` for a name that is none, or ``{invalid:
     error}`` for a node whose failover pillar does not validate."""
 
-    def __init__(self, folder, max_age=600):
+    def __init__(self, folder, pillar_roots=None, ext_pillar=None, max_age=600):
         self.path = os.path.join(folder, "policy.json")
+        self.pillar = (pillar_roots, ext_pillar)
         self.max_age = max_age
+        self._fingerprint = (None, None)
         self._read_as = None
         self._entries = {}
+
+    def fingerprint(self, now):
+        taken, value = self._fingerprint
+        if taken is None or not 0 <= now - taken <= 1:
+            value = pillar_fingerprint(*self.pillar)
+            self._fingerprint = (now, value)
+        return value
 
     def _read(self):
         try:
@@ -215,18 +225,19 @@ class PolicyStore:
             self._read_as = (st.st_mtime_ns, st.st_size)
         return self._entries
 
-    def get(self, node, fingerprint, now):
+    def get(self, node, now):
         """The node's entry, or None when there is none that counts."""
         entry = self._read().get(node)
         if (
             entry
-            and entry.get("fingerprint") == fingerprint
+            and entry.get("fingerprint") == self.fingerprint(now)
             and 0 <= now - entry.get("compiled", 0) < self.max_age
         ):
             return entry
         return None
 
-    def put(self, node, fingerprint, now, **entry):
+    def put(self, node, now, **entry):
+        fingerprint = self.fingerprint(now)
         entry = dict(entry, fingerprint=fingerprint, compiled=now)
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         with open(self.path + ".lock", "a", encoding="utf-8") as lock:
