@@ -237,6 +237,8 @@ def incidents(lab, bus, count, standby_every_time=False):
         parts["Pacemaker moving the resources (settle)"].append(full["shifted"]["settled_in"])
         parts["Pacemaker part (write + settle)"].append(full["shifted"]["took"])
         parts["Neutron part (routers, standby, read-backs)"].append(full["reissued"]["took"])
+        for what, at in (full["reissued"].get("timings") or {}).items():
+            parts.setdefault(f"  Neutron part: {what} (since its start)", []).append(at)
         lab.revive("alice")
         bus.wait(lambda tag, data: tag.endswith("/restored") and data.get("node") == "alice", 90)
     return kill_to_signal, steps, parts

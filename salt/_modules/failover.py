@@ -375,37 +375,37 @@ def _shift(node, nodes, plan, placement_timeout):
 
 
 def _neutron(node, plan, routers, l3_host, move, reissue, deadline):
-    """Routers off the node's agent beside the standby moves (one read-back for all),
-    then the reissue."""
+    """The floating IPs to their standbys first (their writes alone, so they are quick
+    and so is the two-movers guard that follows), the routers off the node's agent
+    while that guard waits, then one read-back of every standby, then the reissue."""
     started = time.monotonic()
-    parts = []
+    out = {"routers": {}, "serving": {}, "moved": {}, "reissued": [], "timings": {}}
+
+    def lap(what):
+        out["timings"][what] = round(time.monotonic() - started, 3)
+
+    standby = __salt__["floating_ip.to_standby"](move, read_back=False) if move else None
+    lap("standby written")
+    if standby and standby["failed"]:
+        raise CommandExecutionError(f"floating IPs not on their standby: {standby['failed']}")
     if routers:
-        parts.append(
-            lambda: __salt__["neutron_l3.move_routers"](
-                from_host=l3_host or node,
-                # The planned ones only, also when a cut-short move left one unhosted.
-                routers=sorted(plan.get("routers") or {}) or None,
-                missing_ok=True,
-            )
+        moved = __salt__["neutron_l3.move_routers"](
+            from_host=l3_host or node,
+            # The planned ones only, also when a cut-short move left one unhosted.
+            routers=sorted(plan.get("routers") or {}) or None,
+            missing_ok=True,
         )
-    if move:
-        parts.append(lambda: __salt__["floating_ip.to_standby"](move))
-    results = _side_by_side(*parts) if parts else []
-    for result in results:
-        if isinstance(result, Exception):
-            raise result
-    out = {"routers": {}, "serving": {}, "moved": {}, "reissued": []}
-    if routers:
-        moved = results.pop(0)
         if moved["failed"]:
             raise CommandExecutionError(f"routers not moved: {moved['failed']}")
         out["routers"] = moved["moved"]
         # move_routers read each move back from its new agent.
         out["serving"] = {router: where["to"] for router, where in moved["moved"].items()}
-    if move:
-        standby = results.pop(0)
-        if standby["failed"]:
-            raise CommandExecutionError(f"floating IPs not on their standby: {standby['failed']}")
+        lap("routers moved")
+    if standby:
+        held = __salt__["floating_ip.read_back_moves"](standby["written"])
+        lap("standby read back")
+        if held["failed"]:
+            raise CommandExecutionError(f"floating IPs not on their standby: {held['failed']}")
         out["moved"] = {label: m["address"] for label, m in standby["moved"].items()}
     if reissue:
         done = __salt__["floating_ip.reissue"](host=node, deadline=deadline)
@@ -432,13 +432,14 @@ def act(
     lock=None,
 ):
     """
-    Carry out the failover runner's ``plan`` for ``node``, in one job: Pacemaker's part
-    (the planned constraints in one epoch-guarded write, then ``crm_mon`` until it shows
-    the plan) beside Neutron's (the routers off the node's L3 agent and the floating IPs
-    to their standbys, side by side, each read back; then a reissue). Every step reads
-    the current state first, so running it again (a resumed incident, another survivor
-    taking over) finishes what was left and redoes nothing. Returns ``{shifted,
-    reissued}``, each the part's result or ``{error}``; the job fails when a part did.
+    Carry out the failover runner's ``plan`` for ``node``: Pacemaker's part (the planned
+    constraints in one epoch-guarded write, then ``crm_mon`` until it shows the plan)
+    and Neutron's (the floating IPs to their standbys, the routers off the node's L3
+    agent while the standbys' two-movers guard waits, one read-back of every standby;
+    then a reissue), side by side. Every step reads the current state first, so running
+    it again (a resumed incident, another survivor taking over) finishes what was left
+    and redoes nothing. Returns ``{shifted, reissued}``, each the part's result or
+    ``{error}``; the job fails when a part did.
 
     node
         The Pacemaker node that failed.

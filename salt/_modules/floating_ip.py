@@ -306,19 +306,25 @@ def _update(conn, fip, port_id, what, deadline=None, verify=False, on_send=None)
             f"{fip.revision_number}); nothing was overwritten: read it again ({what})"
         ) from err
     if verify:
-        conflicts = _read_back(conn, {fip.id: (port_id, written)}, time.monotonic() - started)
+        until = _guard_until(time.monotonic() - started)
+        conflicts = _read_back(conn, {fip.id: (port_id, written)}, until)
         if conflicts:
             raise CommandExecutionError(f"{conflicts[fip.id]} ({what})")
     return written
 
 
-def _read_back(conn, writes, took):
+def _guard_until(took):
+    """When a write that took ``took`` seconds can be read back (epoch seconds): a
+    concurrent accepted write commits within about one request of this one."""
+    return time.time() + min(SETTLE_MAX, max(SETTLE, 2 * took))
+
+
+def _read_back(conn, writes, until):
     """Read written associations back once a concurrent writer's accepted write has had
-    time to land: ``writes`` is ``{fip id: (port id written, Neutron's answer)}``, ``took``
-    the slowest write's time. One listing for all of them. Returns ``{fip id: why}``
-    for each that is no longer where its write put it."""
-    # A concurrent accepted write commits within about one request of this one.
-    time.sleep(min(SETTLE_MAX, max(SETTLE, 2 * took)))
+    time to land (at ``until``, epoch seconds): ``writes`` is ``{fip id: (port id
+    written, Neutron's answer)}``. One listing for all of them. Returns ``{fip id:
+    why}`` for each that is no longer where its write put it."""
+    time.sleep(max(0.0, until - time.time()))
     resp = _call(
         "read back the floating IPs",
         lambda: conn.network.get("/floatingips", params={"id": sorted(writes)}),
@@ -716,7 +722,7 @@ def _move_plan(conn, address, target):
     }
 
 
-def to_standby(labels, cloud=None, test=False):
+def to_standby(labels, cloud=None, test=False, read_back=True):
     """
     Move the floating IPs of several ``hastack:floating_ips:addresses`` entries to their
     standbys at once, as a failover does: the guarded writes run side by side, and one
@@ -735,6 +741,11 @@ def to_standby(labels, cloud=None, test=False):
     test
         ``True``: move nothing, only report what would change. Default: ``False``.
 
+    read_back
+        ``False``: return as soon as the writes are answered, with ``written`` (what
+        ``floating_ip.read_back`` takes), so that other work (a failover's router
+        moves) fills the guard's wait. Default: ``True``.
+
     CLI Example:
 
     .. code-block:: bash
@@ -744,7 +755,7 @@ def to_standby(labels, cloud=None, test=False):
     if isinstance(labels, str):
         labels = [labels]
     conn = _conn(cloud)
-    moved, failed, writes = {}, {}, {}
+    moved, failed, written = {}, {}, {}
     lock = threading.Lock()
 
     def one(label):
@@ -752,9 +763,15 @@ def to_standby(labels, cloud=None, test=False):
         fip, result = _move_plan(conn, address, _target_of(conn, standby))
         if result["changed"] and not test:
             started = time.monotonic()
-            written = _update(conn, fip, result["port_id"], f"move {address} to its standby")
+            answer = _update(conn, fip, result["port_id"], f"move {address} to its standby")
             with lock:
-                writes[fip.id] = (label, result["port_id"], written, time.monotonic() - started)
+                written[label] = {
+                    "id": fip.id,
+                    "address": address,
+                    "port_id": result["port_id"],
+                    "revision": answer.get("revision_number"),
+                    "until": _guard_until(time.monotonic() - started),
+                }
         return result
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
@@ -767,19 +784,59 @@ def to_standby(labels, cloud=None, test=False):
             moved[label] = future.result()
         except (CommandExecutionError, SaltInvocationError) as err:
             failed[label] = str(err)
-    if writes:
-        conflicts = _read_back(
-            conn,
-            {fip_id: (port_id, written) for fip_id, (_, port_id, written, _) in writes.items()},
-            max(took for *_, took in writes.values()),
-        )
-        for fip_id, why in conflicts.items():
-            label = writes[fip_id][0]
-            failed[label] = why
+    out = {"moved": moved, "failed": failed}
+    if read_back:
+        checked = read_back_moves(written, cloud=cloud)
+        failed.update(checked["failed"])
+        for label in checked["failed"]:
             moved.pop(label, None)
+    else:
+        out["written"] = written
     if failed:
         __context__["retcode"] = 1
-    return {"moved": moved, "failed": failed}
+    return out
+
+
+def read_back_moves(written, cloud=None):
+    """
+    The second half of ``floating_ip.to_standby read_back=False``: wait until the last
+    write's guard has passed (a concurrent writer's accepted write would have landed by
+    then), then read every address back in one listing. Returns ``{held: [labels],
+    failed: {label: why}}``; the job fails when an address is no longer where its write
+    put it.
+
+    written
+        What ``to_standby`` returned under ``written``: ``{label: {id, address,
+        port_id, revision, until}}``.
+
+    cloud
+        The OpenStack cloud: a ``clouds.yaml`` entry name or a dict of openstacksdk
+        connection arguments; default: ``hastack:openstack:cloud`` (pillar or config).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' floating_ip.read_back_moves "$(cat written.json)"
+    """
+    if not written:
+        return {"held": [], "failed": {}}
+    by_id = {w["id"]: label for label, w in written.items()}
+    conflicts = _read_back(
+        _conn(cloud),
+        {
+            w["id"]: (
+                w["port_id"],
+                {"floating_ip_address": w["address"], "revision_number": w["revision"]},
+            )
+            for w in written.values()
+        },
+        max(w["until"] for w in written.values()),
+    )
+    failed = {by_id[fip_id]: why for fip_id, why in conflicts.items()}
+    if failed:
+        __context__["retcode"] = 1
+    return {"held": sorted(set(written) - set(failed)), "failed": failed}
 
 
 def _cost_file():

@@ -594,6 +594,20 @@ def _plan_neutron(record, pol, worker):
     )
 
 
+def _neutron_plan(asked, record, pol):
+    """Neutron's part of the plan for the planned event (``asked``: the job started
+    beside the confirmation), asked again of the worker when that survivor was lost.
+    When Neutron cannot say (unreachable), the error instead: Pacemaker's part goes on,
+    and Neutron's part fails and says so (resume finishes it)."""
+    try:
+        try:
+            return asked.result() if asked else _plan_neutron(record, pol, record["worker"])
+        except WorkerLost:
+            return _plan_neutron(record, pol, record["worker"])
+    except StepFailed as err:
+        return {"neutron_unplanned": str(err)}
+
+
 _REPLACING = threading.Lock()
 
 
@@ -737,10 +751,9 @@ def _drive(record, pol, stonith):
     """Run (or resume) ``record`` to its end; every step is saved as it completes.
 
     Pacemaker's and Neutron's parts are separate jobs that run side by side (Neutron's
-    pays for loading openstacksdk; Pacemaker's should not wait for it): Neutron's plan
-    is asked beside the confirmation, Pacemaker's constraints are written as soon as
-    the failure is confirmed and the lock taken, the routers and floating IPs as soon as
-    Neutron's plan is in. The events keep the contract's order."""
+    pays for loading openstacksdk; Pacemaker's should not wait for it), both started as
+    soon as the failure is confirmed and the lock taken; Neutron's plan, asked beside
+    the confirmation, is for the planned event. The events keep the contract's order."""
     node, steps = record["node"], record["steps"]
     try:
         neutron = None
@@ -756,15 +769,17 @@ def _drive(record, pol, stonith):
             if _confirm(record, pol, stonith) is not None:
                 return record
         running = {}
-        if pol["mode"] == "act" and "shifted" not in steps:
-            running["shifted"] = _POOL.submit(
-                contextvars.copy_context().run, _part, record, pol, "shifted"
-            )
+        if pol["mode"] == "act":
+            # Both parts start now: Neutron's finds the routers on the node's agent
+            # itself (a resumed incident's plan names them), so neither waits for the
+            # Neutron plan, which only the planned event needs.
+            for part in ("shifted", "reissued"):
+                if part not in steps:
+                    running[part] = _POOL.submit(
+                        contextvars.copy_context().run, _part, record, pol, part
+                    )
         if "planned" not in steps:
-            try:
-                record["plan"].update(neutron.result() if neutron else {})
-            except WorkerLost:
-                record["plan"].update(_plan_neutron(record, pol, record["worker"]))
+            record["plan"] = dict(record["plan"], **_neutron_plan(neutron, record, pol))
             steps["planned"] = _report(
                 record,
                 "planned",
@@ -774,10 +789,6 @@ def _drive(record, pol, stonith):
             _save(record)
         if pol["mode"] == "observe":
             return _skip(record, "observe mode: planned only")
-        if "reissued" not in steps:
-            running["reissued"] = _POOL.submit(
-                contextvars.copy_context().run, _part, record, pol, "reissued"
-            )
         errors = []
         for part in ("shifted", "reissued"):  # the contract's order
             if part not in running:

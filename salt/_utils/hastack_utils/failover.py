@@ -277,6 +277,8 @@ def plan_table(plan):
     lines.insert(1, "  ".join("-" * w for w in widths))
     if len(rows) == 1:
         lines.append("(nothing to move)")
+    if plan.get("neutron_unplanned"):
+        lines.append(f"Neutron not planned: {plan['neutron_unplanned']}")
     lines.append("")
     for gate, verdict in sorted((plan.get("gates") or {}).items()):
         lines.append(f"gate {gate}: {verdict}")
