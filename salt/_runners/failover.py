@@ -490,6 +490,19 @@ def _lock_spec(record, pol):
     }
 
 
+def _survey_args(pol, node, stonith, **extra):
+    """``failover.survey``'s settings from the policy."""
+    return dict(
+        extra,
+        fallback=pol["fallback"],
+        stonith=stonith,
+        max_down=pol["max_down"],
+        routers=pol["routers"],
+        l3_host=pol["l3_hosts"].get(node),
+        reissue=pol["reissue"],
+    )
+
+
 def _survey(record, pol, stonith, lock):
     """``(worker, its survey)`` from the first survivor that answers, or (None, None)."""
     lost = set(record.get("lost_workers", []))
@@ -499,17 +512,8 @@ def _survey(record, pol, stonith, lock):
                 worker,
                 "failover.survey",
                 [record["node"], pol["nodes"]],
-                {
-                    "fallback": pol["fallback"],
-                    "stonith": stonith,
-                    "max_down": pol["max_down"],
-                    "routers": pol["routers"],
-                    "l3_host": pol["l3_hosts"].get(record["node"]),
-                    "reissue": pol["reissue"],
-                    "lock": lock,
-                    # Neutron's part comes from failover.plan_neutron beside it.
-                    "neutron": False,
-                },
+                # Neutron's part comes from failover.plan_neutron beside it.
+                _survey_args(pol, record["node"], stonith, lock=lock, neutron=False),
                 what="confirm and plan",
             )
         except WorkerLost:
@@ -567,11 +571,7 @@ def _confirm(record, pol, stonith):
     held = got.get("lock")
     if held and not held["acquired"] and held["value"] != record["id"]:
         return _skip(record, f"incident {held['value']} of master {held['holder']} holds {node}")
-    plan = dict(got["plan"], node=node, mode=pol["mode"], worker=worker)
-    plan["move"] = {
-        label: {"address": pol["addresses"][label].get("address")}
-        for label in pol["move"].get(node, [])
-    }
+    plan = _plan_of(got, pol, node, worker)
     plan["gates"] = {"quorum": "passed", "blast_radius": f"passed (max_down {pol['max_down']})"}
     record["plan"] = plan
     return None
@@ -592,6 +592,16 @@ def _plan_neutron(record, pol, worker):
         },
         what="plan Neutron's part",
     )
+
+
+def _plan_of(surveyed, pol, node, worker):
+    """A survey's plan with what the policy adds: the standby moves, the mode, the worker."""
+    plan = dict(surveyed["plan"], node=node, mode=pol["mode"], worker=worker)
+    plan["move"] = {
+        label: {"address": pol["addresses"][label].get("address")}
+        for label in pol["move"].get(node, [])
+    }
+    return plan
 
 
 def _neutron_plan(asked, record, pol):
@@ -1157,26 +1167,14 @@ def drill(node):
                 worker,
                 "failover.survey",
                 [node, pol["nodes"]],
-                {
-                    "fallback": pol["fallback"],
-                    "stonith": stonith,
-                    "max_down": pol["max_down"],
-                    "routers": pol["routers"],
-                    "l3_host": pol["l3_hosts"].get(node),
-                    "reissue": pol["reissue"],
-                    "imagine": True,
-                },
+                _survey_args(pol, node, stonith, imagine=True),
                 what="plan",
             )
             break
         except WorkerLost:
             lost.add(worker)
     held = got.get("gates") or {}
-    plan = dict(got["plan"], node=node, mode=pol["mode"], worker=worker)
-    plan["move"] = {
-        label: {"address": pol["addresses"][label].get("address")}
-        for label in pol["move"].get(node, [])
-    }
+    plan = _plan_of(got, pol, node, worker)
     plan["gates"] = {
         "quorum": held.get("quorum", "passes"),
         "blast_radius": held.get("blast_radius", f"passes (max_down {pol['max_down']})"),

@@ -249,7 +249,7 @@ class AcceptedKeys:
                 with open(path, "rb") as fh:
                     key = salt.crypt.PublicKey(fh.read())
             except (OSError, salt.exceptions.InvalidKeyError) as err:
-                raise Rejected(f"'{sender}''s accepted key cannot be read: {err}") from None
+                raise Rejected(f"the key accepted for '{sender}' cannot be read: {err}") from None
             held = self.loaded[sender] = (version, key)
         return held[1]
 
