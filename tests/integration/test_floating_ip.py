@@ -379,6 +379,17 @@ def test_routers_move_off_a_dead_l3_agent_and_take_their_floating_ips(neutron, m
     assert call(minion, "neutron_l3.move_routers")["moved"] == {}
     out = fails(minion, "neutron_l3.move_routers", "from_host=bob", "to_host=alice")
     assert "to_host: no live L3 agent on 'alice'" in out
+    # No live agent at all: each router left is named in the answer, and the job fails.
+    for host in ("bob", "charlie"):
+        neutronlab.age_agent(neutron, host)
+    try:
+        rc, out = minion.call("neutron_l3.move_routers", "from_host=bob")
+        assert rc != 0, minion.last_output
+        assert out["moved"] == {} and out["failed"] == {
+            "admin-router": "no live L3 agent to take it"
+        }, out
+    finally:
+        neutronlab.report_l3_agents(neutron, "bob", "charlie", heartbeat=True)
 
 
 def test_two_controllers_applying_at_once_both_succeed_with_one_address(neutron, minion):

@@ -94,6 +94,7 @@ def test_the_drill_table_lists_what_moves_and_the_gates():
             "pacemaker": {"g_api": {"from": "ctl-a", "to": "ctl-c"}},
             "pacemaker_skipped": {"p_off": "stopped on purpose"},
             "routers": {"r1": {"from": "ctl-a", "to": "ctl-d"}},
+            "routers_unplaced": {"r2": "no live L3 agent to take it"},
             "router_floating_ips": ["192.0.2.7"],
             "move": {"web": {"address": "192.0.2.9"}},
             "gates": {"quorum": "passes"},
@@ -104,6 +105,7 @@ def test_the_drill_table_lists_what_moves_and_the_gates():
     assert lines[0].split() == ["what", "name", "from", "to"]
     assert ["resource", "g_api", "ctl-a", "ctl-c"] in [line.split() for line in lines]
     assert ["router", "r1", "ctl-a", "ctl-d"] in [line.split() for line in lines]
+    assert "stays: no live L3 agent to take it" in table
     assert "stays: stopped on purpose" in table and "192.0.2.7" in table
     assert "gate quorum: passes" in table and table.endswith("mode: observe")
     assert "(nothing to move)" in failover.plan_table({"node": "x"})

@@ -266,6 +266,8 @@ def plan_table(plan):
         rows.append(("resource", rsc, plan["node"], f"stays: {why}"))
     for router, move in sorted((plan.get("routers") or {}).items()):
         rows.append(("router", router, move["from"], move["to"]))
+    for router, why in sorted((plan.get("routers_unplaced") or {}).items()):
+        rows.append(("router", router, plan["node"], f"stays: {why}"))
     for address in plan.get("router_floating_ips") or []:
         rows.append(("floating IP", address, "(behind a moved router)", "with its router"))
     for label, move in sorted((plan.get("move") or {}).items()):
