@@ -340,10 +340,13 @@ def test_installed_wheel_loads_every_module_without_file_roots_modules(
             formula.rmdir()  # the master made the missing file_roots folder, empty
             formula.symlink_to(path)
         synced, docs = _apply_example_twice(master, pillar_dir, conf_dir)
-        # The engine, the gate and the runner come from the package too (nothing synced).
+        # The engine, the gate and the runner come from the package too (nothing synced);
+        # so does the reactor rule's SLS, for a master that runs no engines.
         with master.started():
             _master_runs_hastack(master)
             _forged_signal_is_rejected_by_the_gate(master, event_listener)
+            listed = master.salt_run_cli().run("fileserver.file_list")
+            assert "hastack/reactor/signal.sls" in listed.data, listed
     finally:
         shutil.rmtree(root, ignore_errors=True)
     # Nothing to sync: every module came from the installed package.
