@@ -147,39 +147,47 @@ def junk_cost(lab, bus, count):
     out = {}
     forged = {"cmd": "_minion_event", "id": "bob", "data": {"node": "alice"}}
 
-    def engine(n):
+    def wait_behind(n, junk_tag, real, arrived):
+        """Seconds from ``n`` junk events until the real one (``(tag, data)``) has
+        ``arrived`` (an event predicate)."""
         with salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=False) as ev:
             started = time.time()
             for _ in range(n):
-                ev.fire_event(forged, "hastack/node/down")
-            real = {"cmd": "_minion_event", "id": "charlie"}
-            real["data"] = lab.signed("charlie", "hastack/node/up", "bob")
-            ev.fire_event(real, "hastack/node/up")
-        ended, _, _ = bus.wait(
+                ev.fire_event(forged, junk_tag)
+            tag, data = real()
+            ev.fire_event(data, tag)
+        ended, _, _ = bus.wait(arrived, 600)
+        return ended - started
+
+    def engine(n):
+        # A survivor's signed signal (bob is up: nothing to do); until its runner job.
+        def real():
+            data = lab.signed("charlie", "hastack/node/up", "bob")
+            return "hastack/node/up", {"cmd": "_minion_event", "id": "charlie", "data": data}
+
+        return wait_behind(
+            n,
+            "hastack/node/down",
+            real,
             lambda tag, data: (
                 tag.startswith("salt/run/")
                 and tag.endswith("/new")
                 and data.get("fun") == "runner.failover.signal"
             ),
-            600,
         )
-        return ended - started
 
     def reactor(n):
-        with salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=False) as ev:
-            started = time.time()
-            for _ in range(n):
-                ev.fire_event(forged, "hastack/bench/junk")
-            ev.fire_event({"round": -1}, "hastack/bench/floor")
-        ended, _, _ = bus.wait(
+        # The floor's event through the reactor; until its minion job returns.
+        return wait_behind(
+            n,
+            "hastack/bench/junk",
+            lambda: ("hastack/bench/floor", {"round": -1}),
             lambda tag, data: (
                 tag.startswith("salt/job/")
                 and tag.endswith("/ret/bob")
                 and data.get("fun") == "test.ping"
             ),
-            600,
         )
-        return ended - started
 
     for name, path in (("engine", engine), ("reactor", reactor)):
         alone = path(0)

@@ -82,6 +82,12 @@ def _master_runs_hastack(master):
     assert incidents.returncode == 0 and incidents.data == [], incidents
 
 
+def _minion_runs_hastack(master, minion):
+    """The survivor's failover jobs are loaded on the minion."""
+    functions = master.salt_cli().run("sys.list_functions", "failover", minion_tgt=minion)
+    assert {"failover.survey", "failover.act"} <= set(functions.data), functions
+
+
 def _sync_master(master):
     """``salt-run saltutil.sync_all`` as README says (hastack from file_roots or gitfs):
     the runner, the gate, the engine and hastack_utils land in the master's extmods."""
@@ -230,10 +236,7 @@ def test_gitfs_serves_the_modules_the_formula_and_the_reactor(
             synced.data["modules"]
         ), synced.data
         assert "beacons.hastack_cluster" in synced.data["beacons"], synced.data
-        functions = master.salt_cli().run(
-            "sys.list_functions", "failover", minion_tgt="gitfs-minion"
-        )
-        assert {"failover.survey", "failover.act"} <= set(functions.data), functions
+        _minion_runs_hastack(master, "gitfs-minion")
         _sync_master(master)
     with master.started():
         _master_runs_hastack(master)
@@ -386,10 +389,7 @@ def test_a_copied_formula_serves_the_reactor_beside_the_installed_extension(
     minion = master.salt_minion_daemon("copy-minion", overrides={"master": "127.0.0.1"})
     try:
         with master.started(), minion.started():
-            functions = master.salt_cli().run(
-                "sys.list_functions", "failover", minion_tgt="copy-minion"
-            )
-            assert {"failover.survey", "failover.act"} <= set(functions.data), functions
+            _minion_runs_hastack(master, "copy-minion")
             _master_runs_hastack(master)
             _forged_signal_is_rejected_by_the_gate(master, event_listener)
     finally:
