@@ -114,6 +114,26 @@ def bus(lab):
     the_bus.close()
 
 
+@pytest.fixture(autouse=True)
+def every_node_back(lab, bus):
+    """A test that fails with a node down would fail every later one: bring the node
+    back (and its incident to its end) before the next test starts."""
+    yield
+    dead = [node for node in NODES if node not in lab.alive]
+    for node in dead:
+        mark = bus.mark()
+        lab.revive(node)
+        try:
+            bus.wait(mark, lambda tag, data: tag.endswith("/restored"), 60)
+        except AssertionError:
+            pass  # the failed test may have left no incident to restore
+    if dead:
+        try:
+            put_web_home(lab)
+        except StopIteration:
+            pass  # web's address was not on its standby
+
+
 def configuration(lab, node="bob"):
     return lab.client().cmd(node, "pacemaker.configuration", timeout=60)[node]
 
@@ -171,12 +191,15 @@ def envelope(sender, data):
     return {"cmd": "_minion_event", "id": sender, "data": data}
 
 
-def fire_on_master(lab, tag, data):
+def fire_on_master(lab, tag, *datas):
+    """Each of ``datas`` fired as ``tag`` on the master's bus, over one connection (a storm
+    must arrive as fast as the bus takes it, not at the pace of a connect per event)."""
     import salt.utils.event  # pylint: disable=import-outside-toplevel
 
     opts = lab.opts()
     with salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=False) as event:
-        event.fire_event(data, tag)
+        for data in datas:
+            event.fire_event(data, tag)
 
 
 def incident_of(bus, mark, node, step, timeout=120):
@@ -402,7 +425,8 @@ def test_a_hung_minion_on_a_node_pacemaker_sees_online_is_skipped(lab, bus):
 def test_kill_alice_and_call_nothing_the_cloud_heals_once_and_goes_home(lab, bus):
     """SIGKILL alice (Pacemaker, corosync, its minion). The survivors' beacons signal;
     a storm of 100 more duplicate signals, each validly signed by bob or charlie (the
-    master's bus, as the engine sees them), arrives within 2 s of the first. Exactly one incident runs: confirmed -> planned ->
+    master's bus, as the engine sees them), arrives while the incident runs. Exactly
+    one incident runs: confirmed -> planned ->
     shifted -> reissued -> done; crm_mon shows the plan, every router is on a live
     agent and every floating IP still on its port behind one. alice returns: restored,
     and the constraints are as before."""
@@ -419,11 +443,12 @@ def test_kill_alice_and_call_nothing_the_cloud_heals_once_and_goes_home(lab, bus
     lab.kill("alice")
     t_first, first = first_signal(bus, mark, "alice")
     assert first["id"] in ("bob", "charlie")
-    for data in storm:
-        fire_on_master(lab, DOWN, data)
-    assert time.time() - t_first < 2 + 1
+    fire_on_master(lab, DOWN, *storm)
+    storm_sent = time.time()
 
     incident, done = incident_of(bus, mark, "alice", "done")
+    # The storm arrived while the incident ran (else it tested nothing).
+    assert storm_sent < done["at"], (storm_sent - t_first, done["at"] - t_first)
     steps = bus.steps(mark, incident)
     assert steps == ["confirmed", "planned", "shifted", "reissued", "done"], steps
     # Exactly one incident acted.
