@@ -1016,6 +1016,11 @@ def _summary(record):
         "reason": record.get("reason"),
         "error": record.get("error"),
         "timings": record.get("timings"),
+        # A failed incident closed because its node is back stays "failed" in its
+        # history; say that it is over, and who closed it.
+        "closed_by": (record.get("steps", {}).get("restored") or {}).get("closed_by")
+        if record.get("closed")
+        else None,
     }
 
 

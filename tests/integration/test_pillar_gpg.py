@@ -6,6 +6,7 @@ memory, and the key still reaches the cluster and the keyring."""
 import os
 import subprocess
 
+import pytest
 import yaml
 
 from lab import saltlocal
@@ -15,7 +16,10 @@ KEY = "AQAAAAAAAAAAABAARkFLRS1nbGFuY2Uta2V5IQ=="
 RECIPIENT = "hastack-test@example.invalid"
 
 
+@pytest.fixture
 def gpg_home(tmp_path):
+    """A GPG home with the recipient's key; its gpg-agent (which gpg starts and leaves
+    running) is stopped at the end."""
     home = tmp_path / "gpgkeys"
     home.mkdir(mode=0o700)
     subprocess.run(
@@ -35,7 +39,8 @@ def gpg_home(tmp_path):
         check=True,
         capture_output=True,
     )
-    return home
+    yield home
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
 
 
 def encrypt(home, text):
@@ -100,11 +105,11 @@ def logged_apply(minion):
         return minion.last_output + fh.read()
 
 
-def test_plain_pillar_leaks_at_log_level_all_and_gpg_pillar_does_not(ceph_lab, tmp_path):
+def test_plain_pillar_leaks_at_log_level_all_and_gpg_pillar_does_not(ceph_lab, tmp_path, gpg_home):
     plain = minion_with_pillar_text(tmp_path, "plain", ceph_lab, KEY, "#!jinja|yaml\n")
     assert KEY in logged_apply(plain)  # Salt's own rendering log, as README warns
 
-    home = gpg_home(tmp_path)
+    home = gpg_home
     secret = minion_with_pillar_text(
         tmp_path,
         "secret",
