@@ -306,40 +306,47 @@ def _update(conn, fip, port_id, what, deadline=None, verify=False, on_send=None)
             f"{fip.revision_number}); nothing was overwritten: read it again ({what})"
         ) from err
     if verify:
-        until = _guard_until(time.monotonic() - started)
-        conflicts = _read_back(conn, {fip.id: (port_id, written)}, until)
+        conflicts = _read_back(conn, [_write_of(fip, port_id, written, started)])
         if conflicts:
             raise CommandExecutionError(f"{conflicts[fip.id]} ({what})")
     return written
 
 
-def _guard_until(took):
-    """When a write that took ``took`` seconds can be read back (epoch seconds): a
-    concurrent accepted write commits within about one request of this one."""
-    return time.time() + min(SETTLE_MAX, max(SETTLE, 2 * took))
+def _write_of(fip, port_id, answer, started):
+    """A guarded write to read back (plain data: a failover hands it from one job to
+    the next): what was written and when it can be read back (``until``, epoch
+    seconds), since a concurrent accepted write commits within about one request of
+    this one."""
+    took = time.monotonic() - started
+    return {
+        "id": fip.id,
+        "address": fip.floating_ip_address,
+        "port_id": port_id,
+        "revision": answer.get("revision_number"),
+        "until": time.time() + min(SETTLE_MAX, max(SETTLE, 2 * took)),
+    }
 
 
-def _read_back(conn, writes, until):
-    """Read written associations back once a concurrent writer's accepted write has had
-    time to land (at ``until``, epoch seconds): ``writes`` is ``{fip id: (port id
-    written, Neutron's answer)}``. One listing for all of them. Returns ``{fip id:
-    why}`` for each that is no longer where its write put it."""
-    time.sleep(max(0.0, until - time.time()))
+def _read_back(conn, writes):
+    """Read written associations back (``writes``: ``_write_of`` each) once the last
+    one's guard has passed. One listing for all of them. Returns ``{fip id: why}`` for
+    each that is no longer where its write put it."""
+    time.sleep(max(0.0, max(w["until"] for w in writes) - time.time()))
     resp = _call(
         "read back the floating IPs",
-        lambda: conn.network.get("/floatingips", params={"id": sorted(writes)}),
+        lambda: conn.network.get("/floatingips", params={"id": sorted(w["id"] for w in writes)}),
     )
     openstack.exceptions.raise_from_response(resp)
     now = {f["id"]: f for f in resp.json()["floatingips"]}
     conflicts = {}
-    for fip_id, (port_id, written) in writes.items():
-        held = now.get(fip_id) or {}
-        if held.get("port_id") != port_id:
-            conflicts[fip_id] = (
-                f"floating IP {written.get('floating_ip_address')} changed since it was read: a "
+    for write in writes:
+        held = now.get(write["id"]) or {}
+        if held.get("port_id") != write["port_id"]:
+            conflicts[write["id"]] = (
+                f"floating IP {write['address']} changed since it was read: a "
                 f"concurrent writer put it on port {held.get('port_id')} (revision "
                 f"{held.get('revision_number')}) right after this write (revision "
-                f"{written.get('revision_number')}) and Neutron accepted both; it is there now, "
+                f"{write['revision']}) and Neutron accepted both; it is there now, "
                 "nothing more was changed"
             )
     return conflicts
@@ -743,7 +750,7 @@ def to_standby(labels, cloud=None, test=False, read_back=True):
 
     read_back
         ``False``: return as soon as the writes are answered, with ``written`` (what
-        ``floating_ip.read_back`` takes), so that other work (a failover's router
+        ``floating_ip.read_back_moves`` takes), so that other work (a failover's router
         moves) fills the guard's wait. Default: ``True``.
 
     CLI Example:
@@ -765,13 +772,7 @@ def to_standby(labels, cloud=None, test=False, read_back=True):
             started = time.monotonic()
             answer = _update(conn, fip, result["port_id"], f"move {address} to its standby")
             with lock:
-                written[label] = {
-                    "id": fip.id,
-                    "address": address,
-                    "port_id": result["port_id"],
-                    "revision": answer.get("revision_number"),
-                    "until": _guard_until(time.monotonic() - started),
-                }
+                written[label] = _write_of(fip, result["port_id"], answer, started)
         return result
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
@@ -822,17 +823,7 @@ def read_back_moves(written, cloud=None):
     if not written:
         return {"held": [], "failed": {}}
     by_id = {w["id"]: label for label, w in written.items()}
-    conflicts = _read_back(
-        _conn(cloud),
-        {
-            w["id"]: (
-                w["port_id"],
-                {"floating_ip_address": w["address"], "revision_number": w["revision"]},
-            )
-            for w in written.values()
-        },
-        max(w["until"] for w in written.values()),
-    )
+    conflicts = _read_back(_conn(cloud), list(written.values()))
     failed = {by_id[fip_id]: why for fip_id, why in conflicts.items()}
     if failed:
         __context__["retcode"] = 1

@@ -490,6 +490,16 @@ def _lock_spec(record, pol):
     }
 
 
+def _neutron_args(pol, node):
+    """Neutron's settings for ``node`` from the policy (every minion job that plans or
+    carries out Neutron's part takes them)."""
+    return {
+        "routers": pol["routers"],
+        "l3_host": pol["l3_hosts"].get(node),
+        "reissue": pol["reissue"],
+    }
+
+
 def _survey_args(pol, node, stonith, **extra):
     """``failover.survey``'s settings from the policy."""
     return dict(
@@ -497,9 +507,7 @@ def _survey_args(pol, node, stonith, **extra):
         fallback=pol["fallback"],
         stonith=stonith,
         max_down=pol["max_down"],
-        routers=pol["routers"],
-        l3_host=pol["l3_hosts"].get(node),
-        reissue=pol["reissue"],
+        **_neutron_args(pol, node),
     )
 
 
@@ -585,11 +593,7 @@ def _plan_neutron(record, pol, worker):
         worker,
         "failover.plan_neutron",
         [record["node"]],
-        {
-            "l3_host": pol["l3_hosts"].get(record["node"]),
-            "routers": pol["routers"],
-            "reissue": pol["reissue"],
-        },
+        _neutron_args(pol, record["node"]),
         what="plan Neutron's part",
     )
 
@@ -610,10 +614,10 @@ def _neutron_plan(asked, record, pol):
     When Neutron cannot say (unreachable), the error instead: Pacemaker's part goes on,
     and Neutron's part fails and says so (resume finishes it)."""
     try:
-        try:
-            return asked.result() if asked else _plan_neutron(record, pol, record["worker"])
-        except WorkerLost:
-            return _plan_neutron(record, pol, record["worker"])
+        if asked:
+            with contextlib.suppress(WorkerLost):
+                return asked.result()
+        return _plan_neutron(record, pol, record["worker"])
     except StepFailed as err:
         return {"neutron_unplanned": str(err)}
 
@@ -654,16 +658,14 @@ def _part(record, pol, part):
                 worker,
                 "failover.act",
                 [node, pol["nodes"], record["plan"]],
-                {
-                    "parts": [part],
-                    "placement_timeout": pol["placement_timeout"],
-                    "routers": pol["routers"],
-                    "l3_host": pol["l3_hosts"].get(node),
-                    "move": pol["move"].get(node, []),
-                    "reissue": pol["reissue"],
-                    "neutron_deadline": pol["neutron_deadline"],
-                    "lock": _lock_spec(record, pol) if relock else None,
-                },
+                dict(
+                    _neutron_args(pol, node),
+                    parts=[part],
+                    placement_timeout=pol["placement_timeout"],
+                    move=pol["move"].get(node, []),
+                    neutron_deadline=pol["neutron_deadline"],
+                    lock=_lock_spec(record, pol) if relock else None,
+                ),
                 what=f"carry out the plan ({part})",
                 failed_ok=True,
             )
