@@ -163,10 +163,16 @@ class Lab:
         pillar_dir = os.path.join(self.dir, "pillar")
         os.makedirs(self.master_conf, exist_ok=True)
         os.makedirs(pillar_dir, exist_ok=True)
-        with open(SHIPPED_MASTER_CONF[wiring], encoding="utf-8") as fh:
-            shipped = yaml.safe_load(fh)
+        # The shipped wiring goes in as README says: the file copied to master.d/.
+        included = os.path.join(self.master_conf, "master.d")
+        os.makedirs(included, exist_ok=True)
+        shipped = shutil.copy(SHIPPED_MASTER_CONF[wiring], included)
+        with open(shipped, encoding="utf-8") as fh:
+            overlap = set(yaml.safe_load(fh)) & set(extra or {})
+        if overlap:
+            # Salt lets master.d/ replace the main file's keys, not add to them.
+            raise LabError(f"extra_master sets what the shipped wiring sets: {sorted(overlap)}")
         config = dict(
-            shipped,
             id="lab-master",
             interface="127.0.0.1",
             publish_port=self.ports["publish"],

@@ -12,6 +12,7 @@ minion keys; the tests only kill, revive, freeze Neutron, and send what an attac
 a storm would: eve's own minion sends single events and batches in which it writes any
 envelope."""
 
+import json
 import os
 import re
 import shutil
@@ -258,6 +259,20 @@ def test_drill_prints_the_plan_as_a_table_and_changes_nothing(lab, bus):
     time.sleep(1)
     assert bus.since(mark) == []  # a drill sends nothing
 
+    # README's report by hand, for a node that is in fact fine: skipped, nothing changed.
+    reported = subprocess.run(
+        [os.path.join(failoverlab.BIN, "salt-run"), "-c", lab.master_conf, "--out", "json"]
+        + ["failover.node_down", "alice"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    answer = json.loads(reported.stdout)
+    assert answer["state"] == "skipped", answer
+    assert "still answers" in answer["reason"] or "online" in answer["reason"], answer
+    assert (configuration(lab), neutron_state(lab), incident_locks(lab)) == before
+
 
 def test_runner_errors_are_answers_with_a_failing_exit_code_not_tracebacks(lab):
     """A drill for a node no pillar names, an incident that does not exist: Salt's
@@ -276,6 +291,7 @@ def test_runner_errors_are_answers_with_a_failing_exit_code_not_tracebacks(lab):
         )
         assert done.returncode == 1, (args, done.stdout, done.stderr)
         assert error in done.stdout and "Traceback" not in done.stdout + done.stderr, done.stdout
+        assert error in master_log(lab), error
     assert lab.runner("failover.drill", "mallory") == {
         "error": "'mallory' is not a minion of this master",
         "retcode": 1,
@@ -287,15 +303,20 @@ def test_runner_errors_are_answers_with_a_failing_exit_code_not_tracebacks(lab):
         timeout=120,
         check=True,
     )
-    for function in ("drill", "signal", "node_down", "node_up", "resume", "incidents"):
+    for function in (
+        "drill",
+        "signal",
+        "node_down",
+        "node_up",
+        "restore",
+        "resume",
+        "incidents",
+        "formula_root",
+    ):
         assert f"failover.{function}:" in docs.stdout, docs.stdout[:500]
 
 
 # --------------------------------------------------------------------------- negatives
-
-
-def _signed(lab, signer, tag, node, **kw):
-    return lambda: lab.signed(signer, tag, node, **kw)
 
 
 @pytest.mark.parametrize(

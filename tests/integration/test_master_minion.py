@@ -53,6 +53,23 @@ REACTOR_WIRING = "hastack-failover-reactor.conf"
 ENGINE_WIRING = "hastack-failover.conf"
 
 
+def _reactor_master(factories, name, tmp_path, **fileserver):
+    """A master wired as hastack-failover-reactor.conf says, with an empty pillar and
+    ``fileserver`` (the install path under test) serving salt://."""
+    pillar_dir = tmp_path / "pillar"
+    pillar_dir.mkdir()
+    (pillar_dir / "top.sls").write_text("base: {}\n")
+    return factories.salt_master_daemon(
+        name,
+        overrides=dict(
+            _shipped(REACTOR_WIRING),
+            interface="127.0.0.1",
+            pillar_roots={"base": [str(pillar_dir)]},
+            **fileserver,
+        ),
+    )
+
+
 def _forged_signal_is_rejected_by_the_gate(master, event_listener):
     """A signal forged the way a rogue minion's batch would carry it, fired on the
     master's bus: hastack's gate (in the reactor's rendering, or in the engine) rejects
@@ -203,19 +220,13 @@ def test_gitfs_serves_the_modules_the_formula_and_the_reactor(
         ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "hastack"],
     ):
         subprocess.run(argv, cwd=repo, check=True)
-    pillar_dir = tmp_path / "pillar"
-    pillar_dir.mkdir()
-    (pillar_dir / "top.sls").write_text("base: {}\n")
-    master = salt_factories.salt_master_daemon(
+    master = _reactor_master(
+        salt_factories,
         "hastack-gitfs-master",
-        overrides=dict(
-            _shipped(REACTOR_WIRING),
-            interface="127.0.0.1",
-            fileserver_backend=["gitfs"],
-            gitfs_provider="gitpython",
-            gitfs_remotes=[{f"file://{repo}": [{"root": "salt"}, {"base": "main"}]}],
-            pillar_roots={"base": [str(pillar_dir)]},
-        ),
+        tmp_path,
+        fileserver_backend=["gitfs"],
+        gitfs_provider="gitpython",
+        gitfs_remotes=[{f"file://{repo}": [{"root": "salt"}, {"base": "main"}]}],
     )
     minion = master.salt_minion_daemon("gitfs-minion", overrides={"master": "127.0.0.1"})
     with master.started(), minion.started():
@@ -374,17 +385,8 @@ def test_a_copied_formula_serves_the_reactor_beside_the_installed_extension(
     roots = tmp_path / "srv-salt"
     shutil.copytree(os.path.join(REPO, "salt", "hastack"), roots / "hastack")
     assert (roots / "hastack" / "reactor" / "signal.sls").is_file()
-    pillar_dir = tmp_path / "pillar"
-    pillar_dir.mkdir()
-    (pillar_dir / "top.sls").write_text("base: {}\n")
-    master = factories.salt_master_daemon(
-        "hastack-copy-master",
-        overrides=dict(
-            _shipped(REACTOR_WIRING),
-            interface="127.0.0.1",
-            file_roots={"base": [str(roots)]},
-            pillar_roots={"base": [str(pillar_dir)]},
-        ),
+    master = _reactor_master(
+        factories, "hastack-copy-master", tmp_path, file_roots={"base": [str(roots)]}
     )
     minion = master.salt_minion_daemon("copy-minion", overrides={"master": "127.0.0.1"})
     try:
