@@ -8,12 +8,13 @@ PY := $(VENV)/bin/python
 # rados/rbd Python bindings that glance_store needs (Debian ships them only), the
 # Pacemaker tools, corosync + Pacemaker for the live 3-node lab (Dummy agents), crm
 # shell and pcs (the Pacemaker benchmark's peers), and neutron-server with PostgreSQL
-# for the floating-IP lab.
-DEB_PACKAGES := ceph-mon ceph-osd ceph-common python3-venv python3-rados python3-rbd \
+# for the floating-IP lab, an MDS and ceph-fuse for the CephFS instances directory (the
+# kernel client cannot load here: no ceph module, no modprobe).
+DEB_PACKAGES := ceph-mon ceph-osd ceph-common ceph-mds ceph-fuse python3-venv python3-rados python3-rbd python3-cephfs \
 	libvirt-daemon libvirt-clients libvirt-dev pkg-config pacemaker-cli-utils \
 	pacemaker corosync pacemaker-resource-agents crmsh pcs \
 	neutron-server postgresql python3-psycopg2
-# The venv gets Debian's rados/rbd bindings (and nothing else from dist-packages).
+# The venv gets Debian's rados/rbd/cephfs bindings (and nothing else from dist-packages).
 SITE_PACKAGES = $(VENV)/lib/python3.11/site-packages
 PYTEST_ARGS ?=
 
@@ -36,7 +37,8 @@ $(VENV)/.requirements-installed: requirements.txt | .deb-packages
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Debian ships rados/rbd for CPython 3.11 only"'
 	@ln -sf /usr/lib/python3/dist-packages/rados.cpython-311-x86_64-linux-gnu.so \
-	        /usr/lib/python3/dist-packages/rbd.cpython-311-x86_64-linux-gnu.so $(SITE_PACKAGES)/
+	        /usr/lib/python3/dist-packages/rbd.cpython-311-x86_64-linux-gnu.so \
+	        /usr/lib/python3/dist-packages/cephfs.cpython-311-x86_64-linux-gnu.so $(SITE_PACKAGES)/
 	@echo "setup: installing Python requirements into $(VENV)"
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	@touch $@

@@ -26,6 +26,7 @@ from lab import procs
 
 FACTS = "lab.json"
 MON_ID = "a"
+MDS_ID = "a"
 
 
 class LabError(RuntimeError):
@@ -95,6 +96,9 @@ client_mount_timeout = 15
 [mon]
 mon_data = {d}/mon/$cluster-$id
 
+[mds]
+mds_data = {d}/mds/$cluster-$id
+
 [osd]
 osd_data = {d}/osd/$cluster-$id
 osd_max_object_name_len = 256
@@ -131,12 +135,16 @@ def _wait(what, check, timeout):
         time.sleep(0.2)
 
 
-def start(d, osds=1):
-    """Create and start a cluster in directory ``d``; return its facts."""
+def start(d, osds=1, mds=False):
+    """Create and start a cluster in directory ``d``; return its facts.
+
+    With ``mds``, one metadata server (``mds.a``) runs too, for CephFS: the lab creates
+    no filesystem (that is hastack's job), the MDS stays standby until one exists.
+    """
     d = os.path.abspath(d)
     if os.path.exists(os.path.join(d, FACTS)):
         raise LabError(f"a lab already lives in {d}: stop it first")
-    for sub in ("log", "run", "crash", "mon", "osd"):
+    for sub in ("log", "run", "crash", "mon", "osd", "mds"):
         os.makedirs(os.path.join(d, sub), exist_ok=True)
     fsid = str(uuid.uuid4())
     mon_port = _free_port_block(2)
@@ -273,6 +281,8 @@ def start(d, osds=1):
         return stat.get("num_up_osds", stat.get("osdmap", {}).get("num_up_osds")) == osds
 
     _wait("OSDs", _osds_up, 60)
+    if mds:
+        _start_mds(d, conf)
     facts = {
         "dir": d,
         "fsid": fsid,
@@ -280,10 +290,43 @@ def start(d, osds=1):
         "conf": conf,
         "admin_keyring": admin_keyring,
         "osds": osds,
+        "mds": MDS_ID if mds else None,
     }
     with open(os.path.join(d, FACTS), "w", encoding="utf-8") as fh:
         json.dump(facts, fh, indent=2)
     return facts
+
+
+def _start_mds(d, conf):
+    mds_dir = os.path.join(d, "mds", f"ceph-{MDS_ID}")
+    os.makedirs(mds_dir, exist_ok=True)
+    keyring = os.path.join(mds_dir, "keyring")
+    _run(["ceph-authtool", "--create-keyring", keyring, "--gen-key", "-n", f"mds.{MDS_ID}"])
+    _ceph(
+        d,
+        "auth",
+        "add",
+        f"mds.{MDS_ID}",
+        "mon",
+        "allow profile mds",
+        "osd",
+        "allow rwx",
+        "mds",
+        "allow *",
+        "-i",
+        keyring,
+    )
+    _spawn(
+        ["ceph-mds", "-c", conf, "-i", MDS_ID, "-f", "--keyring", keyring],
+        d,
+        f"mds.{MDS_ID}",
+    )
+
+    def _registered():
+        dump = json.loads(_ceph(d, "fs", "dump", "-f", "json"))
+        return any(s.get("name") == MDS_ID for s in dump.get("standbys", []))
+
+    _wait("MDS", _registered, 30)
 
 
 def facts(d):
@@ -303,9 +346,12 @@ def stop(d):
     """Stop the daemons this lab started (OSDs first, mon last) and forget the lab."""
     d = os.path.abspath(d)
     pids = _pids(d)
-    # OSDs first: a mon stopped before its OSDs makes them wait 5 s to shut down.
+    # The MDS first (it needs mon and OSDs to shut down), then OSDs: a mon stopped
+    # before its OSDs makes them wait 5 s.
+    mdss = [pid for pid, name in pids if name.startswith("mds")]
     osds = [pid for pid, name in pids if name.startswith("osd")]
     mons = [pid for pid, name in pids if name.startswith("mon")]
+    procs.stop(mdss, timeout=12)
     procs.stop(osds)
     procs.stop(mons)
     for name in ("pids", FACTS):
@@ -322,10 +368,11 @@ def main(argv=None):
     parser.add_argument("action", choices=["start", "stop", "status"])
     parser.add_argument("dir")
     parser.add_argument("--osds", type=int, default=1)
+    parser.add_argument("--mds", action="store_true", help="also run a metadata server")
     args = parser.parse_args(argv)
     try:
         if args.action == "start":
-            print(json.dumps(start(args.dir, args.osds), indent=2))
+            print(json.dumps(start(args.dir, args.osds, mds=args.mds), indent=2))
         elif args.action == "stop":
             stop(args.dir)
         else:

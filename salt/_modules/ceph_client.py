@@ -1,5 +1,6 @@
 """
-Ceph client configuration: pools, cephx entities, keyrings and ceph.conf.
+Ceph client configuration: pools, cephx entities, keyrings, ceph.conf and CephFS
+(filesystems, their directories, and mounts with ceph-fuse or the kernel client).
 
 This is the only hastack code that talks to Ceph. It sends monitor commands through
 Ceph's own Python binding (``rados.Rados.mon_command``, one connection per run: about
@@ -33,8 +34,9 @@ backend (``auto``)
     ``auto``: librados where the bindings import, else the CLI.
 
 :depends: on the admin minion only: python3-rados and python3-rbd (Ceph's bindings),
-    or ceph-common (the ``ceph`` and ``rbd`` commands); keyrings and ceph.conf need no
-    Ceph tool.
+    or ceph-common (the ``ceph`` and ``rbd`` commands), and python3-cephfs to create
+    CephFS directories; keyrings and ceph.conf need no Ceph tool; a CephFS mount needs
+    ceph-fuse (or ceph-common's ``mount.ceph`` for the kernel client).
 """
 
 import errno
@@ -42,6 +44,7 @@ import grp
 import logging
 import os
 import pwd
+import re
 import stat
 import tempfile
 
@@ -58,6 +61,12 @@ try:
     HAS_RADOS = True
 except ImportError:  # Salt's onedir Python may not load the distribution's binding
     HAS_RADOS = False
+try:
+    import cephfs
+
+    HAS_CEPHFS = True
+except ImportError:
+    HAS_CEPHFS = False
 
 log = logging.getLogger(__name__)
 
@@ -940,6 +949,384 @@ def keyring_meta_set(path, owner, group, mode):
             os.chown(path, uid, gid)
         if wanted != narrow:
             os.chmod(path, wanted)
+    except OSError as err:
+        raise CommandExecutionError(f"cannot set owner/mode of {path}: {err}") from err
+    return True
+
+
+# --------------------------------------------------------------------------- CephFS
+
+FUSE_FSTYPES = ("fuse.ceph-fuse", "fuse.ceph")
+# ceph-fuse options as a mount.fuse.ceph line or a person may give them, by meaning.
+_FUSE_OPTS = {
+    "-n": "name",
+    "--name": "name",
+    "--id": "id",
+    "-i": "id",
+    "--user": "id",
+    "-r": "path",
+    "--client_mountpoint": "path",
+    "--client-mountpoint": "path",
+    "--client_fs": "fs",
+    "--client-fs": "fs",
+    "--client_mds_namespace": "fs",
+    "--client-mds-namespace": "fs",
+}
+
+
+def fs_list(**kwargs):
+    """
+    CephFS filesystems of the cluster: ``{name: {metadata_pool, data_pools}}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' ceph_client.fs_list
+    """
+    conn = _conn(kwargs)
+    _, out = _ceph(conn, {"prefix": "fs ls"}, ["fs", "ls"])
+    return {
+        fs["name"]: {"metadata_pool": fs.get("metadata_pool"), "data_pools": fs.get("data_pools")}
+        for fs in out or []
+    }
+
+
+def fs_create(name, metadata_pool, data_pool, **kwargs):
+    """
+    Create a CephFS filesystem on two existing pools (``ceph fs new``). A metadata
+    server of the cluster then takes it (the cluster's MDS daemons are not managed here).
+
+    name
+        The filesystem's name.
+
+    metadata_pool, data_pool
+        Its pools; both must exist, with application ``cephfs`` or none yet.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' ceph_client.fs_create cephfs cephfs_metadata cephfs_data
+    """
+    conn = _conn(kwargs)
+    _ceph(
+        conn,
+        {"prefix": "fs new", "fs_name": name, "metadata": metadata_pool, "data": data_pool},
+        ["fs", "new", name, metadata_pool, data_pool],
+        json_out=False,
+    )
+    return True
+
+
+def _fs_mount(conn, fs):
+    """This run's libcephfs handle on ``fs`` as client.admin, over the run's librados
+    connection (one per cluster and filesystem, in ``__context__``)."""
+    if not HAS_CEPHFS:
+        raise CommandExecutionError(
+            "the cephfs Python binding does not import here (install python3-cephfs into the "
+            "Python that runs Salt): the admin minion needs it to create CephFS directories"
+        )
+    ckey = ("ceph_client.cephfs", conn["cluster"], conn["mon_host"], fs)
+    if ckey not in __context__:
+        if not HAS_RADOS:
+            raise CommandExecutionError(
+                "the rados Python binding does not import here (install python3-rados)"
+            )
+        handle = cephfs.LibCephFS(rados_inst=_cluster(conn))
+        try:
+            handle.mount(filesystem_name=fs.encode())
+        except cephfs.Error as err:
+            raise CommandExecutionError(
+                f"cannot open CephFS filesystem '{fs}' as client.admin: {err}"
+            ) from err
+        __context__[ckey] = handle
+    return __context__[ckey]
+
+
+def fs_dir_info(fs, path, **kwargs):
+    """
+    A directory in a CephFS filesystem: ``{mode, uid, gid}``, or ``None`` when it does
+    not exist. Read as client.admin through libcephfs.
+
+    fs
+        The filesystem's name.
+
+    path
+        The directory's absolute path in the filesystem, e.g. ``/nova``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' ceph_client.fs_dir_info cephfs /nova
+    """
+    handle = _fs_mount(_conn(kwargs), fs)
+    try:
+        st = handle.stat(path.encode())
+    except cephfs.ObjectNotFound:
+        return None
+    except cephfs.Error as err:
+        raise CommandExecutionError(f"cannot read {path} in CephFS '{fs}': {err}") from err
+    if not stat.S_ISDIR(st.st_mode):
+        raise CommandExecutionError(f"{path} in CephFS '{fs}' exists and is not a directory")
+    return {"mode": f"{stat.S_IMODE(st.st_mode):04o}", "uid": st.st_uid, "gid": st.st_gid}
+
+
+def fs_dir_create(fs, path, mode="0755", **kwargs):
+    """
+    Create a directory (and its parents) in a CephFS filesystem, as client.admin. A
+    path that ``ceph fs authorize`` grants must exist before a client can mount it.
+
+    fs
+        The filesystem's name.
+
+    path
+        The directory's absolute path, e.g. ``/nova``.
+
+    mode
+        Its mode (default ``'0755'``); the owner is set by the mounting minion, which
+        knows the service user.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' ceph_client.fs_dir_create cephfs /nova
+    """
+    handle = _fs_mount(_conn(kwargs), fs)
+    try:
+        handle.mkdirs(path.encode(), int(cephx.file_mode(mode), 8))
+    except cephfs.Error as err:
+        raise CommandExecutionError(f"cannot create {path} in CephFS '{fs}': {err}") from err
+    return True
+
+
+def _unescape_mountinfo(text):
+    # /proc/self/mountinfo writes space, tab, newline and backslash as octal escapes.
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
+def _mount_entry(mountpoint):
+    """The top mount at ``mountpoint`` in this mount namespace: ``(fstype, source,
+    super options)``, or ``None``."""
+    found = None
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        for line in fh:
+            left, _, right = line.partition(" - ")
+            fields = left.split()
+            if len(fields) >= 5 and _unescape_mountinfo(fields[4]) == mountpoint:
+                fstype, source, superopts = (right.split() + ["", "", ""])[:3]
+                found = (fstype, _unescape_mountinfo(source), superopts)
+    return found
+
+
+def _fuse_process_args(mountpoint):
+    """What the ceph-fuse serving ``mountpoint`` in this mount namespace was told:
+    ``{name, path, fs, conf}`` (unknown ones left out)."""
+    my_ns = os.readlink("/proc/self/ns/mnt")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                argv = [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
+            if not argv or os.path.basename(argv[0]) != "ceph-fuse":
+                continue
+            if os.readlink(f"/proc/{pid}/ns/mnt") != my_ns:
+                continue
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        found, positional = {}, []
+        i = 1
+        while i < len(argv):
+            arg = argv[i]
+            opt, eq, value = arg.partition("=")
+            if opt in _FUSE_OPTS or arg in ("-c", "--conf"):
+                what = _FUSE_OPTS.get(opt, "conf")
+                if not eq:
+                    i += 1
+                    value = argv[i] if i < len(argv) else ""
+                found[what] = value
+            elif not arg.startswith("-"):
+                positional.append(arg)
+            i += 1
+        if any(os.path.abspath(p) == mountpoint for p in positional):
+            if "id" in found and "name" not in found:
+                found["name"] = f"client.{found['id']}"
+            found.pop("id", None)
+            return found
+    return {}
+
+
+def mount_info(mountpoint):
+    """
+    What is mounted at ``mountpoint`` in this minion's mount namespace, or ``None``:
+    ``{client, fstype, fsid, fs, path, user, owner, group, mode}``. ``client`` is
+    ``fuse`` (ceph-fuse), ``kernel`` (the kernel's ceph client) or ``other``; the
+    CephFS details come from the cluster's own virtual attributes (``fsid``), from the
+    ceph-fuse process serving it, or from the kernel mount's source and options.
+
+    mountpoint
+        The absolute path of the mount point.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' ceph_client.mount_info /var/lib/nova/instances
+    """
+    mountpoint = os.path.realpath(mountpoint)
+    entry = _mount_entry(mountpoint)
+    if entry is None:
+        return None
+    fstype, source, superopts = entry
+    info = {"fstype": fstype, "client": "other", "fsid": None, "fs": None, "path": None}
+    info["user"] = None
+    if fstype in FUSE_FSTYPES:
+        args = _fuse_process_args(mountpoint)
+        name = args.get("name", "")
+        info.update(
+            client="fuse",
+            fs=args.get("fs"),
+            path=(args.get("path") or "/").rstrip("/") or "/",
+            user=name.split(".", 1)[1] if name.startswith("client.") else name or None,
+        )
+    elif fstype == "ceph":
+        opts = dict(o.partition("=")[::2] for o in superopts.split(","))
+        # "mon1:6789,mon2:6789:/nova" (old form) or "nova@<fsid>.<fs>=/nova" (new form).
+        new_form = re.match(r"^([^@]+)@([0-9a-f-]+)\.([^=]+)=(.*)$", source)
+        if new_form:
+            user, _, fs, path = new_form.groups()
+        else:
+            user, fs = opts.get("name"), opts.get("mds_namespace") or opts.get("fs")
+            path = source.rsplit(":", 1)[1] if ":" in source else "/"
+        info.update(client="kernel", fs=fs, path=(path.rstrip("/") or "/"), user=user)
+    if info["client"] != "other":
+        try:
+            info["fsid"] = os.getxattr(mountpoint, "ceph.cluster_fsid").decode()
+        except OSError:
+            pass  # a hung or old client: the fsid stays unknown
+    info.update(_file_meta(mountpoint) or {})
+    return info
+
+
+def fs_mount(mountpoint, fs, path, user, keyring, conf, client="fuse", timeout=10):
+    """
+    Mount a CephFS directory with ceph-fuse or the kernel client. No key goes on a
+    command line: ceph-fuse reads ``keyring``, the kernel client's ``mount.ceph``
+    reads the key through ``conf``. The mount point must exist.
+
+    mountpoint
+        Where to mount.
+
+    fs
+        The filesystem's name.
+
+    path
+        The directory in the filesystem, e.g. ``/nova``; the user's caps must reach it.
+
+    user
+        The cephx user (``nova``, not ``client.nova``).
+
+    keyring
+        The user's keyring file.
+
+    conf
+        The cluster's ceph.conf (its fsid and mon_host).
+
+    client
+        ``fuse`` (default) or ``kernel``.
+
+    timeout
+        Seconds to wait for the cluster before failing (default 10).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' ceph_client.fs_mount /var/lib/nova/instances cephfs /nova nova /etc/ceph/ceph.client.nova.keyring /etc/ceph/ceph.conf
+    """
+    if client == "fuse":
+        tool = "ceph-fuse"
+        argv = [
+            tool,
+            "-c",
+            conf,
+            "-n",
+            f"client.{user}",
+            "-k",
+            keyring,
+            "-r",
+            path,
+            "--client_fs",
+            fs,
+            "--client_mount_timeout",
+            str(timeout),
+            mountpoint,
+        ]
+    elif client == "kernel":
+        tool = "mount.ceph"
+        argv = [
+            "mount",
+            "-t",
+            "ceph",
+            f":{path}",
+            mountpoint,
+            "-o",
+            f"name={user},mds_namespace={fs},conf={conf},mount_timeout={timeout}",
+        ]
+    else:
+        raise SaltInvocationError(f"client: fuse or kernel, got {client!r}")
+    if not salt.utils.path.which(tool):
+        raise CommandExecutionError(
+            f"'{tool}' is missing on this minion (install "
+            f"{'ceph-fuse' if client == 'fuse' else 'ceph-common'}) to mount CephFS"
+        )
+    res = __salt__["cmd.run_all"](
+        argv,
+        python_shell=False,
+        output_loglevel="quiet",
+        ignore_retcode=True,
+        timeout=timeout * 3 + 5,
+        reset_system_locale=False,
+    )
+    if res["retcode"] != 0:
+        text = f"{res['stdout']}\n{res['stderr']}"
+        reason = [
+            line.split("] ", 1)[-1].strip()
+            for line in text.splitlines()
+            if "rejected" in line or "failed" in line or "error" in line.lower()
+        ]
+        raise CommandExecutionError(
+            f"cannot mount {path} of CephFS '{fs}' as client.{user} on {mountpoint}: "
+            f"{'; '.join(reason) or text.strip()}"
+        )
+    return True
+
+
+def path_meta_set(path, owner, group, mode):
+    """
+    Set a file's or directory's owner, group and mode (for a CephFS mount's root, this
+    sets them in the filesystem, for every node that mounts it).
+
+    path
+        The path.
+
+    owner, group
+        The new owner and group; they must exist on the minion.
+
+    mode
+        The new mode, e.g. ``'0750'``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' ceph_client.path_meta_set /var/lib/nova/instances nova nova 0750
+    """
+    uid, gid = schema.user_id(owner), schema.group_id(group)
+    try:
+        os.chown(path, uid, gid)
+        os.chmod(path, int(cephx.file_mode(mode), 8))
     except OSError as err:
         raise CommandExecutionError(f"cannot set owner/mode of {path}: {err}") from err
     return True

@@ -412,3 +412,189 @@ def conf_sections_absent(name, sections):
         done_comment=f"{name}: {', '.join(present)} removed",
         same_comment=f"{name} holds none of {', '.join(sections)}",
     )
+
+
+def fs_present(name, metadata_pool, data_pool, **kwargs):
+    """
+    Make sure a CephFS filesystem exists on these pools. A filesystem of that name on
+    other pools is refused, in test mode too: moving a filesystem's pools is not a
+    setting, and is left to a person.
+
+    name
+        The filesystem's name.
+    metadata_pool, data_pool
+        Its pools (declare them with ``pool_present``, application ``cephfs``).
+    """
+    ret = _ret(name)
+    conn = _conn(kwargs)
+    try:
+        current = __salt__["ceph_client.fs_list"](**conn).get(name)
+    except (CommandExecutionError, SaltInvocationError) as err:
+        return states.failed(ret, err)
+    if current is not None and (
+        current["metadata_pool"] != metadata_pool or data_pool not in current["data_pools"]
+    ):
+        ret["result"] = False
+        ret["comment"] = (
+            f"CephFS {name} exists on pools {current['metadata_pool']} (metadata) and "
+            f"{', '.join(current['data_pools'])} (data), not {metadata_pool} and {data_pool}; "
+            "hastack does not move a filesystem"
+        )
+        return ret
+    changes = {}
+    if current is None:
+        changes = {
+            "filesystem": {"old": None, "new": name},
+            "pools": {"old": None, "new": {"metadata": metadata_pool, "data": data_pool}},
+        }
+    return _finish(
+        ret,
+        changes,
+        write=lambda: __salt__["ceph_client.fs_create"](name, metadata_pool, data_pool, **conn),
+        remaining=lambda: [] if name in __salt__["ceph_client.fs_list"](**conn) else list(changes),
+        done_comment=f"CephFS {name} created",
+        same_comment=f"CephFS {name} is as wanted",
+    )
+
+
+def fs_dir_present(name, fs, **kwargs):
+    """
+    Make sure a directory exists in a CephFS filesystem, so that a client whose caps
+    name it (``ceph fs authorize <fs> client.<user> <path> rw``) can mount it. Created
+    ``0755`` and owned by root; the mounting minion sets its owner (see ``fs_mounted``).
+
+    name
+        The directory's absolute path in the filesystem, e.g. ``/nova``.
+    fs
+        The filesystem's name.
+    """
+    ret = _ret(f"{fs}:{name}")
+    conn = _conn(kwargs)
+    current = None
+    try:
+        # Under test a filesystem this run would create has no directories yet.
+        if not __opts__["test"] or fs in __salt__["ceph_client.fs_list"](**conn):
+            current = __salt__["ceph_client.fs_dir_info"](fs, name, **conn)
+    except (CommandExecutionError, SaltInvocationError) as err:
+        return states.failed(ret, err)
+    changes = {} if current else {"directory": {"old": None, "new": f"{fs}:{name}"}}
+    return _finish(
+        ret,
+        changes,
+        write=lambda: __salt__["ceph_client.fs_dir_create"](fs, name, **conn),
+        remaining=lambda: (
+            [] if __salt__["ceph_client.fs_dir_info"](fs, name, **conn) else ["directory"]
+        ),
+        done_comment=f"{name} created in CephFS {fs}",
+        same_comment=f"{name} exists in CephFS {fs}",
+    )
+
+
+def fs_mounted(
+    name,
+    fs,
+    path,
+    user,
+    keyring,
+    conf,
+    fsid=None,
+    client="fuse",
+    owner="root",
+    group="root",
+    mode="0755",
+    pillar_key=None,
+    timeout=10,
+):
+    """
+    Make sure a CephFS directory is mounted here, with this owner, group and mode at its
+    root. A mount point that holds files is refused (they would vanish under the mount),
+    and so is another mount there (another filesystem, path, user or cluster): hastack
+    does not unmount what runs on it. Both are errors naming ``pillar_key``, with
+    nothing changed.
+
+    name
+        The mount point; created (owned by root, 0755) if missing.
+    fs
+        The filesystem's name.
+    path
+        The directory in it, e.g. ``/nova``.
+    user
+        The cephx user that mounts it (``nova``, not ``client.nova``).
+    keyring, conf
+        The user's keyring and the cluster's ceph.conf (see ``keyring_present`` and
+        ``conf_present``).
+    fsid
+        The cluster's fsid: a mount of another cluster is refused.
+    client
+        ``fuse`` (ceph-fuse, default) or ``kernel``.
+    owner
+        Of the mounted directory; set in the filesystem, so every node sees it. Owners
+        are numbers in CephFS: give the service user the same uid everywhere.
+    group
+        Of the mounted directory, likewise.
+    mode
+        Of the mounted directory (default ``'0755'``).
+    pillar_key
+        Where the mount is declared, named in errors.
+    timeout
+        Seconds to wait for the cluster when mounting.
+    """
+    ret = _ret(name)
+    where = pillar_key or name
+    wanted = {"fs": fs, "path": path, "user": user, "client": client}
+    try:
+        mode = cephx.file_mode(mode, f"{where}:mode")
+        current = __salt__["ceph_client.mount_info"](name)
+    except (CommandExecutionError, SaltInvocationError) as err:
+        return states.failed(ret, err)
+    meta = {"owner": owner, "group": group, "mode": mode}
+    if current is None:
+        if os.path.isdir(name) and os.listdir(name):
+            ret["result"] = False
+            ret["comment"] = (
+                f"{where}: mount point {name} is not empty: its files would be hidden under "
+                "the mount; move them away (or into the CephFS directory) first"
+            )
+            return ret
+        if os.path.exists(name) and not os.path.isdir(name):
+            return states.failed(ret, f"{where}: {name} exists and is not a directory")
+        # One change: what the mounted directory's owner is becomes known only once
+        # mounted, and the mount is reported with the owner it ends with.
+        changes = {"mount": {"old": None, "new": dict(wanted, **meta)}}
+    else:
+        held = {k: current.get(k) for k in wanted}
+        if held != wanted or (fsid and current.get("fsid") not in (None, fsid)):
+            found = ", ".join(f"{k}={v}" for k, v in sorted(held.items()))
+            return states.failed(
+                ret,
+                f"{where}: {name} already holds another mount ({current['fstype']}: {found}, "
+                f"fsid {current.get('fsid')}); hastack does not unmount it: unmount it by hand "
+                "if nothing uses it",
+            )
+        changes = {k: {"old": current[k], "new": v} for k, v in meta.items() if current[k] != v}
+
+    def write():
+        if current is None:
+            os.makedirs(name, exist_ok=True)
+            __salt__["ceph_client.fs_mount"](
+                name, fs, path, user, keyring, conf, client=client, timeout=timeout
+            )
+        held = __salt__["ceph_client.mount_info"](name) or {}
+        if any(held.get(k) != v for k, v in meta.items()):
+            __salt__["ceph_client.path_meta_set"](name, owner, group, mode)
+
+    def remaining():
+        held = __salt__["ceph_client.mount_info"](name)
+        if held is None:
+            return list(changes)
+        left = [k for k, v in meta.items() if held.get(k) != v]
+        return ["mount"] if "mount" in changes and left else left
+
+    return _finish(
+        ret,
+        changes,
+        write,
+        remaining,
+        f"{path} of CephFS {fs} {'mounted on' if current is None else 'updated at'} {name}",
+        f"{path} of CephFS {fs} is mounted on {name} as wanted",
+    )

@@ -9,6 +9,7 @@ import pytest
 from salt.exceptions import SaltInvocationError
 
 from hastack_utils import cephx, schema
+from tests.helpers import load_module
 
 GLANCE_KEY = "AQAAAAAAAAAAABAARkFLRS1nbGFuY2Uta2V5IQ=="
 POOLS = ["images", "volumes", "vms"]
@@ -291,3 +292,195 @@ class TestPoolAccess:
     )
     def test_write_access_follows_the_grants(self, osd, pool, writable):
         assert cephx.pool_writable(osd, pool) is writable
+
+
+class TestCephFS:
+    """Filesystems, path-restricted caps and mounts: each error names its pillar key."""
+
+    NOVA_CAPS = {
+        "mds": "allow rw fsname=cephfs path=/nova",
+        "mon": "allow r fsname=cephfs",
+        "osd": "allow rw tag cephfs data=cephfs",
+    }
+
+    @pytest.mark.parametrize(
+        "mds, fs, path, writable",
+        [
+            ("allow rw fsname=cephfs path=/nova", "cephfs", "/nova", True),
+            ("allow rw fsname=cephfs path=/nova", "cephfs", "/nova/host1", True),
+            ("allow rw fsname=cephfs path=/nova", "cephfs", "/novax", False),
+            ("allow rw fsname=cephfs path=/nova", "other", "/nova", False),
+            ("allow rw fsname=cephfs path=/nova", "cephfs", "/", False),
+            ("allow r fsname=cephfs path=/nova", "cephfs", "/nova", False),
+            ("allow rw path=/nova root_squash", "cephfs", "/nova", False),
+            ("allow r, allow rw path=/nova", "any", "/nova", True),
+            ("allow *", "cephfs", "/", True),
+        ],
+    )
+    def test_path_access_follows_the_mds_grants(self, mds, fs, path, writable):
+        assert cephx.fs_path_writable(mds, fs, path) is writable
+
+    def test_caps_as_ceph_fs_authorize_grants_them_are_accepted(self):
+        assert cephx.parse_caps(self.NOVA_CAPS) == self.NOVA_CAPS
+
+    def test_fsname_is_refused_for_osd_caps(self):
+        with pytest.raises(SaltInvocationError, match="caps:osd: unexpected 'fsname=cephfs'"):
+            cephx.parse_caps({"osd": "allow rw fsname=cephfs"})
+
+    def pillar(self):
+        ceph = example_ceph()
+        ceph["pools"].update(
+            cephfs_metadata={"pg_num": 8, "application": "cephfs"},
+            cephfs_data={"pg_num": 8, "application": "cephfs"},
+        )
+        ceph["filesystems"] = {
+            "cephfs": {"metadata_pool": "cephfs_metadata", "data_pool": "cephfs_data"}
+        }
+        ceph["users"]["nova"] = {"key": GLANCE_KEY, "caps": self.NOVA_CAPS, "roles": ["compute"]}
+        mount = {"fs": "cephfs", "path": "/nova", "user": "nova", "owner": "root", "group": "root"}
+        return {
+            "site": "dc1",
+            "roles": ["compute"],
+            "ceph": ceph,
+            "cephfs": {
+                "client": "fuse",
+                "roles": ["compute"],
+                "mounts": {"/var/lib/nova/instances": mount},
+            },
+        }
+
+    def test_mount_normalized_and_directory_planned_for_the_admin(self):
+        out = schema.validate(self.pillar(), "alice")
+        mount = out["cephfs"]["mounts"]["/var/lib/nova/instances"]
+        assert mount == {
+            "cluster": "ceph",
+            "conf": "/etc/ceph/ceph.conf",
+            "fs": "cephfs",
+            "path": "/nova",
+            "user": "nova",
+            "keyring": "/etc/ceph/ceph.client.nova.keyring",
+            "client": "fuse",
+            "owner": "root",
+            "group": "root",
+            "mode": "0755",
+            "applies": True,
+        }
+        assert out["ceph"]["fs_dirs"] == {"cephfs": ["/nova"]}
+        # A controller does not mount the instances directory, and need not have nova's user.
+        tree = self.pillar()
+        tree["roles"] = ["controller"]
+        tree["cephfs"]["mounts"]["/var/lib/nova/instances"]["owner"] = "no-such-user-here"
+        assert schema.validate(tree, "alice")["cephfs"]["applies"] is False
+
+    MOUNT = "hastack:cephfs:mounts:/var/lib/nova/instances"
+
+    @pytest.mark.parametrize(
+        "change, message",
+        [
+            (("path", "../etc"), f"{MOUNT}:path: '../etc' is outside filesystem cephfs"),
+            (("path", "nova"), f"{MOUNT}:path: 'nova' is outside filesystem cephfs"),
+            (("path", "/nova/../etc"), f"{MOUNT}:path: '/nova/../etc' is outside"),
+            (
+                ("fs", "cephfs2"),
+                f"{MOUNT}:fs: 'cephfs2' is not defined in hastack:ceph:filesystems",
+            ),
+            (("user", "glance"), f"{MOUNT}:user: client.glance's mds caps do not let it"),
+            (("path", "/rabbitmq"), f"{MOUNT}:user: client.nova's mds caps do not let it"),
+            (("client", "nfs"), f"{MOUNT}:client: fuse or kernel, got 'nfs'"),
+            (("owner", "no-such-user"), f"{MOUNT}:owner: user 'no-such-user' does not exist"),
+            (("mode", "0999"), f"{MOUNT}:mode"),
+            (("roles", ["computer"]), f"{MOUNT}:roles: a list of roles"),
+            (("size", 10), f"{MOUNT}: unknown setting(s): size"),
+        ],
+    )
+    def test_each_bad_mount_is_named(self, change, message):
+        tree = self.pillar()
+        tree["cephfs"]["mounts"]["/var/lib/nova/instances"][change[0]] = change[1]
+        with pytest.raises(SaltInvocationError) as err:
+            schema.validate(tree, "alice")
+        assert message in str(err.value)
+
+    @pytest.mark.parametrize("mountpoint", ["var/lib/nova", "/", "/var/lib/../nova", "/a//b"])
+    def test_a_mount_point_must_be_an_absolute_normalized_path(self, mountpoint):
+        tree = self.pillar()
+        tree["cephfs"]["mounts"] = {mountpoint: tree["cephfs"]["mounts"]["/var/lib/nova/instances"]}
+        with pytest.raises(SaltInvocationError, match="must be an absolute, normalized path"):
+            schema.validate(tree, "alice")
+
+    def test_the_user_s_keyring_must_reach_the_mounting_minion(self):
+        tree = self.pillar()
+        tree["ceph"]["users"]["nova"]["roles"] = ["controller"]
+        with pytest.raises(SaltInvocationError, match=f"{self.MOUNT}:user: client.nova's keyring"):
+            schema.validate(tree, "alice")
+
+    @pytest.mark.parametrize(
+        "change, message",
+        [
+            (
+                ("metadata_pool", "images"),
+                "hastack:ceph:filesystems:cephfs:metadata_pool: pool 'images' must have "
+                "application: cephfs",
+            ),
+            (("data_pool", "nope"), "data_pool: 'nope' is not defined in hastack:ceph:pools"),
+            (("data_pool", "cephfs_metadata"), "metadata_pool and data_pool must be two pools"),
+            (("standby", 1), "hastack:ceph:filesystems:cephfs: unknown setting(s): standby"),
+        ],
+    )
+    def test_each_bad_filesystem_is_named(self, change, message):
+        tree = self.pillar()
+        tree["ceph"]["filesystems"]["cephfs"][change[0]] = change[1]
+        with pytest.raises(SaltInvocationError) as err:
+            schema.validate(tree, "alice")
+        assert message in str(err.value)
+
+
+class TestKernelClient:
+    """The kernel client cannot load here (no ceph module, no modprobe): its command
+    line and the reading of its mounts are checked without a mount."""
+
+    @pytest.fixture
+    def mod(self, monkeypatch):
+        module = load_module("_modules", "ceph_client")
+        calls = []
+        module.__salt__ = {
+            "cmd.run_all": lambda argv, **kw: (
+                calls.append(argv) or {"retcode": 0, "stdout": "", "stderr": ""}
+            )
+        }
+        monkeypatch.setattr(module.salt.utils.path, "which", lambda tool: f"/sbin/{tool}")
+        module.calls = calls
+        return module
+
+    def test_the_key_is_read_through_the_conf_never_given_on_the_command_line(self, mod):
+        mod.fs_mount("/mnt/i", "cephfs", "/nova", "nova", "/k/nova.keyring", "/c.conf", "kernel")
+        assert mod.calls == [
+            [
+                "mount",
+                "-t",
+                "ceph",
+                ":/nova",
+                "/mnt/i",
+                "-o",
+                "name=nova,mds_namespace=cephfs,conf=/c.conf,mount_timeout=10",
+            ]
+        ]
+
+    @pytest.mark.parametrize(
+        "source, superopts",
+        [
+            ("nova@4b5c8c0a-ff60-454b-a1b4-9747aa737d19.cephfs=/nova", "rw,name=nova"),
+            ("127.0.0.1:6789,127.0.0.2:6789:/nova", "rw,name=nova,mds_namespace=cephfs"),
+            ("127.0.0.1:6789:/nova/", "rw,name=nova,fs=cephfs"),
+        ],
+    )
+    def test_both_forms_of_a_kernel_mount_are_read(
+        self, mod, monkeypatch, tmp_path, source, superopts
+    ):
+        monkeypatch.setattr(mod, "_mount_entry", lambda mp: ("ceph", source, superopts))
+        info = mod.mount_info(str(tmp_path))
+        assert {k: info[k] for k in ("client", "fs", "path", "user")} == {
+            "client": "kernel",
+            "fs": "cephfs",
+            "path": "/nova",
+            "user": "nova",
+        }

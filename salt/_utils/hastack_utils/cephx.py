@@ -120,6 +120,12 @@ def parse_grant(cap_type, grant, where):
                 raise SaltInvocationError(f"{where}: empty pool= in '{grant}'")
         elif tok.startswith(("namespace=", "object_prefix=")):
             pass
+        elif cap_type in ("mds", "mon") and tok.startswith("fsname="):
+            pass  # CephFS: the grant holds for that filesystem only
+        elif cap_type == "mds" and (
+            tok.startswith(("path=", "uid=", "gids=")) or tok == "root_squash"
+        ):
+            pass
         elif verb == "allow" and (PERM_RE.match(tok) or tok in ("class-read", "class-write")):
             perms = True
             writes = writes or tok in ("*", "all") or "w" in tok and tok != "class-write"
@@ -187,6 +193,37 @@ def caps_normalize(caps):
         grants = [re.sub(r"\b(pool|namespace) (?!=)(\S+)", r"\1=\2", g) for g in grants]
         out[cap_type] = ", ".join(grants)
     return out
+
+
+def _grant_words(grant):
+    words = {}
+    for tok in shlex.split(grant):
+        if "=" in tok:
+            name, value = tok.split("=", 1)
+            words[name] = value
+        else:
+            words.setdefault("", []).append(tok)
+    return words
+
+
+def fs_path_writable(mds_caps, fs, path):
+    """Whether mds caps (as ``parse_caps`` returns them) let the user read and write
+    ``path`` of filesystem ``fs``: a grant with ``rw`` (or ``*``) whose ``fsname``, if
+    any, is ``fs`` and whose ``path``, if any, is ``path`` or one of its parents, and
+    that does not squash root (the mount's owner is set through it)."""
+    for grant in re.split(r"[,;]", mds_caps or ""):
+        if not grant.strip():
+            continue
+        words = _grant_words(grant.strip())
+        perms = [w for w in words.get("", []) if PERM_RE.match(w)]
+        if not any(p in ("*", "all") or "w" in p and "r" in p for p in perms):
+            continue
+        if words.get("fsname", fs) != fs or "root_squash" in words.get("", []):
+            continue
+        allowed = words.get("path", "/").rstrip("/") + "/"
+        if (path.rstrip("/") + "/").startswith(allowed):
+            return True
+    return False
 
 
 def pool_writable(osd_caps, pool):

@@ -45,6 +45,8 @@ def validate(config, minion_id):
     out["roles"] = list(roles)
     _validate_clusters(config, out, roles, minion_id)
     _validate_openstack(config, out)
+    if "cephfs" in config:
+        out["cephfs"] = _validate_cephfs(config, out, roles)
     if "pacemaker" in config:
         out["pacemaker"] = _validate_pacemaker(config["pacemaker"], roles)
     if "floating_ips" in config:
@@ -180,6 +182,8 @@ def _validate_clusters(config, out, roles, minion_id):
             main=main,
             conf=os.path.join(cluster["conf_dir"], f"{cluster['cluster']}.conf"),
             is_admin_minion=cluster["admin_minion"] == minion_id,
+            # CephFS paths the admin minion creates (filled in by hastack:cephfs).
+            fs_dirs={},
             local_users=sorted(
                 user for user, spec in cluster["users"].items() if set(spec["roles"]) & set(roles)
             ),
@@ -499,6 +503,7 @@ def validate_ceph(ceph, roles=None, known_roles=None, base="hastack:ceph"):
         "backend",
         "pools",
         "users",
+        "filesystems",
     }
     _need(not unknown, base, f"unknown setting(s): {', '.join(sorted(unknown))}")
     out = dict(ceph)
@@ -568,6 +573,8 @@ def validate_ceph(ceph, roles=None, known_roles=None, base="hastack:ceph"):
         )
         out["pools"][str(name)] = {"pg_num": pg_num, "application": app}
 
+    out["filesystems"] = _validate_filesystems(ceph.get("filesystems"), out["pools"], base)
+
     my_roles = set(roles or [])
     users = ceph.get("users") or {}
     _need(isinstance(users, dict), f"{base}:users", "must be a mapping of user name to settings")
@@ -629,6 +636,144 @@ def validate_ceph(ceph, roles=None, known_roles=None, base="hastack:ceph"):
             "keyring": keyring,
         }
     return out
+
+
+def _validate_filesystems(filesystems, pools, base):
+    """CephFS filesystems of one cluster: ``{name: {metadata_pool, data_pool}}``, both
+    pools declared in the cluster's pools with application ``cephfs``."""
+    filesystems = filesystems or {}
+    _need(
+        isinstance(filesystems, dict),
+        f"{base}:filesystems",
+        "must be a mapping of filesystem name to {metadata_pool, data_pool}",
+    )
+    out = {}
+    for name, spec in filesystems.items():
+        key = f"{base}:filesystems:{name}"
+        _need(NAME_RE.match(str(name)), key, "not a filesystem name")
+        _check_keys(spec, key, ("metadata_pool", "data_pool"))
+        for role in ("metadata_pool", "data_pool"):
+            pool = spec.get(role)
+            _need(pool is not None, f"{key}:{role}", "required: a pool of this cluster")
+            _check_ref(pool, f"{key}:{role}", f"{base}:pools", pools)
+            _need(
+                pools[pool]["application"] == "cephfs",
+                f"{key}:{role}",
+                f"pool '{pool}' must have application: cephfs in {base}:pools:{pool}",
+            )
+        _need(
+            spec["metadata_pool"] != spec["data_pool"],
+            key,
+            "metadata_pool and data_pool must be two pools",
+        )
+        out[str(name)] = {"metadata_pool": spec["metadata_pool"], "data_pool": spec["data_pool"]}
+    return out
+
+
+def _validate_cephfs(config, out, roles):
+    """``hastack:cephfs``: CephFS directories mounted on the minions of its roles.
+
+    Each mount (keyed by its mount point) names a filesystem of a cluster, a path in
+    it and the cephx user that mounts it, whose mds caps must reach the path; it is
+    mounted on the minions of its ``roles`` (default ``hastack:cephfs:roles``). The
+    cluster's admin minion creates every mounted path (``fs_dirs`` of the cluster).
+    """
+    base = "hastack:cephfs"
+    cfs = config["cephfs"]
+    _check_keys(cfs, base, ("mounts", "client", "roles"))
+    if not isinstance(cfs.get("roles"), list) or any(r not in KNOWN_ROLES for r in cfs["roles"]):
+        _fail(f"{base}:roles", f"a list of roles among {', '.join(KNOWN_ROLES)}")
+    if "ceph" not in out:
+        _fail("hastack:ceph", f"required by {base}")
+    mounts = cfs.get("mounts") or {}
+    if not isinstance(mounts, dict):
+        _fail(f"{base}:mounts", "must be a mapping of mount point to settings")
+    normalized = {}
+    for mountpoint, spec in mounts.items():
+        key = f"{base}:mounts:{mountpoint}"
+        mountpoint = str(mountpoint)
+        if (
+            not os.path.isabs(mountpoint)
+            or os.path.normpath(mountpoint) != mountpoint.rstrip("/")
+            or mountpoint == "/"
+        ):
+            _fail(key, "the mount point must be an absolute, normalized path other than /")
+        _check_keys(
+            spec,
+            key,
+            ("fs", "path", "user", "cluster", "owner", "group", "mode", "client", "roles"),
+        )
+        mount_roles = spec.get("roles", cfs["roles"])
+        if not isinstance(mount_roles, list) or any(r not in KNOWN_ROLES for r in mount_roles):
+            _fail(f"{key}:roles", f"a list of roles among {', '.join(KNOWN_ROLES)}")
+        applies = bool(set(roles) & set(mount_roles))
+        cluster_name = spec.get("cluster", out["ceph"]["cluster"])
+        if cluster_name not in out["clusters"]:
+            _fail(
+                f"{key}:cluster",
+                f"'{cluster_name}' is neither hastack:ceph:cluster nor in hastack:ceph_clusters",
+            )
+        cluster = out["clusters"][cluster_name]
+        fs = spec.get("fs")
+        if fs is None:
+            _fail(f"{key}:fs", "required: the CephFS filesystem's name")
+        _check_ref(fs, f"{key}:fs", f"{cluster['base']}:filesystems", cluster["filesystems"])
+        path = spec.get("path", "/")
+        if (
+            not isinstance(path, str)
+            or not path.startswith("/")
+            or ".." in path.split("/")
+            or os.path.normpath(path) != (path.rstrip("/") or "/")
+        ):
+            _fail(
+                f"{key}:path",
+                f"{path!r} is outside filesystem {fs}: give an absolute, normalized path in "
+                "it, such as /nova",
+            )
+        user = spec.get("user")
+        _check_ref(user, f"{key}:user", f"{cluster['base']}:users", cluster["users"])
+        if not cephx.fs_path_writable(cluster["users"][user]["caps"].get("mds"), fs, path):
+            _fail(
+                f"{key}:user",
+                f"client.{user}'s mds caps do not let it read and write {path} of {fs} "
+                f"(as 'ceph fs authorize {fs} client.{user} {path} rw' grants)",
+            )
+        client = spec.get("client", cfs.get("client"))
+        if client not in ("fuse", "kernel"):
+            _fail(f"{key}:client", f"fuse or kernel, got {client!r}")
+        owner, group = spec.get("owner", "root"), spec.get("group", "root")
+        if applies:
+            if user not in cluster["local_users"]:
+                _fail(
+                    f"{key}:user",
+                    f"client.{user}'s keyring does not reach this minion: add a role of this "
+                    f"minion to {cluster['base']}:users:{user}:roles",
+                )
+            user_id(owner, f"{key}:owner")
+            group_id(group, f"{key}:group")
+        normalized[mountpoint] = {
+            "cluster": cluster_name,
+            "conf": cluster["conf"],
+            "fs": fs,
+            "path": path.rstrip("/") or "/",
+            "user": user,
+            "keyring": cluster["users"][user]["keyring"]["path"],
+            "client": client,
+            "owner": owner,
+            "group": group,
+            "mode": cephx.file_mode(spec.get("mode", "0755"), f"{key}:mode"),
+            "applies": applies,
+        }
+        dirs = cluster["fs_dirs"].setdefault(fs, [])
+        if normalized[mountpoint]["path"] not in dirs:
+            dirs.append(normalized[mountpoint]["path"])
+    for cluster in out["clusters"].values():
+        cluster["fs_dirs"] = {fs: sorted(paths) for fs, paths in cluster["fs_dirs"].items()}
+    return {
+        "mounts": normalized,
+        "roles": cfs["roles"],
+        "applies": any(mount["applies"] for mount in normalized.values()),
+    }
 
 
 def user_id(owner, where="owner"):

@@ -1,4 +1,4 @@
-{#- Pools and cephx users of every cluster whose admin minion this is (it holds
+{#- Pools, cephx users, CephFS filesystems and the directories mounted from them, of every cluster whose admin minion this is (it holds
     client.admin there). State ids: see ceph_id in map.jinja. #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import hastack, ceph_id with context %}
@@ -43,6 +43,33 @@
       - ceph_client: {{ ceph_id(ceph.cluster, 'cluster-reachable') }}
 {%-     for pool in ceph.pools | sort %}
       - ceph_client: {{ ceph_id(ceph.cluster, 'pool', pool) }}
+{%-     endfor %}
+{%-   endfor %}
+
+{%-   for fs, spec in ceph.filesystems | dictsort %}
+
+{{ ceph_id(ceph.cluster, 'fs', fs) }}:
+  ceph_client.fs_present:
+    - name: {{ fs }}
+    - metadata_pool: {{ spec.metadata_pool }}
+    - data_pool: {{ spec.data_pool }}
+{%-     for arg, value in conn.items() %}
+    - {{ arg }}: {{ value | json }}
+{%-     endfor %}
+    - require:
+      - ceph_client: {{ ceph_id(ceph.cluster, 'pool', spec.metadata_pool) }}
+      - ceph_client: {{ ceph_id(ceph.cluster, 'pool', spec.data_pool) }}
+{%-     for path in ceph.fs_dirs.get(fs, []) %}
+
+{{ ceph_id(ceph.cluster, 'fs-dir', fs ~ ':' ~ path) }}:
+  ceph_client.fs_dir_present:
+    - name: {{ path }}
+    - fs: {{ fs }}
+{%-       for arg, value in conn.items() %}
+    - {{ arg }}: {{ value | json }}
+{%-       endfor %}
+    - require:
+      - ceph_client: {{ ceph_id(ceph.cluster, 'fs', fs) }}
 {%-     endfor %}
 {%-   endfor %}
 {%- endfor %}
