@@ -3,7 +3,7 @@
 {%- from tplroot ~ "/map.jinja" import hastack, ceph_id with context %}
 include:
   - .ceph
-{%- for service in ('cephfs', 'glance', 'cinder', 'nova', 'libvirt', 'pacemaker', 'floating_ips', 'failover') %}
+{%- for service in ('cephfs', 'computes', 'glance', 'cinder', 'nova', 'libvirt', 'pacemaker', 'floating_ips', 'failover') %}
 {%-   if hastack.get(service, {}).get('applies') %}
   - .{{ service }}
 {%-   endif %}

@@ -89,6 +89,9 @@ def site(cephfs_lab, tmp_path_factory):
     """The pillar, the admin minion and two compute nodes."""
     root = tmp_path_factory.mktemp("cephfs-site")
     instances = str(root / "instances")
+    cib = root / "cib.xml"
+    with open(cib, "w", encoding="utf-8") as fh:
+        subprocess.run(["cibadmin", "--empty"], stdout=fh, check=True)
     pillar = {
         "hastack": {
             "site": "fs1",
@@ -127,6 +130,24 @@ def site(cephfs_lab, tmp_path_factory):
                     },
                 },
             },
+            # The compute identities: two that move with Pacemaker (their VMs come back
+            # from the shared directory), one that stays home (evacuated per VM).
+            "pacemaker": {
+                "nodes": ["cmp1", "cmp2", "cmp3"],
+                "cib_file": str(cib),
+                "properties": {"stonith-enabled": "false"},
+                "primitives": {"p_api": {"agent": "ocf:pacemaker:Dummy"}},
+            },
+            "computes": {
+                "identities": {
+                    "vh-a": {"node": "cmp1"},
+                    "vh-b": {"node": "cmp2"},
+                    "vh-c": {"node": "cmp3", "mode": "evacuate"},
+                },
+                "instances_path": instances,
+                "config_file": str(root / "NODE" / "nova" / "nova.conf"),
+                "conf_dir": str(root / "NODE" / "nova"),
+            },
         }
     }
     minions, nodes = {}, {}
@@ -148,8 +169,15 @@ def site(cephfs_lab, tmp_path_factory):
 
 
 def saltlocal_pillar(pillar, roles, conf_dir):
+    """The site's pillar as one minion gets it: its roles, its own Ceph and Nova files
+    (several minions share this machine's file system)."""
     tree = {"hastack": dict(pillar["hastack"], roles=roles)}
     tree["hastack"]["ceph"] = dict(pillar["hastack"]["ceph"], conf_dir=conf_dir)
+    node = os.path.basename(os.path.dirname(conf_dir))
+    computes = dict(pillar["hastack"]["computes"])
+    for key in ("config_file", "conf_dir"):
+        computes[key] = computes[key].replace("NODE", node)
+    tree["hastack"]["computes"] = computes
     return tree
 
 
@@ -232,6 +260,51 @@ def test_computes_mount_the_shared_directory_and_see_each_others_files(site):
         assert saltlocal.changes_by_id(ret) == {}
 
 
+def test_each_compute_gets_the_identities_it_may_run(site):
+    """After the mount (the test above): cmp1 may run vh-a and vh-b (they move), never
+    vh-c (it stays on cmp3)."""
+    root = os.path.dirname(site["instances"])
+    nova = os.path.join(root, "cmp1", "nova")
+    assert sorted(os.listdir(nova)) == [
+        "nova-compute-vh-a.conf",
+        "nova-compute-vh-b.conf",
+        "nova.conf",
+    ]
+    with open(os.path.join(nova, "nova-compute-vh-b.conf"), encoding="utf-8") as fh:
+        assert fh.read().split() == ["[DEFAULT]", "host", "=", "vh-b"]
+    with open(os.path.join(nova, "nova.conf"), encoding="utf-8") as fh:
+        assert fh.read().split() == [
+            "[DEFAULT]",
+            "instances_path",
+            "=",
+            site["instances"],
+            "resume_guests_state_on_host_boot",
+            "=",
+            "True",
+        ]
+
+
+def test_the_identities_move_with_pacemaker_except_the_one_evacuated(site):
+    """The primitives and preferences the identities declared, on the controller's CIB
+    file, as the real crm_simulate places them."""
+    ops = site["minions"]["ops"]
+    cib = site["pillar"]["hastack"]["pacemaker"]["cib_file"]
+    nodes = ["cmp1", "cmp2", "cmp3"]
+
+    def placement(failed):
+        rc, out = ops.call(
+            "pacemaker.simulate", f"online={nodes}", f"failed={failed}", f"cib_file={cib}"
+        )
+        assert rc == 0, out
+        return {name: out[f"p_nova-compute-{name}"] for name in ("vh-a", "vh-b", "vh-c")}
+
+    assert placement([]) == {"vh-a": "cmp1", "vh-b": "cmp2", "vh-c": "cmp3"}
+    after = placement(["cmp1"])
+    assert after["vh-a"] in ("cmp2", "cmp3") and after["vh-c"] == "cmp3"
+    # The evacuate-mode identity never runs elsewhere: its VMs are evacuated instead.
+    assert placement(["cmp3"]) == {"vh-a": "cmp1", "vh-b": "cmp2", "vh-c": None}
+
+
 def test_a_user_without_the_paths_caps_is_refused(site):
     """client.rabbit's caps name /rabbitmq: the MDS refuses it /nova."""
     cmp2 = site["minions"]["cmp2"]
@@ -260,9 +333,9 @@ def test_a_mount_point_with_files_is_refused_and_nothing_changes(site, cephfs_la
     busy.mkdir()
     (busy / "local-guest.img").write_text("someone's data")
     pillar = saltlocal_pillar(site["pillar"], ["compute"], cmp1.root + "/etc-ceph")
-    pillar["hastack"]["cephfs"] = {
-        "mounts": {str(busy): {"fs": "shared", "path": "/nova", "user": "nova"}}
-    }
+    mounts = dict(site["pillar"]["hastack"]["cephfs"]["mounts"])
+    mounts[str(busy)] = {"fs": "shared", "path": "/nova", "user": "nova"}
+    pillar["hastack"]["cephfs"] = {"mounts": mounts}
     before = cluster_snapshot(cephfs_lab)
     cmp1.set_overlay(pillar)
     try:

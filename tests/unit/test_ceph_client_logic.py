@@ -484,3 +484,148 @@ class TestKernelClient:
             "path": "/nova",
             "user": "nova",
         }
+
+
+class TestComputeIdentities:
+    """hastack:computes: identities checked against the Pacemaker nodes, their
+    primitives and preferences declared once, nova.conf's settings by mode."""
+
+    NODES = ["n1", "n2", "n3", "n4"]
+
+    def pillar(self, identities=None, roles=("compute",)):
+        tree = TestCephFS().pillar()
+        tree["roles"] = list(roles)
+        tree["cephfs"]["mounts"]["/var/lib/nova/instances"]["roles"] = ["compute"]
+        tree["pacemaker"] = {
+            "nodes": list(self.NODES),
+            "cib_file": None,
+            "remove_undeclared": False,
+            "roles": ["controller"],
+            "primitives": {"p_api": {"agent": "ocf:heartbeat:Dummy"}},
+        }
+        tree["computes"] = {
+            "identities": identities
+            if identities is not None
+            else {
+                "c1": {"node": "n1"},
+                "c2": {"node": "n2"},
+                "c9": {"node": "n4", "mode": "evacuate"},
+            },
+            "instances_path": "/var/lib/nova/instances",
+            "config_file": "/etc/nova/nova.conf",
+            "conf_dir": "/etc/nova",
+            "resource": {
+                "agent": "ocf:heartbeat:anything",
+                "command": "/usr/bin/nova-compute",
+                "user": "nova",
+                "score": 10000,
+                "ops": {"monitor": {"interval": "10s", "timeout": "20s"}},
+            },
+            "roles": ["compute"],
+        }
+        return tree
+
+    def test_each_identity_gets_its_primitive_and_home_preference(self):
+        out = schema.validate(self.pillar(), "n2")
+        config = out["pacemaker"]["config"]
+        assert set(config["primitives"]) == {
+            "p_api",
+            "p_nova-compute-c1",
+            "p_nova-compute-c2",
+            "p_nova-compute-c9",
+        }
+        assert config["primitives"]["p_nova-compute-c1"]["params"] == {
+            "binfile": "/usr/bin/nova-compute",
+            "cmdline_options": "--config-file /etc/nova/nova.conf "
+            "--config-file /etc/nova/nova-compute-c1.conf",
+            "user": "nova",
+        }
+        locations = config["locations"]
+        assert str(locations["lo_c1_prefer_n1"]["score"]) == "10000"
+        # Mode evacuate: the identity never leaves its node.
+        assert {lid for lid in locations if lid.startswith("lo_c9_avoid_")} == {
+            "lo_c9_avoid_n1",
+            "lo_c9_avoid_n2",
+            "lo_c9_avoid_n3",
+        }
+        computes = out["computes"]
+        # n2 may run c1 and c2 (identity mode), never c9.
+        assert computes["here"] == ["c1", "c2"]
+        assert computes["settings"] == {
+            "DEFAULT": {
+                "instances_path": "/var/lib/nova/instances",
+                "resume_guests_state_on_host_boot": "True",
+            }
+        }
+        # n4 runs only its own evacuate-mode identity and the identity-mode ones.
+        assert schema.validate(self.pillar(), "n4")["computes"]["here"] == ["c1", "c2", "c9"]
+        evac_only = schema.validate(self.pillar({"c9": {"node": "n4", "mode": "evacuate"}}), "n4")
+        assert evac_only["computes"]["settings"] == {
+            "DEFAULT": {"instances_path": "/var/lib/nova/instances"}
+        }
+
+    KEY = "hastack:computes:identities"
+
+    @pytest.mark.parametrize(
+        "identities, message",
+        [
+            ({"c1": {}}, f"{KEY}:c1:node: required"),
+            ({"c1": None}, f"{KEY}:c1:node: required"),
+            ({"c1": {"node": "n7"}}, f"{KEY}:c1:node: 'n7' is not in hastack:pacemaker:nodes"),
+            (
+                {"c1": {"node": "n1"}, "c2": {"node": "n1", "mode": "evacuate"}},
+                f"{KEY}:c2:node: 'n1' is already the home of identity 'c1'",
+            ),
+            (
+                {"c1": {"node": "n1", "mode": "migrate"}},
+                f"{KEY}:c1:mode: unknown failover mode 'migrate' (known: identity, evacuate)",
+            ),
+            ({"c1": {"node": "n1", "weight": 3}}, f"{KEY}:c1: unknown setting(s): weight"),
+            ({"bad name": {"node": "n1"}}, f"{KEY}:bad name: not a host name"),
+            ({}, f"{KEY}: a mapping of identity"),
+        ],
+    )
+    def test_each_bad_identity_is_named(self, identities, message):
+        with pytest.raises(SaltInvocationError) as err:
+            schema.validate(self.pillar(identities), "n1")
+        assert message in str(err.value)
+
+    def test_identity_mode_needs_the_instances_directory_shared(self):
+        tree = self.pillar()
+        del tree["cephfs"]
+        with pytest.raises(
+            SaltInvocationError, match="hastack:computes:instances_path: /var/lib/nova/instances"
+        ):
+            schema.validate(tree, "n1")
+        # A node that runs only its own evacuate-mode identity needs no shared directory.
+        evac = self.pillar({"c9": {"node": "n4", "mode": "evacuate"}})
+        del evac["cephfs"]
+        assert schema.validate(evac, "n4")["computes"]["applies"]
+
+    def test_a_primitive_also_declared_by_hand_is_named(self):
+        tree = self.pillar()
+        tree["pacemaker"]["primitives"]["p_nova-compute-c1"] = {"agent": "ocf:heartbeat:Dummy"}
+        with pytest.raises(SaltInvocationError) as err:
+            schema.validate(tree, "n1")
+        assert str(err.value) == (
+            "hastack:pacemaker:primitives:p_nova-compute-c1: hastack:computes:identities:c1 "
+            "declares 'p_nova-compute-c1' too: remove one of them"
+        )
+
+    @pytest.mark.parametrize(
+        "key, value, message",
+        [
+            ("instances_path", "nova/instances", "hastack:computes:instances_path: must be an"),
+            ("resource", {"command": "nova-compute"}, "hastack:computes:resource:command"),
+            ("colour", "red", "hastack:computes: unknown setting(s): colour"),
+        ],
+    )
+    def test_each_bad_setting_is_named(self, key, value, message):
+        tree = self.pillar()
+        if key == "resource":
+            tree["computes"]["resource"].update(value)
+        else:
+            tree["computes"][key] = value
+        with pytest.raises(SaltInvocationError) as err:
+            schema.validate(tree, "n1")
+        assert message in str(err.value)

@@ -47,8 +47,11 @@ def validate(config, minion_id):
     _validate_openstack(config, out)
     if "cephfs" in config:
         out["cephfs"] = _validate_cephfs(config, out, roles)
+    identities = {}
+    if "computes" in config:
+        out["computes"], identities = _validate_computes(config, out, roles, minion_id)
     if "pacemaker" in config:
-        out["pacemaker"] = _validate_pacemaker(config["pacemaker"], roles)
+        out["pacemaker"] = _validate_pacemaker(config["pacemaker"], roles, identities)
     if "floating_ips" in config:
         out["floating_ips"] = _validate_floating_ips(
             config["floating_ips"], config.get("openstack") or {}, roles
@@ -129,11 +132,23 @@ def _validate_floating_ips(fips, openstack, roles):
     return {"addresses": addresses, "applies": bool(set(roles) & set(fips["roles"]))}
 
 
-def _validate_pacemaker(pcmk, roles):
+def _validate_pacemaker(pcmk, roles, generated=None):
+    """``generated``: ``{section: {id: (spec, the pillar key that made it)}}``, items
+    other pillar keys declare (the compute identities' primitives and locations)."""
     base = "hastack:pacemaker"
     settings = ("nodes", "cib_file", "remove_undeclared", "roles")
     _check_keys(pcmk, base, settings + cib.SECTIONS)
     declared = {k: v for k, v in pcmk.items() if k not in settings}
+    for section, items in (generated or {}).items():
+        declared[section] = dict(declared.get(section) or {})
+        for item_id, (spec, origin) in items.items():
+            for other_section in cib.SECTIONS:
+                if item_id in (pcmk.get(other_section) or {}):
+                    _fail(
+                        f"{base}:{other_section}:{item_id}",
+                        f"{origin} declares '{item_id}' too: remove one of them",
+                    )
+            declared[section][item_id] = spec
     config = cib.validate(declared, pcmk.get("nodes"), base=base)
     if pcmk.get("cib_file") is not None and not os.path.isabs(str(pcmk["cib_file"])):
         _fail(f"{base}:cib_file", "must be an absolute path")
@@ -774,6 +789,140 @@ def _validate_cephfs(config, out, roles):
         "roles": cfs["roles"],
         "applies": any(mount["applies"] for mount in normalized.values()),
     }
+
+
+FAILOVER_MODES = ("identity", "evacuate")
+
+
+def _validate_computes(config, out, roles, minion_id):
+    """``hastack:computes``: the compute identities (the workshop's ``host1..3``).
+
+    Each identity is a nova-compute with ``host=<identity>``, run by Pacemaker, at home
+    on its ``node``. Mode ``identity`` lets Pacemaker start it on a survivor (its VMs
+    come back there from the shared instances directory); mode ``evacuate`` keeps it on
+    its node, and a failure evacuates its VMs one by one. Returns the normalized tree
+    and the Pacemaker items the identities declare (for ``_validate_pacemaker``).
+    """
+    base = "hastack:computes"
+    cpt = config["computes"]
+    _check_keys(
+        cpt,
+        base,
+        ("identities", "instances_path", "config_file", "conf_dir", "resource", "roles"),
+    )
+    if not isinstance(cpt.get("roles"), list) or any(r not in KNOWN_ROLES for r in cpt["roles"]):
+        _fail(f"{base}:roles", f"a list of roles among {', '.join(KNOWN_ROLES)}")
+    if "pacemaker" not in config:
+        _fail("hastack:pacemaker", f"required by {base} (Pacemaker runs the identities)")
+    nodes = config["pacemaker"].get("nodes")
+    if not isinstance(nodes, list) or not nodes:
+        _fail("hastack:pacemaker:nodes", f"required by {base}: the cluster's node names")
+    for key in ("instances_path", "config_file", "conf_dir"):
+        if not (isinstance(cpt.get(key), str) and os.path.isabs(cpt[key])):
+            _fail(f"{base}:{key}", f"must be an absolute path, got {cpt.get(key)!r}")
+    resource = cpt.get("resource") or {}
+    _check_keys(resource, f"{base}:resource", ("agent", "command", "user", "score", "ops"))
+    command = resource.get("command")
+    if not (isinstance(command, str) and command.split() and command.startswith("/")):
+        _fail(f"{base}:resource:command", "nova-compute's command line, from an absolute path")
+    score = resource.get("score")
+    if isinstance(score, bool) or not isinstance(score, int) or score <= 0:
+        _fail(f"{base}:resource:score", f"a positive whole number, got {score!r}")
+    identities = cpt.get("identities") or {}
+    if not isinstance(identities, dict) or not identities:
+        _fail(f"{base}:identities", "a mapping of identity (nova's host=) to {node, mode}")
+    homes, normalized = {}, {}
+    generated = {"primitives": {}, "locations": {}}
+    for name, spec in identities.items():
+        key = f"{base}:identities:{name}"
+        name = str(name)
+        if not NAME_RE.match(name):
+            _fail(key, "not a host name for nova (letters, digits, '.', '_' or '-')")
+        spec = spec or {}
+        _check_keys(spec, key, ("node", "mode"))
+        node = spec.get("node")
+        if node is None:
+            _fail(f"{key}:node", "required: the node this identity runs on while it is up")
+        if node not in nodes:
+            _fail(f"{key}:node", f"'{node}' is not in hastack:pacemaker:nodes ({', '.join(nodes)})")
+        if node in homes:
+            _fail(
+                f"{key}:node",
+                f"'{node}' is already the home of identity '{homes[node]}': a node is home "
+                "to one identity (two would run two computes there all the time)",
+            )
+        homes[node] = name
+        mode = spec.get("mode", "identity")
+        if mode not in FAILOVER_MODES:
+            _fail(
+                f"{key}:mode",
+                f"unknown failover mode {mode!r} (known: {', '.join(FAILOVER_MODES)})",
+            )
+        # Where it may run: anywhere (identity) or only at home (evacuate).
+        may_run = list(nodes) if mode == "identity" else [node]
+        conf = os.path.join(cpt["conf_dir"], f"nova-compute-{name}.conf")
+        rid = f"p_nova-compute-{name}"
+        words = command.split()
+        generated["primitives"][rid] = (
+            {
+                "agent": resource["agent"],
+                "params": {
+                    "binfile": words[0],
+                    "cmdline_options": " ".join(
+                        words[1:] + ["--config-file", cpt["config_file"], "--config-file", conf]
+                    ),
+                    "user": resource["user"],
+                },
+                "ops": resource.get("ops") or {},
+            },
+            key,
+        )
+        generated["locations"][f"lo_{name}_prefer_{node}"] = (
+            {"rsc": rid, "node": node, "score": score},
+            key,
+        )
+        if mode == "evacuate":
+            for other in nodes:
+                if other != node:
+                    generated["locations"][f"lo_{name}_avoid_{other}"] = (
+                        {"rsc": rid, "node": other, "score": "-INFINITY"},
+                        key,
+                    )
+        normalized[name] = {
+            "node": node,
+            "mode": mode,
+            "nodes": may_run,
+            "conf": conf,
+            "resource": rid,
+        }
+    here = sorted(n for n, ident in normalized.items() if minion_id in ident["nodes"])
+    applies = bool(set(roles) & set(cpt["roles"])) and bool(here)
+    resume = any(normalized[n]["mode"] == "identity" for n in here)
+    if applies and resume:
+        mounts = (out.get("cephfs") or {}).get("mounts") or {}
+        if not (mounts.get(cpt["instances_path"]) or {}).get("applies"):
+            _fail(
+                f"{base}:instances_path",
+                f"{cpt['instances_path']} must be shared for mode identity (every node runs "
+                "the same guests' disks): declare it in hastack:cephfs:mounts for this "
+                "minion's roles",
+            )
+    settings = {"DEFAULT": {"instances_path": cpt["instances_path"]}}
+    if resume:
+        settings["DEFAULT"]["resume_guests_state_on_host_boot"] = "True"
+    out_tree = {
+        "identities": normalized,
+        "here": here,
+        "settings": settings,
+        "config_file": cpt["config_file"],
+        "conf_dir": cpt["conf_dir"],
+        # Created if missing, as ceph.conf's directory is.
+        "dirs": sorted({os.path.dirname(cpt["config_file"]), cpt["conf_dir"]}),
+        "instances_path": cpt["instances_path"],
+        "roles": cpt["roles"],
+        "applies": applies,
+    }
+    return out_tree, generated
 
 
 def user_id(owner, where="owner"):
