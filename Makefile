@@ -9,11 +9,16 @@ PY := $(VENV)/bin/python
 # Pacemaker tools, corosync + Pacemaker for the live 3-node lab (Dummy agents), crm
 # shell and pcs (the Pacemaker benchmark's peers), and neutron-server with PostgreSQL
 # for the floating-IP lab, an MDS and ceph-fuse for the CephFS instances directory (the
-# kernel client cannot load here: no ceph module, no modprobe).
+# kernel client cannot load here: no ceph module, no modprobe), and the lab Nova
+# (lab/novalab.py): nova-api/conductor/scheduler, placement under uwsgi, glance-api and
+# RabbitMQ; python3-nova holds nova-compute's code (the nova-compute package would pull
+# libvirt and qemu; the lab runs the fake driver).
 DEB_PACKAGES := ceph-mon ceph-osd ceph-common ceph-mds ceph-fuse python3-venv python3-rados python3-rbd python3-cephfs \
 	libvirt-daemon libvirt-clients libvirt-dev pkg-config pacemaker-cli-utils \
 	pacemaker corosync pacemaker-resource-agents crmsh pcs \
-	neutron-server postgresql python3-psycopg2
+	neutron-server postgresql python3-psycopg2 \
+	python3-nova python3-placement nova-api nova-conductor nova-scheduler placement-api \
+	glance-api rabbitmq-server uwsgi-plugin-python3
 # The venv gets Debian's rados/rbd/cephfs bindings (and nothing else from dist-packages).
 SITE_PACKAGES = $(VENV)/lib/python3.11/site-packages
 PYTEST_ARGS ?=
@@ -23,13 +28,19 @@ NODE ?= alice
 
 setup: .deb-packages $(VENV)/.requirements-installed
 
+# A policy-rc.d (unless one exists) keeps postinsts, rabbitmq-server's among them,
+# from starting system services: the labs start their own, by PID.
 .deb-packages:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "setup: installing Debian packages:$$missing"; \
+	  guard=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && guard=1; \
+	  fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  rc=$$?; [ -z "$$guard" ] || rm -f /usr/sbin/policy-rc.d; exit $$rc; \
 	fi
 
 # Order-only: the Debian packages come first (libvirt-python builds against libvirt-dev).

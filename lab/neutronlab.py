@@ -15,16 +15,15 @@ reachable by the ``postgres`` user: it defaults under /var/tmp.
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
 
-from lab import procs
+from lab import pgsql, procs
 
-PG_BIN = "/usr/lib/postgresql/15/bin"
+PG_BIN = pgsql.PG_BIN
 FACTS = procs.FACTS
 DB_PASSWORD = "lab-only-neutron-db"  # a throwaway database on loopback
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -38,16 +37,6 @@ class LabError(RuntimeError):
 def closed_port():
     """A loopback port nothing listens on (for the unreachable-Neutron case)."""
     return procs.free_port()
-
-
-def _as_postgres(argv, **kwargs):
-    return subprocess.run(
-        ["runuser", "-u", "postgres", "--", *argv],
-        check=True,
-        capture_output=True,
-        text=True,
-        **kwargs,
-    )
 
 
 def _neutron_conf(d, api_port, db_url):
@@ -110,15 +99,6 @@ def _wait(predicate, timeout, what):
         raise LabError(f"{what} did not come up within {timeout} s")
 
 
-def _pg_ready(sock_dir, port):
-    res = subprocess.run(
-        [os.path.join(PG_BIN, "pg_isready"), "-h", sock_dir, "-p", str(port)],
-        capture_output=True,
-        check=False,
-    )
-    return res.returncode == 0
-
-
 def _api_ready(url):
     try:
         with urllib.request.urlopen(url + "v2.0/networks", timeout=2) as resp:
@@ -133,65 +113,21 @@ def start(d=None, l3_hosts=L3_HOSTS, timeout=90):
     d = os.path.abspath(d or os.path.join("/var/tmp", f"hastack-neutron-{os.getpid()}"))
     os.makedirs(d, exist_ok=True)
     os.chmod(d, 0o755)  # the postgres user works in here
-    parent = os.path.dirname(d)
-    while parent != "/":
-        if not os.stat(parent).st_mode & 0o001:
-            raise LabError(
-                f"the postgres user cannot reach {d}: {parent} is not searchable by others"
-            )
-        parent = os.path.dirname(parent)
+    parent = pgsql.unreachable_parent(d)
+    if parent:
+        raise LabError(f"the postgres user cannot reach {d}: {parent} is not searchable by others")
     for sub in ("state", "log", "lock"):
         os.makedirs(os.path.join(d, sub), exist_ok=True)
     facts = {"dir": d, "pids": {}}
     pgdata, sock_dir = os.path.join(d, "pgdata"), os.path.join(d, "pgsock")
-    for owned in (pgdata, sock_dir):
-        os.makedirs(owned, mode=0o700, exist_ok=True)
-        shutil.chown(owned, "postgres", "postgres")
+    pgsql.own_dirs(pgdata, sock_dir)
     pg_port = procs.free_port()
     try:
-        _as_postgres(
-            [
-                os.path.join(PG_BIN, "initdb"),
-                "-D",
-                pgdata,
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-            ]
-        )
-        with open(os.path.join(d, "log", "postgres.log"), "w", encoding="utf-8") as log:
-            # fsync off: a lab database that is thrown away.
-            pg = subprocess.Popen(  # pylint: disable=consider-using-with
-                [
-                    "runuser",
-                    "-u",
-                    "postgres",
-                    "--",
-                    os.path.join(PG_BIN, "postgres"),
-                    "-D",
-                    pgdata,
-                    "-p",
-                    str(pg_port),
-                    "-k",
-                    sock_dir,
-                    "-c",
-                    "listen_addresses=127.0.0.1",
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        facts["pids"]["postgres"] = pg.pid
+        pgsql.init(pgdata)
+        pg_pid = pgsql.launch(pgdata, sock_dir, pg_port, os.path.join(d, "log", "postgres.log"))
+        facts["pids"]["postgres"] = pg_pid
         _write(d, facts)
-        _wait(lambda: _pg_ready(sock_dir, pg_port), 30, "PostgreSQL")
+        _wait(lambda: pgsql.ready(sock_dir, pg_port), 30, "PostgreSQL")
         psql = [
             os.path.join(PG_BIN, "psql"),
             "-h",
@@ -205,8 +141,8 @@ def start(d=None, l3_hosts=L3_HOSTS, timeout=90):
             "-q",
             "-c",
         ]
-        _as_postgres(psql + [f"CREATE USER neutron PASSWORD '{DB_PASSWORD}'"])
-        _as_postgres(psql + ["CREATE DATABASE neutron OWNER neutron"])
+        pgsql.as_postgres(psql + [f"CREATE USER neutron PASSWORD '{DB_PASSWORD}'"])
+        pgsql.as_postgres(psql + ["CREATE DATABASE neutron OWNER neutron"])
         db_url = f"postgresql+psycopg2://neutron:{DB_PASSWORD}@127.0.0.1:{pg_port}/neutron"
         api_port = procs.free_port()
         conf = os.path.join(d, "neutron.conf")
@@ -353,7 +289,7 @@ def report_l3_agents(facts, *hosts, heartbeat=False):
 def age_agent(facts, host, seconds=3600):
     """Make the agents on ``host`` look dead: their last heartbeat ``seconds`` ago (what
     Neutron sees when an agent stops reporting)."""
-    _as_postgres(
+    pgsql.as_postgres(
         [
             os.path.join(PG_BIN, "psql"),
             "-h",
