@@ -4,10 +4,34 @@ Nothing here is mocked. A lab cluster starts in about 1.5 s, so every test that
 changes the cluster gets its own; a test that cannot start one fails.
 """
 
+import shutil
+import tempfile
+
 import pytest
 
-from lab import cephlab, libvirtlab, saltlocal
+from lab import cephlab, libvirtlab, novalab, saltlocal
 from tests.helpers import merge
+
+
+@pytest.fixture(scope="module")
+def nova_lab():
+    """A real Nova (lab/novalab.py: API, conductor, scheduler, placement, glance and
+    three fake-driver computes host1..3), once per module: about 18 s to start warm."""
+    d = tempfile.mkdtemp(prefix="hastack-nova-", dir="/var/tmp")
+    try:
+        facts = novalab.start(d)
+    except novalab.LabError as err:
+        novalab.stop(d)
+        shutil.rmtree(d, ignore_errors=True)
+        pytest.fail(f"the lab Nova did not start: {err}")
+    facts["figures"] = {"start_s": facts["start_seconds"], "database": facts["database"]}
+    try:
+        yield facts
+    finally:
+        facts["figures"]["pss_mib"] = novalab.memory_mib(facts)
+        print(f"\nnova lab figures: {facts['figures']}")
+        novalab.stop(d)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

@@ -6,10 +6,8 @@ and a new nova-compute that takes a dead host's identity takes its servers back.
 one stand-in is Neutron (servers have no ports; it answers "no ports")."""
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
@@ -22,22 +20,8 @@ NOSTATE = 0  # the hypervisor holds no guest for the server
 
 
 @pytest.fixture(scope="module")
-def nova():
-    d = tempfile.mkdtemp(prefix="hastack-nova-", dir="/var/tmp")
-    try:
-        facts = novalab.start(d)
-    except novalab.LabError as err:
-        novalab.stop(d)
-        shutil.rmtree(d, ignore_errors=True)
-        pytest.fail(f"the lab Nova did not start: {err}")
-    facts["figures"] = {"start_s": facts["start_seconds"], "database": facts["database"]}
-    try:
-        yield facts
-    finally:
-        facts["figures"]["pss_mib"] = novalab.memory_mib(facts)
-        print(f"\nnova lab figures: {facts['figures']}")
-        novalab.stop(d)
-        shutil.rmtree(d, ignore_errors=True)
+def nova(nova_lab):
+    return nova_lab
 
 
 @pytest.fixture(scope="module")

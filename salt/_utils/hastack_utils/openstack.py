@@ -1,6 +1,6 @@
 """
-The OpenStack connection and request policy that hastack's Neutron modules share
-(``floating_ip``, ``neutron_l3``): one openstacksdk connection per run and cloud,
+The OpenStack connection and request policy that hastack's OpenStack modules share
+(``floating_ip``, ``neutron_l3``, ``nova_compute``): one openstacksdk connection per run and cloud,
 bounded retries with backoff on connection errors and 5xx answers, errors that say
 what failed. The modules make the requests; this only shapes how.
 """
@@ -91,10 +91,11 @@ class DeadlinePassed(CommandExecutionError):
     """The call's deadline passed before this request could be (re)sent."""
 
 
-def call(what, fn, *args, deadline=None, **kwargs):
+def call(what, fn, *args, deadline=None, service="Neutron", **kwargs):
     """``fn(*args, **kwargs)`` retried on connection errors and 5xx answers (bounded);
-    other failures become CommandExecutionError naming ``what``. With ``deadline`` (a
-    ``time.monotonic()`` instant) no attempt starts and no backoff runs past it."""
+    other failures become CommandExecutionError naming ``what`` (and the ``service``
+    when it is unreachable). With ``deadline`` (a ``time.monotonic()`` instant) no
+    attempt starts and no backoff runs past it."""
     for attempt in range(RETRIES):
         if deadline is not None and time.monotonic() >= deadline:
             raise DeadlinePassed(f"{what}: not done, the call's deadline passed")
@@ -112,7 +113,7 @@ def call(what, fn, *args, deadline=None, **kwargs):
                 continue
             if unreachable(err):
                 raise CommandExecutionError(
-                    f"Neutron is unreachable ({what}, {RETRIES} tries): {err}"
+                    f"{service} is unreachable ({what}, {RETRIES} tries): {err}"
                 ) from err
             if isinstance(err, openstack.exceptions.SDKException):
                 raise CommandExecutionError(f"{what}: {neutron_message(err)}") from err
