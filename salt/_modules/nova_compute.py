@@ -118,7 +118,7 @@ def services(host=None, cloud=None):
 
     .. code-block:: bash
 
-        salt alice nova_compute.services
+        salt '*' nova_compute.services
     """
     return _services(_conn(cloud), host)
 
@@ -151,7 +151,7 @@ def service_force_down(host, down=True, cloud=None):
 
     .. code-block:: bash
 
-        salt alice nova_compute.service_force_down host1
+        salt '*' nova_compute.service_force_down host1
     """
     conn = _conn(cloud)
     svc = _one_service(conn, host)
@@ -221,7 +221,7 @@ def servers(host, metadata_key=None, cloud=None):
 
     .. code-block:: bash
 
-        salt alice nova_compute.servers host1 metadata_key=HA_Enabled
+        salt '*' nova_compute.servers host1 metadata_key=HA_Enabled
     """
     found = _servers(_conn(cloud), host)
     return logic.protected(found, metadata_key)[0]
@@ -269,7 +269,7 @@ def capacity(exclude=None, cloud=None):
 
     .. code-block:: bash
 
-        salt alice nova_compute.capacity exclude='[host1]'
+        salt '*' nova_compute.capacity exclude='[host1]'
     """
     conn = _conn(cloud)
     live = {
@@ -344,7 +344,7 @@ def plan(host, metadata_key=None, priority_key=None, exclude=None, cloud=None):
 
     .. code-block:: bash
 
-        salt alice nova_compute.plan host1 metadata_key=HA_Enabled priority_key=ha_priority
+        salt '*' nova_compute.plan host1 metadata_key=HA_Enabled priority_key=ha_priority
     """
     conn = _conn(cloud)
     on_host = _servers(conn, host)
@@ -413,7 +413,7 @@ def evacuate(
 
     .. code-block:: bash
 
-        salt alice nova_compute.evacuate host1 metadata_key=HA_Enabled concurrency=8
+        salt '*' nova_compute.evacuate host1 metadata_key=HA_Enabled concurrency=8
     """
     started = time.monotonic()
     conn = _conn(cloud)
@@ -497,7 +497,7 @@ def takeover(host, since, timeout=120, concurrency=4, cloud=None):
 
     .. code-block:: bash
 
-        salt alice nova_compute.takeover host1 since=1733470000
+        salt '*' nova_compute.takeover host1 since=1733470000
     """
     started = time.monotonic()
     conn = _conn(cloud)
@@ -579,7 +579,7 @@ def service_restore(host, since, timeout=120, cloud=None):
 
     .. code-block:: bash
 
-        salt alice nova_compute.service_restore host1 since=1733470000
+        salt '*' nova_compute.service_restore host1 since=1733470000
     """
     started = time.monotonic()
     conn = _conn(cloud)
