@@ -215,8 +215,30 @@ def _plan_pacemaker(node, nodes, fallback):
     }
 
 
-def _plan_neutron(node, l3_host, routers, reissue):
+def _plan_vms(vms, evacuation):
+    """Nova's part of the plan: the identities Pacemaker moves (their VMs are checked
+    where they land) and, per evacuated identity, ``nova_compute.plan`` (what fits on
+    the survivors, the shortfall), or why it could not be planned."""
+    out = {"takeover": list(vms.get("takeover") or []), "evacuate": {}}
+    settings = evacuation or {}
+    others = list(vms.get("takeover") or []) + list(vms.get("evacuate") or [])
+    for name in vms.get("evacuate") or []:
+        try:
+            out["evacuate"][name] = __salt__["nova_compute.plan"](
+                name,
+                metadata_key=settings.get("metadata_key"),
+                priority_key=settings.get("priority_key"),
+                exclude=[o for o in others if o != name],
+            )
+        except (CommandExecutionError, SaltInvocationError) as err:
+            out["evacuate"][name] = {"error": str(err)}
+    return out
+
+
+def _plan_neutron(node, l3_host, routers, reissue, vms=None, evacuation=None):
     out = {"routers": {}, "router_floating_ips": [], "routers_unplaced": {}}
+    if vms:
+        out["vms"] = _plan_vms(vms, evacuation)
     if routers:
         moves = __salt__["neutron_l3.move_routers"](
             from_host=l3_host or node, test=True, missing_ok=True
@@ -229,14 +251,15 @@ def _plan_neutron(node, l3_host, routers, reissue):
     return out
 
 
-def plan_neutron(node, l3_host=None, routers=True, reissue=False):
+def plan_neutron(node, l3_host=None, routers=True, reissue=False, vms=None, evacuation=None):
     """
-    Neutron's part of a failover plan for ``node``, read only: the routers on its L3
+    OpenStack's part of a failover plan for ``node``, read only: the routers on its L3
     agent, where each would go and the floating IPs behind them (and, with
-    ``reissue``, the floating IPs of its ports). The failover runner asks it beside
-    ``failover.survey``, on another process, so Pacemaker's part does not wait for
-    openstacksdk to load. Returns ``{routers, router_floating_ips, routers_unplaced,
-    reissue}``.
+    ``reissue``, the floating IPs of its ports); with ``vms``, Nova's part (the
+    identities that move, and for each evacuated one what fits on the survivors). The
+    failover runner asks it beside ``failover.survey``, on another process, so
+    Pacemaker's part does not wait for openstacksdk to load. Returns ``{routers,
+    router_floating_ips, routers_unplaced, reissue, vms}``.
 
     node
         The Pacemaker node that failed.
@@ -250,13 +273,20 @@ def plan_neutron(node, l3_host=None, routers=True, reissue=False):
     reissue
         Also list the floating IPs of the node's ports (default ``False``).
 
+    vms
+        ``{takeover: [identity], evacuate: [identity]}``: the node's compute identities
+        by failover mode (default: none).
+
+    evacuation
+        ``hastack:computes:evacuation`` (the metadata and priority keys).
+
     CLI Example:
 
     .. code-block:: bash
 
         salt '*' failover.plan_neutron alice
     """
-    return _plan_neutron(node, l3_host, routers, reissue)
+    return _plan_neutron(node, l3_host, routers, reissue, vms, evacuation)
 
 
 def survey(
@@ -331,6 +361,9 @@ def survey(
     out = {"view": view, "confirmed": ok}
     if not ok:
         out["reason"] = facts
+        state = view["nodes"].get(node) or {}
+        # Offline, its fence still to come (or failing): the runner waits for it.
+        out["unfenced"] = bool(stonith) and not state.get("online") and bool(state.get("unclean"))
         return dict(out, took=round(time.monotonic() - started, 3))
     out["facts"] = facts
     out["gates"] = policy_logic.gates(
@@ -418,6 +451,63 @@ def _neutron(node, plan, routers, l3_host, move, reissue, deadline):
     return out
 
 
+def _vms(node, plan, evacuation, since, stonith):
+    """Nova's part: each moved identity's VMs running again where Pacemaker started it
+    (hard-rebooted when their guest did not come back), each evacuated identity's
+    protected VMs evacuated. Only for a fenced node. ``not_back`` names every VM that
+    is not running again, with why."""
+    started = time.monotonic()
+    vms = plan.get("vms") or {}
+    settings = dict(policy_logic.EVACUATION, **(evacuation or {}))
+    out = {"takeover": {}, "evacuate": {}, "not_back": {}}
+    if not stonith:
+        raise CommandExecutionError(
+            f"'{node}' is not fenced (stonith-enabled is false): hastack moves no VM off a "
+            "node that may still write to its disks"
+        )
+    identities = list(vms.get("takeover") or []) + list(vms.get("evacuate") or {})
+
+    def takeover(name):
+        rsc = f"p_nova-compute-{name}"
+        where = (plan.get("placement") or {}).get(rsc)
+        if where:
+            __salt__["pacemaker.settle"]({rsc: where}, timeout=settings["takeover_timeout"])
+        return __salt__["nova_compute.takeover"](
+            name,
+            since,
+            timeout=settings["takeover_timeout"],
+            concurrency=settings["concurrency"],
+        )
+
+    def evacuate(name):
+        return __salt__["nova_compute.evacuate"](
+            name,
+            metadata_key=settings["metadata_key"],
+            priority_key=settings["priority_key"],
+            target=settings["target"],
+            concurrency=settings["concurrency"],
+            timeout=settings["timeout"],
+            exclude=[o for o in identities if o != name],
+        )
+
+    jobs = [("takeover", n, lambda n=n: takeover(n)) for n in vms.get("takeover") or []]
+    jobs += [("evacuate", n, lambda n=n: evacuate(n)) for n in vms.get("evacuate") or {}]
+    results = _side_by_side(*(job for _, _, job in jobs)) if jobs else []
+    for (kind, name, _), result in zip(jobs, results):
+        if isinstance(result, Exception):
+            out[kind][name] = {"error": str(result)}
+            out["not_back"][name] = str(result)
+            continue
+        out[kind][name] = result
+        for vm, why in (result.get("failed") or {}).items():
+            label = why["name"] if isinstance(why, dict) else vm
+            out["not_back"][f"{name}/{label}"] = why["fault"] if isinstance(why, dict) else why
+        if result.get("unplaced"):
+            out["not_back"][f"{name}: no room"] = result["shortfall"]["summary"]
+    out["took"] = round(time.monotonic() - started, 3)
+    return out
+
+
 def act(
     node,
     nodes,
@@ -430,13 +520,17 @@ def act(
     reissue=False,
     neutron_deadline=None,
     lock=None,
+    evacuation=None,
+    since=None,
+    stonith=True,
 ):
     """
     Carry out the failover runner's ``plan`` for ``node``: Pacemaker's part (the planned
-    constraints in one epoch-guarded write, then ``crm_mon`` until it shows the plan)
-    and Neutron's (the floating IPs to their standbys, the routers off the node's L3
+    constraints in one epoch-guarded write, then ``crm_mon`` until it shows the plan),
+    Neutron's (the floating IPs to their standbys, the routers off the node's L3
     agent while the standbys' two-movers guard waits, one read-back of every standby;
-    then a reissue), side by side. Every step reads the current state first, so running
+    then a reissue) and Nova's (the VMs of the node's compute identities: running again
+    where Pacemaker moved an identity, or evacuated), side by side. Every step reads the current state first, so running
     it again (a resumed incident, another survivor taking over) finishes what was left
     and redoes nothing. Returns ``{shifted, reissued}``, each the part's result or
     ``{error}``; the job fails when a part did.
@@ -451,7 +545,8 @@ def act(
         The plan ``failover.survey`` made.
 
     parts
-        Which parts to carry out: ``shifted``, ``reissued`` (default both).
+        Which parts to carry out: ``shifted``, ``reissued``, ``evacuated`` (default the
+        first two).
 
     placement_timeout
         Seconds to wait for ``crm_mon`` to show the plan (default 60).
@@ -477,6 +572,16 @@ def act(
         survivor or a resumed incident does; when someone else holds it, nothing is
         done and ``lock`` says who.
 
+    evacuation
+        ``hastack:computes:evacuation`` (keys, target, concurrency, timeouts).
+
+    since
+        When the node was confirmed down and fenced (UNIX time): a moved identity's
+        compute counts as serving again once it reported after it.
+
+    stonith
+        Whether fencing is on; without it no VM is moved.
+
     CLI Example:
 
     .. code-block:: bash
@@ -496,6 +601,7 @@ def act(
     work = {
         "shifted": lambda: _shift(node, list(nodes), plan, placement_timeout),
         "reissued": lambda: _neutron(node, plan, routers, l3_host, move, reissue, neutron_deadline),
+        "evacuated": lambda: _vms(node, plan, evacuation, since or time.time(), stonith),
     }
 
     def timed(part):

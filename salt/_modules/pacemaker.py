@@ -932,6 +932,47 @@ def settle(placement, timeout=60, cib_file=None):
         time.sleep(0.2)
 
 
+def fence_history(node):
+    """
+    The fencer's history of ``node`` (``stonith_admin --history``), pending attempts
+    first, then by completion, oldest first: ``[{action, status, reason, by, for,
+    completed}]``; ``status`` is ``success``,
+    ``failed`` or ``pending``. Read on a live cluster node.
+
+    node
+        The node whose fencing to read.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' pacemaker.fence_history alice
+    """
+    if not salt.utils.path.which("stonith_admin"):
+        raise CommandExecutionError(
+            "pacemaker: 'stonith_admin' is missing (install pacemaker-cli-utils)"
+        )
+    root = ET.fromstring(
+        _run(["stonith_admin", "--history", node, "--output-as=xml"], ok_codes=(0, 1))["stdout"]
+    )
+    events = [
+        {
+            "action": ev.get("action"),
+            "status": ev.get("status"),
+            "reason": ev.get("exit-reason") or ev.get("extended-status"),
+            "by": ev.get("delegate") or ev.get("origin"),
+            "for": ev.get("client"),
+            "completed": ev.get("completed"),
+        }
+        for ev in root.iter("fence_event")
+        if ev.get("target") == node
+    ]
+    # Pending first, then the newest completed.
+    return sorted(
+        events, key=lambda e: (e["status"] != "pending", e["completed"] or ""), reverse=False
+    )
+
+
 # --------------------------------------------------------------------------- cluster-wide locks
 
 

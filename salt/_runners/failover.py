@@ -414,6 +414,11 @@ def _compile_cluster(node):
         raise signals.Rejected(f"'{node}' is not a node of a hastack Pacemaker cluster")
     addresses = (tree.get("floating_ips") or {}).get("addresses") or {}
     pol = policy_logic.policy(tree.get("failover"), nodes, addresses)
+    computes = tree.get("computes") or {}
+    pol["identities"] = (
+        policy_logic.identities(computes["identities"], nodes) if computes.get("identities") else {}
+    )
+    pol["evacuation"] = policy_logic.evacuation(computes.get("evacuation"))
     pol["addresses"] = {
         label: {k: v for k, v in entry.items() if k in ("address", "standby")}
         for label, entry in addresses.items()
@@ -532,6 +537,29 @@ def _survey(record, pol, stonith, lock):
     return None, None
 
 
+def _fenced_survey(record, pol, stonith, lock):
+    """``_survey``, again every second while the node is offline and not fenced yet
+    (Pacemaker fences it first), up to ``fence_timeout``: then StepFailed naming why,
+    with the fencer's history. Nothing is done before the fence."""
+    deadline = time.monotonic() + pol["fence_timeout"]
+    while True:
+        worker, got = _survey(record, pol, stonith, lock)
+        if not (got and got.get("unfenced")) or time.monotonic() >= deadline:
+            break
+        time.sleep(1)
+    if got and got.get("unfenced"):
+        history = _run(
+            worker, "pacemaker.fence_history", [record["node"]], what="read the fence history"
+        )
+        raise StepFailed(
+            f"'{record['node']}' is not fenced after {pol['fence_timeout']} s "
+            f"({policy_logic.fence_summary(history)}): nothing was moved; fence it "
+            f"(stonith_admin --fence {record['node']}, or --confirm once it is off) and run "
+            f"salt-run failover.resume"
+        )
+    return worker, got
+
+
 def _confirm(record, pol, stonith):
     """Step confirmed, the lock and Pacemaker's plan (``record["plan"]``); returns the
     ended record when it is skipped, else None."""
@@ -540,12 +568,12 @@ def _confirm(record, pol, stonith):
     connected = _connected([node])
     if connected is not None and node not in connected:
         how = "not connected"
-        worker, got = _survey(record, pol, stonith, lock)
+        worker, got = _fenced_survey(record, pol, stonith, lock)
     else:
         # Still connected (hung, or cut off): ask it while a survivor looks, and take
         # the lock only once both agree.
         pinged = _POOL.submit(contextvars.copy_context().run, _ping, node, pol["confirm_timeout"])
-        worker, got = _survey(record, pol, stonith, None)
+        worker, got = _fenced_survey(record, pol, stonith, None)
         if pinged.result():
             reason = f"the minion on '{node}' still answers"
             if got and not got["confirmed"]:
@@ -585,22 +613,37 @@ def _confirm(record, pol, stonith):
     return None
 
 
+def _vm_work(pol, node):
+    return policy_logic.vm_work(pol.get("identities"), node)
+
+
 def _plan_neutron(record, pol, worker):
-    """Neutron's part of the plan, from ``worker`` (read only)."""
-    if not (pol["routers"] or pol["reissue"]):
+    """OpenStack's part of the plan (Neutron's, and Nova's for the node's compute
+    identities), from ``worker`` (read only)."""
+    vms = _vm_work(pol, record["node"])
+    if not (pol["routers"] or pol["reissue"] or vms):
         return {"routers": {}, "router_floating_ips": []}
     return _run(
         worker,
         "failover.plan_neutron",
         [record["node"]],
-        _neutron_args(pol, record["node"]),
-        what="plan Neutron's part",
+        dict(
+            _neutron_args(pol, record["node"]),
+            vms=vms or None,
+            evacuation=pol.get("evacuation"),
+        ),
+        what="plan Neutron's and Nova's part",
     )
 
 
 def _plan_of(surveyed, pol, node, worker):
-    """A survey's plan with what the policy adds: the standby moves, the mode, the worker."""
+    """A survey's plan with what the policy adds: the standby moves, the node's compute
+    identities by failover mode (Nova's part plans them in detail), the mode, the
+    worker."""
     plan = dict(surveyed["plan"], node=node, mode=pol["mode"], worker=worker)
+    vms = _vm_work(pol, node)
+    if vms:
+        plan["vms"] = vms
     plan["move"] = {
         label: {"address": pol["addresses"][label].get("address")}
         for label in pol["move"].get(node, [])
@@ -642,7 +685,7 @@ def _replace_worker(record, pol, lost, err):
         _save(record)
 
 
-def _part(record, pol, part):
+def _part(record, pol, part, stonith):
     """One part (``shifted``: Pacemaker's, ``reissued``: Neutron's) carried out by its own
     job on the worker, which is replaced when it stops answering (every step reads the
     state first: what the lost one half did is finished, not redone). Returns the
@@ -665,6 +708,9 @@ def _part(record, pol, part):
                     move=pol["move"].get(node, []),
                     neutron_deadline=pol["neutron_deadline"],
                     lock=_lock_spec(record, pol) if relock else None,
+                    evacuation=pol.get("evacuation"),
+                    since=record["steps"]["confirmed"]["at"],
+                    stonith=stonith,
                 ),
                 what=f"carry out the plan ({part})",
                 failed_ok=True,
@@ -785,10 +831,10 @@ def _drive(record, pol, stonith):
             # Both parts start now: Neutron's finds the routers on the node's agent
             # itself (a resumed incident's plan names them), so neither waits for the
             # Neutron plan, which only the planned event needs.
-            for part in ("shifted", "reissued"):
-                if part not in steps:
+            for part in ("shifted", "reissued", "evacuated"):
+                if part not in steps and part in policy_logic.steps_of(record):
                     running[part] = _POOL.submit(
-                        contextvars.copy_context().run, _part, record, pol, part
+                        contextvars.copy_context().run, _part, record, pol, part, stonith
                     )
         if "planned" not in steps:
             record["plan"] = dict(record["plan"], **_neutron_plan(neutron, record, pol))
@@ -802,14 +848,22 @@ def _drive(record, pol, stonith):
         if pol["mode"] == "observe":
             return _skip(record, "observe mode: planned only")
         errors = []
-        for part in ("shifted", "reissued"):  # the contract's order
+        for part in ("shifted", "reissued", "evacuated"):  # the contract's order
             if part not in running:
                 continue
             result, since = running[part].result()
             if "error" in result:
                 errors.append(result["error"])
                 continue
-            steps[part] = _report(record, part, since=since, **result)
+            data = _report(record, part, since=since, **result)
+            if result.get("not_back"):
+                # Reported, not kept: a resume tries these VMs again.
+                errors.append(
+                    "VMs not running again: "
+                    + "; ".join(f"{vm}: {why}" for vm, why in sorted(result["not_back"].items()))
+                )
+                continue
+            steps[part] = data
             _save(record)
         if errors:
             raise StepFailed("; ".join(errors))
@@ -817,8 +871,8 @@ def _drive(record, pol, stonith):
         _set_armed(node, record["id"])
         return _finish(record, "done", "done", verified=verified, workers=record.get("workers"))
     except (StepFailed, SaltInvocationError, CommandExecutionError) as err:
-        done = [s for s in policy_logic.STEPS if s in steps]
-        left = [s for s in policy_logic.STEPS if s not in steps]
+        done = [s for s in policy_logic.steps_of(record) if s in steps]
+        left = [s for s in policy_logic.steps_of(record) if s not in steps]
         record["error"] = str(err)
         log.error("hastack failover: incident %s failed: %s", record["id"], err)
         _set_armed(node, record["id"])
@@ -896,10 +950,22 @@ def _up_locked(node, pol, source):
         # Nothing was done for it (not confirmed, a gate, observe mode): re-armed.
         _set_armed(node, None)
         return {"node": node, "up": "re-armed; no incident to close"}
-    restored = None
+    restored, enabled = None, {}
     try:
         if pol["mode"] == "act" and pol["restore"] == "auto":
             restored = _run(worker, "pacemaker.restore", [node], what="restore the preferences")
+        # Every evacuate-mode identity of the node, also when some VMs were not back.
+        evacuated = ((record.get("plan") or {}).get("vms") or {}).get("evacuate") or {}
+        for identity in sorted(evacuated):
+            # Its compute (started again by Pacemaker at home) must have destroyed its
+            # copies of the evacuated VMs first: no VM runs twice.
+            enabled[identity] = _run(
+                worker,
+                "nova_compute.service_restore",
+                [identity, record["steps"]["confirmed"]["at"]],
+                {"timeout": (pol.get("evacuation") or policy_logic.EVACUATION)["takeover_timeout"]},
+                what=f"enable {identity}'s compute again",
+            )
         _run(
             worker,
             "pacemaker.unlock",
@@ -918,6 +984,7 @@ def _up_locked(node, pol, source):
         "restored",
         restore=pol["restore"],
         removed=restored,
+        enabled=enabled or None,
         closed_by=source,
         hint=None if restored is not None else f"salt-run failover.restore {node}",
     )

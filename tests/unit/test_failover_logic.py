@@ -109,3 +109,80 @@ def test_the_drill_table_lists_what_moves_and_the_gates():
     assert "stays: stopped on purpose" in table and "192.0.2.7" in table
     assert "gate quorum: passes" in table and table.endswith("mode: observe")
     assert "(nothing to move)" in failover.plan_table({"node": "x"})
+
+
+class TestVMs:
+    """What a node's failure asks of Nova, the incident's steps, the fence's story."""
+
+    IDENTITIES = {
+        "host1": {"node": "alice", "mode": "identity"},
+        "host2": {"node": "bob", "mode": "identity"},
+        "host3": {"node": "charlie", "mode": "evacuate"},
+    }
+
+    def test_the_work_follows_each_identitys_home_and_mode(self):
+        assert failover.vm_work(self.IDENTITIES, "alice") == {"takeover": ["host1"], "evacuate": []}
+        assert failover.vm_work(self.IDENTITIES, "charlie") == {
+            "takeover": [],
+            "evacuate": ["host3"],
+        }
+        assert failover.vm_work(self.IDENTITIES, "dave") == {}
+        assert failover.vm_work({}, "alice") == {}
+
+    def test_evacuated_is_a_step_only_with_vm_work(self):
+        assert "evacuated" not in failover.steps_of({"plan": {}})
+        assert failover.steps_of({"plan": {"vms": {"evacuate": ["host3"]}}}) == (
+            "confirmed",
+            "planned",
+            "shifted",
+            "reissued",
+            "evacuated",
+            "done",
+        )
+
+    def test_the_fence_summary_names_the_last_failure(self):
+        history = [
+            {"action": "reboot", "status": "failed", "by": "alice", "reason": "timed out"},
+            {"action": "reboot", "status": "failed", "by": "charlie", "reason": "agent said no"},
+        ]
+        assert failover.fence_summary(history) == (
+            "2 failed attempt(s), the last a reboot by charlie: agent said no"
+        )
+        assert failover.fence_summary([]) == "the fencer has no attempt on record"
+        pending = [{"action": "off", "status": "pending"}]
+        assert failover.fence_summary(pending) == "a off still pending"
+
+    def test_the_drill_shows_each_vm_and_the_shortfall(self):
+        plan = {
+            "node": "charlie",
+            "vms": {
+                "takeover": [],
+                "evacuate": {
+                    "host3": {
+                        "servers": [{"id": "1", "name": "db0"}, {"id": "2", "name": "db1"}],
+                        "fits": {"1": "host1"},
+                        "left_alone": ["scratch"],
+                        "shortfall": {"summary": "1 of 2 protected VMs do not fit (db1)"},
+                    }
+                },
+            },
+        }
+        table = failover.plan_table(plan)
+        assert "VM    db0   host3  host1 (estimate)" in table
+        assert "VM    db1   host3  no room" in table
+        assert "capacity host3: 1 of 2 protected VMs do not fit (db1)" in table
+        assert "not protected host3: scratch" in table
+
+    @pytest.mark.parametrize(
+        "given, message",
+        [
+            ({"concurrency": 0}, "hastack:computes:evacuation:concurrency: a whole number"),
+            ({"timeout": -1}, "hastack:computes:evacuation:timeout"),
+            ({"metadata_key": ""}, "hastack:computes:evacuation:metadata_key: a name"),
+            ({"speed": 3}, "hastack:computes:evacuation:speed: unknown setting"),
+        ],
+    )
+    def test_bad_evacuation_settings_are_named(self, given, message):
+        with pytest.raises(SaltInvocationError) as err:
+            failover.evacuation(given)
+        assert message in str(err.value)

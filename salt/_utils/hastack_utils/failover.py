@@ -10,6 +10,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import uuid
 
 from salt.exceptions import SaltInvocationError
@@ -17,10 +18,21 @@ from salt.exceptions import SaltInvocationError
 from hastack_utils.signals import DOWN, PRESENCE, UP, Rejected  # noqa: F401 (the runner's names)
 
 BASE = "hastack:failover"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MODES = ("act", "observe")
 RESTORE = ("auto", "manual")
 # The steps of a node-down incident, in order; each is an event tag's last part.
-STEPS = ("confirmed", "planned", "shifted", "reissued", "done")
+# "evacuated" (the VMs of the node's compute identities) only where it has some.
+STEPS = ("confirmed", "planned", "shifted", "reissued", "evacuated", "done")
+FAILOVER_MODES = ("identity", "evacuate")
+EVACUATION = {
+    "metadata_key": None,  # protect only the VMs whose metadata sets it true
+    "priority_key": None,  # metadata holding a whole number: higher goes first
+    "target": None,  # a reserved host instead of Nova's scheduler
+    "concurrency": 4,
+    "timeout": 300,  # seconds each VM may take to come back
+    "takeover_timeout": 120,  # seconds for a moved identity's compute to serve again
+}
 ENDS = ("done", "failed", "skipped")
 DEFAULTS = {
     "mode": "act",
@@ -38,6 +50,7 @@ DEFAULTS = {
     "reissue": False,
     "beacon_interval": 1,
     "beacon_resend": 30,
+    "fence_timeout": 60,
 }
 
 
@@ -87,6 +100,7 @@ def policy(failover, nodes, addresses=None):
     for key in (
         "confirm_timeout",
         "placement_timeout",
+        "fence_timeout",
         "lease",
         "beacon_interval",
         "beacon_resend",
@@ -117,6 +131,103 @@ def policy(failover, nodes, addresses=None):
                 _fail(key, f"'{label}' has no standby in hastack:floating_ips:addresses:{label}")
     out["nodes"] = list(nodes)
     return out
+
+
+def identities(given, nodes, base="hastack:computes:identities"):
+    """The compute identities (``hastack:computes:identities``) checked against the
+    Pacemaker ``nodes``: ``{name: {node, mode}}``. A node is home to one identity."""
+    if not isinstance(given, dict) or not given:
+        _fail(base, "a mapping of identity (nova's host=) to {node, mode}")
+    homes, out = {}, {}
+    for name, spec in given.items():
+        key = f"{base}:{name}"
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            _fail(key, "not a host name for nova (letters, digits, '.', '_' or '-')")
+        spec = spec or {}
+        if not isinstance(spec, dict):
+            _fail(key, "must be a mapping")
+        unknown = sorted(set(spec) - {"node", "mode"})
+        if unknown:
+            _fail(key, f"unknown setting(s): {', '.join(unknown)}")
+        node = spec.get("node")
+        if node is None:
+            _fail(f"{key}:node", "required: the node this identity runs on while it is up")
+        if node not in nodes:
+            _fail(f"{key}:node", f"'{node}' is not in hastack:pacemaker:nodes ({', '.join(nodes)})")
+        if node in homes:
+            _fail(
+                f"{key}:node",
+                f"'{node}' is already the home of identity '{homes[node]}': a node is home "
+                "to one identity (two would run two computes there all the time)",
+            )
+        homes[node] = name
+        mode = spec.get("mode", "identity")
+        if mode not in FAILOVER_MODES:
+            _fail(
+                f"{key}:mode",
+                f"unknown failover mode {mode!r} (known: {', '.join(FAILOVER_MODES)})",
+            )
+        out[name] = {"node": node, "mode": mode}
+    return out
+
+
+def evacuation(given, base="hastack:computes:evacuation"):
+    """How VMs are evacuated (``hastack:computes:evacuation``) over the defaults."""
+    given = given or {}
+    if not isinstance(given, dict):
+        _fail(base, "must be a mapping")
+    unknown = sorted(set(given) - set(EVACUATION))
+    if unknown:
+        _fail(f"{base}:{unknown[0]}", f"unknown setting (known: {', '.join(sorted(EVACUATION))})")
+    out = dict(EVACUATION, **given)
+    for key in ("metadata_key", "priority_key", "target"):
+        if out[key] is not None and not (isinstance(out[key], str) and out[key]):
+            _fail(f"{base}:{key}", f"a name, got {out[key]!r}")
+    if (
+        isinstance(out["concurrency"], bool)
+        or not isinstance(out["concurrency"], int)
+        or not 1 <= out["concurrency"] <= 64
+    ):
+        _fail(f"{base}:concurrency", f"a whole number from 1 to 64, got {out['concurrency']!r}")
+    for key in ("timeout", "takeover_timeout"):
+        _positive(out[key], f"{base}:{key}")
+    return out
+
+
+def vm_work(identities_of_cluster, node):
+    """What a failure of ``node`` asks of Nova: the mode-identity identities at home
+    there (Pacemaker starts them on a survivor; their VMs are checked there) and the
+    mode-evacuate ones (their VMs are evacuated). ``{takeover: [name], evacuate:
+    [name]}``, or ``{}`` when the node runs none."""
+    work = {"takeover": [], "evacuate": []}
+    for name, ident in sorted((identities_of_cluster or {}).items()):
+        if ident["node"] == node:
+            work["takeover" if ident["mode"] == "identity" else "evacuate"].append(name)
+    return work if work["takeover"] or work["evacuate"] else {}
+
+
+def fence_summary(history):
+    """One line from ``pacemaker.fence_history``: the last attempts and why they failed."""
+    if not history:
+        return "the fencer has no attempt on record"
+    failed = [e for e in history if e.get("status") == "failed"]
+    pending = [e for e in history if e.get("status") == "pending"]
+    parts = []
+    if failed:
+        last = failed[-1]
+        parts.append(
+            f"{len(failed)} failed attempt(s), the last a {last.get('action')} by "
+            f"{last.get('by')}: {last.get('reason') or 'no reason given'}"
+        )
+    if pending:
+        parts.append(f"a {pending[0].get('action')} still pending")
+    return "; ".join(parts) or "the fencer reports no failure, yet the node is not fenced"
+
+
+def steps_of(record):
+    """The steps ``record``'s incident goes through (``evacuated`` only with VM work)."""
+    vms = (record.get("plan") or {}).get("vms")
+    return tuple(s for s in STEPS if s != "evacuated" or vms)
 
 
 def confirm(node, view, stonith, minion_silent):
@@ -274,6 +385,17 @@ def plan_table(plan):
         rows.append(("floating IP", f"{label} {move.get('address') or ''}".strip(), "", "standby"))
     for address in plan.get("reissue") or []:
         rows.append(("floating IP", address, "", "reissued in place"))
+    vms = plan.get("vms") or {}
+    for name in vms.get("takeover") or []:
+        rows.append(("identity", name, plan["node"], "a survivor; its VMs checked there"))
+    for name, evac in sorted((vms.get("evacuate") or {}).items()):
+        if "error" in evac:
+            rows.append(("identity", name, plan["node"], f"not planned: {evac['error']}"))
+            continue
+        fits = evac.get("fits") or {}
+        for server in evac.get("servers") or []:
+            to = fits.get(server["id"])
+            rows.append(("VM", server["name"], name, f"{to} (estimate)" if to else "no room"))
     widths = [max(len(str(r[i])) for r in rows) for i in range(4)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -281,6 +403,11 @@ def plan_table(plan):
         lines.append("(nothing to move)")
     if plan.get("neutron_unplanned"):
         lines.append(f"Neutron not planned: {plan['neutron_unplanned']}")
+    for name, evac in sorted((vms.get("evacuate") or {}).items()):
+        if evac.get("shortfall"):
+            lines.append(f"capacity {name}: {evac['shortfall']['summary']}")
+        if evac.get("left_alone"):
+            lines.append(f"not protected {name}: {', '.join(evac['left_alone'])}")
     lines.append("")
     for gate, verdict in sorted((plan.get("gates") or {}).items()):
         lines.append(f"gate {gate}: {verdict}")

@@ -791,9 +791,6 @@ def _validate_cephfs(config, out, roles):
     }
 
 
-FAILOVER_MODES = ("identity", "evacuate")
-
-
 def _validate_computes(config, out, roles, minion_id):
     """``hastack:computes``: the compute identities (the workshop's ``host1..3``).
 
@@ -808,7 +805,15 @@ def _validate_computes(config, out, roles, minion_id):
     _check_keys(
         cpt,
         base,
-        ("identities", "instances_path", "config_file", "conf_dir", "resource", "roles"),
+        (
+            "identities",
+            "evacuation",
+            "instances_path",
+            "config_file",
+            "conf_dir",
+            "resource",
+            "roles",
+        ),
     )
     if not isinstance(cpt.get("roles"), list) or any(r not in KNOWN_ROLES for r in cpt["roles"]):
         _fail(f"{base}:roles", f"a list of roles among {', '.join(KNOWN_ROLES)}")
@@ -828,36 +833,14 @@ def _validate_computes(config, out, roles, minion_id):
     score = resource.get("score")
     if isinstance(score, bool) or not isinstance(score, int) or score <= 0:
         _fail(f"{base}:resource:score", f"a positive whole number, got {score!r}")
-    identities = cpt.get("identities") or {}
-    if not isinstance(identities, dict) or not identities:
-        _fail(f"{base}:identities", "a mapping of identity (nova's host=) to {node, mode}")
-    homes, normalized = {}, {}
+    identities = cpt.get("identities")
+    normalized = {}
     generated = {"primitives": {}, "locations": {}}
-    for name, spec in identities.items():
+    checked = failover.identities(identities, nodes, f"{base}:identities")
+    failover.evacuation(cpt.get("evacuation"), f"{base}:evacuation")
+    for name, ident in checked.items():
         key = f"{base}:identities:{name}"
-        name = str(name)
-        if not NAME_RE.match(name):
-            _fail(key, "not a host name for nova (letters, digits, '.', '_' or '-')")
-        spec = spec or {}
-        _check_keys(spec, key, ("node", "mode"))
-        node = spec.get("node")
-        if node is None:
-            _fail(f"{key}:node", "required: the node this identity runs on while it is up")
-        if node not in nodes:
-            _fail(f"{key}:node", f"'{node}' is not in hastack:pacemaker:nodes ({', '.join(nodes)})")
-        if node in homes:
-            _fail(
-                f"{key}:node",
-                f"'{node}' is already the home of identity '{homes[node]}': a node is home "
-                "to one identity (two would run two computes there all the time)",
-            )
-        homes[node] = name
-        mode = spec.get("mode", "identity")
-        if mode not in FAILOVER_MODES:
-            _fail(
-                f"{key}:mode",
-                f"unknown failover mode {mode!r} (known: {', '.join(FAILOVER_MODES)})",
-            )
+        node, mode = ident["node"], ident["mode"]
         # Where it may run: anywhere (identity) or only at home (evacuate).
         may_run = list(nodes) if mode == "identity" else [node]
         conf = os.path.join(cpt["conf_dir"], f"nova-compute-{name}.conf")
@@ -874,6 +857,9 @@ def _validate_computes(config, out, roles, minion_id):
                     "user": resource["user"],
                 },
                 "ops": resource.get("ops") or {},
+                # A moved identity stays where its VMs now run: moving it home again
+                # would leave them behind (a fail-back is a person's decision).
+                "meta": {"resource-stickiness": "INFINITY"},
             },
             key,
         )
