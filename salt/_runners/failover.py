@@ -1218,8 +1218,9 @@ def incidents(node=None):
 def drill(node):
     """
     What losing ``node`` would do, as a readable table: the resources that move and
-    where, the routers and floating IPs, which gates pass. Nothing is changed and no
-    event is sent.
+    where, the routers and floating IPs, the compute identities that move and the VMs
+    evacuated (where each would fit, and what does not fit, by name and number), which
+    gates pass. Nothing is changed and no event is sent.
 
     node
         The Pacemaker node to imagine lost.
@@ -1249,6 +1250,20 @@ def drill(node):
             lost.add(worker)
     held = got.get("gates") or {}
     plan = _plan_of(got, pol, node, worker)
+    if plan.get("vms"):
+        # Nova's part: what fits on the survivors (placement), the shortfall by name.
+        plan["vms"] = _run(
+            worker,
+            "failover.plan_neutron",
+            [node],
+            {
+                "routers": False,
+                "reissue": False,
+                "vms": plan["vms"],
+                "evacuation": pol.get("evacuation"),
+            },
+            what="plan Nova's part",
+        )["vms"]
     plan["gates"] = {
         "quorum": held.get("quorum", "passes"),
         "blast_radius": held.get("blast_radius", f"passes (max_down {pol['max_down']})"),

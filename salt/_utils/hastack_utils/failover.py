@@ -388,7 +388,10 @@ def plan_table(plan):
     vms = plan.get("vms") or {}
     for name in vms.get("takeover") or []:
         rows.append(("identity", name, plan["node"], "a survivor; its VMs checked there"))
-    for name, evac in sorted((vms.get("evacuate") or {}).items()):
+    evacuate = vms.get("evacuate") or {}
+    if isinstance(evacuate, list):  # not planned in detail (Nova's part not asked)
+        evacuate = {name: {"servers": []} for name in evacuate}
+    for name, evac in sorted(evacuate.items()):
         if "error" in evac:
             rows.append(("identity", name, plan["node"], f"not planned: {evac['error']}"))
             continue
@@ -403,7 +406,7 @@ def plan_table(plan):
         lines.append("(nothing to move)")
     if plan.get("neutron_unplanned"):
         lines.append(f"Neutron not planned: {plan['neutron_unplanned']}")
-    for name, evac in sorted((vms.get("evacuate") or {}).items()):
+    for name, evac in sorted(evacuate.items()):
         if evac.get("shortfall"):
             lines.append(f"capacity {name}: {evac['shortfall']['summary']}")
         if evac.get("left_alone"):
