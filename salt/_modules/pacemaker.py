@@ -934,7 +934,8 @@ def settle(placement, timeout=60, cib_file=None):
 
 def fence_history(node):
     """
-    The fencer's history of ``node`` (``stonith_admin --history``), pending attempts
+    The fencer's history of ``node`` (``stonith_admin --history --verbose``: without
+    ``--verbose`` it hides failed and pending attempts), pending attempts
     first, then by completion, oldest first: ``[{action, status, reason, by, for,
     completed}]``; ``status`` is ``success``,
     ``failed`` or ``pending``. Read on a live cluster node.
@@ -953,7 +954,9 @@ def fence_history(node):
             "pacemaker: 'stonith_admin' is missing (install pacemaker-cli-utils)"
         )
     root = ET.fromstring(
-        _run(["stonith_admin", "--history", node, "--output-as=xml"], ok_codes=(0, 1))["stdout"]
+        _run(["stonith_admin", "--history", node, "--verbose", "--output-as=xml"], ok_codes=(0, 1))[
+            "stdout"
+        ]
     )
     events = [
         {
