@@ -28,7 +28,7 @@ import time
 
 import yaml
 
-from lab import neutronlab, pcmklab, procs
+from lab import cephlab, neutronlab, novalab, pcmklab, procs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -50,8 +50,76 @@ SHIPPED_MASTER_CONF = {
 }
 
 
+# The compute identities of the VM lab (vms=True): nova's host= and its home node.
+IDENTITIES = {"host1": "alice", "host2": "bob", "host3": "charlie"}
+NOVA_CAPS = {
+    "mds": "allow rw fsname=cephfs path=/nova",
+    "mon": "allow r fsname=cephfs",
+    "osd": "allow rw tag cephfs data=cephfs",
+}
+
+
 class LabError(RuntimeError):
     pass
+
+
+def vm_pillar(pillar, vm, modes=None):
+    """``pillar`` with the VMs' part: the lab's fence device (stonith on), CephFS for the
+    instances directory (bob holds client.admin), the compute identities host1..3 at
+    home on alice, bob and charlie (``modes``: ``{identity: mode}``) run by Pacemaker
+    with lab/nova_compute.py, and one cloud for the lab Neutron and the lab Nova."""
+    hastack = pillar["hastack"]
+    hastack["roles"] = ["controller", "compute"]
+    pcmk = hastack["pacemaker"]
+    # Listing 2's Dummy identities make way for the real ones hastack declares.
+    for rid in [r for r in pcmk["primitives"] if r.startswith("p_nova-compute-")]:
+        del pcmk["primitives"][rid]
+    for lid in [c for c in pcmk["locations"] if c.startswith("lo_host")]:
+        del pcmk["locations"][lid]
+    pcmk["primitives"].update(pcmklab.fence_device_config(vm["pcmk"]))
+    pcmk["properties"]["stonith-enabled"] = "true"
+    ceph = vm["ceph"]
+    hastack["ceph"] = {
+        "fsid": ceph["fsid"],
+        "mon_host": ceph["mon_host"],
+        "admin_minion": "bob",
+        "admin_keyring": ceph["admin_keyring"],
+        "conf_dir": vm["conf_dir"],
+        "pools": {
+            "cephfs_metadata": {"pg_num": 8, "application": "cephfs"},
+            "cephfs_data": {"pg_num": 8, "application": "cephfs"},
+        },
+        "filesystems": {"cephfs": {"metadata_pool": "cephfs_metadata", "data_pool": "cephfs_data"}},
+        "users": {"nova": {"key": vm["nova_key"], "caps": NOVA_CAPS, "roles": ["compute"]}},
+    }
+    hastack["cephfs"] = {
+        "mounts": {vm["instances"]: {"fs": "cephfs", "path": "/nova", "user": "nova"}}
+    }
+    modes = modes or {}
+    hastack["computes"] = {
+        "identities": {
+            name: {"node": node, "mode": modes.get(name, "identity")}
+            for name, node in IDENTITIES.items()
+        },
+        "instances_path": vm["instances"],
+        "config_file": vm["nova"]["nova_conf"],
+        "conf_dir": vm["identities"],
+        "resource": {
+            "command": f"{novalab.PY} {os.path.join(REPO, 'lab', 'nova_compute.py')}",
+            "user": "root",
+        },
+        "evacuation": {"metadata_key": "HA_Enabled", "timeout": 120, "takeover_timeout": 90},
+    }
+    hastack["openstack"]["cloud"] = vm["cloud"]
+    # The tests make a fence fail on purpose: 20 s is enough for the lab's to succeed.
+    hastack["failover"].setdefault("fence_timeout", 20)
+    return pillar
+
+
+def reapply_vms(lab, node):
+    """A revived node's boot-time highstate part: the instances directory mounted again
+    in its (new) mount namespace, its identity files checked."""
+    _check_states(lab.client().cmd(node, "state.apply", ["hastack.computes"], timeout=300), node)
 
 
 def failover_pillar(cloud, policy=None):
@@ -86,6 +154,8 @@ class Lab:
         self.ports = {"publish": procs.free_port(), "ret": procs.free_port()}
         self.master_conf = os.path.join(d, "master", "conf")
         self._keys = {}  # minion id: its private key (signed)
+        self.vm = None  # the VM lab's facts (start(vms=True))
+        self.modes = None
 
     # ----------------------------------------------------------------- Neutron
 
@@ -219,8 +289,52 @@ class Lab:
         pillar_dir = os.path.join(self.dir, "pillar")
         with open(os.path.join(pillar_dir, "top.sls"), "w", encoding="utf-8") as fh:
             yaml.safe_dump({"base": {"*": ["lab"]}}, fh)
+        pillar = failover_pillar(self.neutron["cloud"], policy)
+        if self.vm:
+            pillar = vm_pillar(pillar, self.vm, self.modes)
         with open(os.path.join(pillar_dir, "lab.sls"), "w", encoding="utf-8") as fh:
-            yaml.safe_dump(failover_pillar(self.neutron["cloud"], policy), fh)
+            yaml.safe_dump(pillar, fh)
+
+    # ----------------------------------------------------------------- VMs
+
+    def _start_vm_services(self):
+        """The lab Ceph with an MDS (CephFS for the instances directory) and the lab
+        Nova without computes: the identities' computes are Pacemaker's to run."""
+        d = self.dir
+        ceph = cephlab.start(os.path.join(d, "ceph"), mds=True)
+        self.vm = {"ceph": ceph, "pcmk": self.pcmk}
+        nova = novalab.start(os.path.join(d, "nova"), computes=())
+        key = subprocess.run(
+            ["ceph-authtool", "--gen-print-key"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        identities = os.path.join(d, "identities")
+        os.makedirs(identities, exist_ok=True)
+        for name in IDENTITIES:
+            # An operator's own line in a file hastack manages: it stays.
+            with open(os.path.join(identities, f"nova-compute-{name}.conf"), "w") as fh:
+                fh.write(f"[DEFAULT]\nlog_file = {nova['dir']}/log/nova-compute-{name}.log\n")
+        self.vm.update(
+            nova=nova,
+            nova_key=key,
+            conf_dir=os.path.join(d, "etc-ceph"),
+            instances=os.path.join(d, "instances"),
+            identities=identities,
+            cloud=dict(nova["cloud"], network_endpoint_override=self.neutron["url"]),
+        )
+
+    def _apply_vms(self, client):
+        """bob (client.admin) makes the pools, the filesystem, its directory and the
+        user; every node mounts the instances directory and gets the identities'
+        files; the identities start once hastack.pacemaker declares them."""
+        _check_states(client.cmd("bob", "state.apply", ["hastack.ceph"], timeout=300), "bob")
+        mounted = client.cmd(
+            list(NODES), "state.apply", ["hastack.computes"], tgt_type="list", timeout=300
+        )
+        for node in NODES:
+            _check_states(mounted, node)
+
+    def nova_conn(self):
+        return novalab.connection(self.vm["nova"])
 
     def start_master(self):
         log = open(os.path.join(self.dir, "master.out"), "a")  # noqa: SIM115
@@ -417,33 +531,50 @@ class Lab:
         outsiders = [pid for node, pid in self.minion_pids.items() if node not in NODES]
         procs.stop(outsiders)
         if self.pcmk:
-            # The minions are processes of their nodes: they end with them.
+            # The minions are processes of their nodes: they end with them (and so do
+            # the identities' computes and the nodes' ceph-fuse mounts).
             pcmklab.stop(self.pcmk["dir"])
         if self.neutron:
             neutronlab.stop(self.neutron["dir"])
+        if self.vm:
+            if "nova" in self.vm:
+                novalab.stop(self.vm["nova"]["dir"])
+            cephlab.stop(self.vm["ceph"]["dir"])
 
 
-def start(d=None, policy=None, extra_master=None, wiring="engine"):
+def start(d=None, policy=None, extra_master=None, wiring="engine", vms=False, modes=None):
     """Start everything; the lab is ready when the three minions answer the master, the
     beacon runs on each and Listing 2 is applied and settled. ``extra_master`` adds
     master settings (lists such as ``reactor`` are extended); ``wiring`` is the shipped
     master settings to use: ``engine`` (hastack-failover.conf) or ``reactor``
-    (hastack-failover-reactor.conf)."""
+    (hastack-failover-reactor.conf).
+
+    With ``vms``, the VMs' part too (``vm_pillar``): a real fence device, the lab Ceph
+    with CephFS mounted in every node, the lab Nova, and the compute identities host1..3
+    (``modes``: ``{identity: identity|evacuate}``) as Pacemaker resources running real
+    nova-compute processes inside the nodes; ready once every identity serves."""
     d = os.path.abspath(d or os.path.join("/var/tmp", f"hastack-failover-{os.getpid()}"))
     os.makedirs(d, exist_ok=True)
     os.chmod(d, 0o755)  # the lab PostgreSQL (user postgres) works in here
     lab = Lab(d)
+    lab.modes = modes
     try:
-        lab.pcmk = pcmklab.start(os.path.join(d, "pcmk"))
+        lab.pcmk = pcmklab.start(os.path.join(d, "pcmk"), fencing=vms)
         lab._start_neutron()
+        if vms:
+            lab._start_vm_services()
         lab._write_master(policy, extra_master, wiring)
         lab.start_master()
         for node in (*NODES, "eve"):
             lab.start_minion(node)
         lab.wait_minions((*NODES, "eve"))
         client = lab.client()
+        if vms:
+            lab._apply_vms(client)
         applied = client.cmd("alice", "state.apply", ["hastack.pacemaker"], timeout=300)
         _check_states(applied, "alice")
+        if vms:
+            novalab.wait_hosts(lab.vm["nova"], list(IDENTITIES), timeout=120)
         beacons = client.cmd(
             list(NODES), "state.apply", ["hastack.failover"], tgt_type="list", timeout=120
         )

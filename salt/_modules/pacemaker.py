@@ -953,11 +953,8 @@ def fence_history(node):
         raise CommandExecutionError(
             "pacemaker: 'stonith_admin' is missing (install pacemaker-cli-utils)"
         )
-    root = ET.fromstring(
-        _run(["stonith_admin", "--history", node, "--verbose", "--output-as=xml"], ok_codes=(0, 1))[
-            "stdout"
-        ]
-    )
+    argv = ["stonith_admin", "--history", node, "--verbose", "--output-as=xml"]
+    root = ET.fromstring(_run(argv, ok_codes=(0, 1))["stdout"])
     events = [
         {
             "action": ev.get("action"),
