@@ -39,6 +39,7 @@ backend (``auto``)
     ceph-fuse (or ceph-common's ``mount.ceph`` for the kernel client).
 """
 
+import contextlib
 import errno
 import grp
 import logging
@@ -1019,29 +1020,33 @@ def fs_create(name, metadata_pool, data_pool, **kwargs):
     return True
 
 
-def _fs_mount(conn, fs):
-    """This run's libcephfs handle on ``fs`` as client.admin, over the run's librados
-    connection (one per cluster and filesystem, in ``__context__``)."""
+@contextlib.contextmanager
+def _fs_session(conn, fs):
+    """A libcephfs session on ``fs`` as client.admin, over the run's librados connection,
+    closed on the way out: a session left open holds its capabilities on what it
+    touched, and every other client blocks on those until the MDS evicts it (60 s)."""
     if not HAS_CEPHFS:
         raise CommandExecutionError(
             "the cephfs Python binding does not import here (install python3-cephfs into the "
             "Python that runs Salt): the admin minion needs it to create CephFS directories"
         )
-    ckey = ("ceph_client.cephfs", conn["cluster"], conn["mon_host"], fs)
-    if ckey not in __context__:
-        if not HAS_RADOS:
-            raise CommandExecutionError(
-                "the rados Python binding does not import here (install python3-rados)"
-            )
-        handle = cephfs.LibCephFS(rados_inst=_cluster(conn))
-        try:
-            handle.mount(filesystem_name=fs.encode())
-        except cephfs.Error as err:
-            raise CommandExecutionError(
-                f"cannot open CephFS filesystem '{fs}' as client.admin: {err}"
-            ) from err
-        __context__[ckey] = handle
-    return __context__[ckey]
+    if not HAS_RADOS:
+        raise CommandExecutionError(
+            "the rados Python binding does not import here (install python3-rados)"
+        )
+    handle = cephfs.LibCephFS(rados_inst=_cluster(conn))
+    try:
+        handle.mount(filesystem_name=fs.encode())
+    except cephfs.Error as err:
+        handle.shutdown()
+        raise CommandExecutionError(
+            f"cannot open CephFS filesystem '{fs}' as client.admin: {err}"
+        ) from err
+    try:
+        yield handle
+    finally:
+        handle.unmount()
+        handle.shutdown()
 
 
 def fs_dir_info(fs, path, **kwargs):
@@ -1061,13 +1066,13 @@ def fs_dir_info(fs, path, **kwargs):
 
         salt '*' ceph_client.fs_dir_info cephfs /nova
     """
-    handle = _fs_mount(_conn(kwargs), fs)
-    try:
-        st = handle.stat(path.encode())
-    except cephfs.ObjectNotFound:
-        return None
-    except cephfs.Error as err:
-        raise CommandExecutionError(f"cannot read {path} in CephFS '{fs}': {err}") from err
+    with _fs_session(_conn(kwargs), fs) as handle:
+        try:
+            st = handle.stat(path.encode())
+        except cephfs.ObjectNotFound:
+            return None
+        except cephfs.Error as err:
+            raise CommandExecutionError(f"cannot read {path} in CephFS '{fs}': {err}") from err
     if not stat.S_ISDIR(st.st_mode):
         raise CommandExecutionError(f"{path} in CephFS '{fs}' exists and is not a directory")
     return {"mode": f"{stat.S_IMODE(st.st_mode):04o}", "uid": st.st_uid, "gid": st.st_gid}
@@ -1094,11 +1099,11 @@ def fs_dir_create(fs, path, mode="0755", **kwargs):
 
         salt '*' ceph_client.fs_dir_create cephfs /nova
     """
-    handle = _fs_mount(_conn(kwargs), fs)
-    try:
-        handle.mkdirs(path.encode(), int(cephx.file_mode(mode), 8))
-    except cephfs.Error as err:
-        raise CommandExecutionError(f"cannot create {path} in CephFS '{fs}': {err}") from err
+    with _fs_session(_conn(kwargs), fs) as handle:
+        try:
+            handle.mkdirs(path.encode(), int(cephx.file_mode(mode), 8))
+        except cephfs.Error as err:
+            raise CommandExecutionError(f"cannot create {path} in CephFS '{fs}': {err}") from err
     return True
 
 

@@ -9,6 +9,7 @@ its own mount namespace as two machines would be, mount ``/nova`` with ceph-fuse
 kernel client cannot load here: no ceph module, no modprobe).
 """
 
+import json
 import os
 import subprocess
 
@@ -206,11 +207,43 @@ def test_the_admin_minion_creates_the_filesystem_its_directories_and_users(site,
         check=True,
     ).stdout
     assert '"name":"shared"' in fs_ls.replace(" ", "")
+
     # A controller mounts the broker's directory, not the instances.
     assert list(mount_changes(ret)) == [f"hastack-cephfs-mount-{site['rabbitmq']}"]
     assert site["nodes"]["ops"].mounted(site["rabbitmq"])
     assert not site["nodes"]["ops"].mounted(site["instances"])
     assert saltlocal.changes_by_id(apply(ops)[1]) == {}
+
+
+def admin_sessions(cephfs_lab):
+    sessions = subprocess.run(
+        ["ceph", "-c", cephfs_lab["conf"], "tell", "mds.a", "session", "ls", "-f", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [
+        session["id"]
+        for session in json.loads(sessions)
+        if session.get("client_metadata", {}).get("entity_id") == "admin"
+    ]
+
+
+def test_the_admins_session_is_closed_when_a_call_returns(site, cephfs_lab):
+    """A salt-minion's job process ends without Python's clean-up: a CephFS session left
+    open would hold its capabilities on the new directory, and every mount would block
+    on them until the MDS evicts it (60 s). The call closes it itself."""
+    ceph = site["pillar"]["hastack"]["ceph"]
+    funcs, _ = site["minions"]["ops"].loader()
+    conn = {
+        "cluster": "store",
+        "mon_host": ceph["mon_host"],
+        "admin_keyring": ceph["admin_keyring"],
+        "conf_dir": "/nonexistent",
+    }
+    assert funcs["ceph_client.fs_dir_create"]("shared", "/scratch", **conn) is True
+    assert funcs["ceph_client.fs_dir_info"]("shared", "/scratch", **conn)["mode"] == "0755"
+    assert admin_sessions(cephfs_lab) == []
 
 
 def test_computes_mount_the_shared_directory_and_see_each_others_files(site):
