@@ -699,6 +699,15 @@ def _shift_work(conf, node, survivors, scores):
     ):
         label = rsc if role is None else f"{rsc} ({role})"
         reason = cib.not_shiftable(conf, rsc)
+        banned_by_config = {
+            loc.get("node")
+            for loc in (conf.get("locations") or {}).values()
+            if loc.get("rsc") == rsc and str(loc.get("score")) in ("-INFINITY", "-inf")
+        }
+        if not reason and survivors and set(survivors) <= banned_by_config:
+            # Bound to the node on purpose (an evacuate-mode compute identity): it waits
+            # for the node, and is no failure to shift.
+            reason = f"bound to {node}: a -INFINITY location on every other node"
         if reason:
             skipped[label] = reason
             continue

@@ -337,6 +337,21 @@ def test_the_identities_move_with_pacemaker_except_the_one_evacuated(site):
     # The evacuate-mode identity never runs elsewhere: its VMs are evacuated instead.
     assert placement(["cmp3"]) == {"vh-a": "cmp1", "vh-b": "cmp2", "vh-c": None}
 
+    # The failover's shift: vh-a off cmp1; vh-c is bound to cmp3, which is no failure.
+    rc, shift = ops.call(
+        "pacemaker.shift_away", "cmp1", f"nodes={nodes}", f"cib_file={cib}", "test=True"
+    )
+    assert rc == 0, shift
+    assert list(shift["plan"]) == ["p_nova-compute-vh-a"]
+    rc, shift = ops.call(
+        "pacemaker.shift_away", "cmp3", f"nodes={nodes}", f"cib_file={cib}", "test=True"
+    )
+    assert rc == 0, shift
+    assert shift["plan"] == {} and shift["refused"] == {}
+    assert shift["skipped"]["p_nova-compute-vh-c"] == (
+        "bound to cmp3: a -INFINITY location on every other node"
+    )
+
 
 def test_a_user_without_the_paths_caps_is_refused(site):
     """client.rabbit's caps name /rabbitmq: the MDS refuses it /nova."""
