@@ -76,6 +76,7 @@ bench: setup
 	$(PY) -m bench.pacemaker
 	$(PY) -W ignore -m bench.floating_ip
 	$(PY) -W ignore -m bench.failover
+	$(PY) -W ignore -m bench.evacuation
 
 # What losing NODE would do, on the self-healing lab (a real master, minions inside the
 # live Pacemaker nodes, the lab Neutron): the plan as a table; nothing is changed.
