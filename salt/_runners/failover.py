@@ -962,7 +962,7 @@ def _up_locked(node, pol, source):
             enabled[identity] = _run(
                 worker,
                 "nova_compute.service_restore",
-                [identity, record["steps"]["confirmed"]["at"]],
+                [identity, (record["steps"].get("confirmed") or {}).get("at", record["started"])],
                 {"timeout": (pol.get("evacuation") or policy_logic.EVACUATION)["takeover_timeout"]},
                 what=f"enable {identity}'s compute again",
             )
