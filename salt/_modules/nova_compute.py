@@ -13,7 +13,6 @@ and a running guest, on a live host.
 import datetime
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
@@ -227,26 +226,62 @@ def servers(host, metadata_key=None, cloud=None):
     return logic.protected(found, metadata_key)[0]
 
 
-def _wait_settled(conn, server_id, deadline, source=None, target=None):
-    """Read the server back until it is settled (``logic.settled``) or in ERROR or
-    the deadline passes: ``(server, None)`` or ``(server, why not)``."""
-    while True:
-        server = _server(conn, server_id)
-        if logic.settled(server, source, target):
-            return server, None
-        if server["status"] == "ERROR":
-            return server, server["fault"] or "Nova set the server to ERROR"
-        if time.monotonic() >= deadline:
-            return server, (
-                f"not back in time: status {server['status']}, task {server['task_state']}, "
-                f"power state {server['power_state']}, host {server['host']}"
-            )
+def _why_not(server, deadline):
+    """Why ``server`` is not back and never will be (ERROR, or its time is up), or None
+    while it may still come."""
+    if server["status"] == "ERROR":
+        return server["fault"] or "Nova set the server to ERROR"
+    if time.monotonic() >= deadline:
+        return (
+            f"not back in time: status {server['status']}, task {server['task_state']}, "
+            f"power state {server['power_state']}, host {server['host']}"
+        )
+    return None
+
+
+def _drive(conn, ids, start, back, concurrency, timeout):
+    """Start ``start(id)`` (an evacuation, a reboot) for each server in order, at most
+    ``concurrency`` in flight, and read them all back with one listing a round (the
+    servers changed since this began), not one request per server: on a busy Nova the
+    read-backs would otherwise compete with the work. Returns ``({id: server view},
+    {id: why not})``."""
+    since = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=5)
+    changes_since = since.strftime("%Y-%m-%dT%H:%M:%SZ")
+    pending, in_flight = list(ids), {}
+    done, failed = {}, {}
+    while pending or in_flight:
+        while pending and len(in_flight) < max(1, int(concurrency)):
+            server_id = pending.pop(0)
+            why = start(server_id)
+            if why:
+                failed[server_id] = why
+            else:
+                in_flight[server_id] = time.monotonic() + float(timeout)
+        if not in_flight:
+            continue
         time.sleep(POLL)
-
-
-def _pool(concurrency, jobs):
-    with ThreadPoolExecutor(max(1, int(concurrency))) as pool:
-        return list(pool.map(lambda job: job(), jobs))
+        seen = {
+            server.id: _server_view(server)
+            for server in _call(
+                "read back the servers",
+                lambda: list(
+                    conn.compute.servers(
+                        details=True, all_projects=True, changes_since=changes_since
+                    )
+                ),
+            )
+        }
+        for server_id, deadline in list(in_flight.items()):
+            server = seen.get(server_id) or _server(conn, server_id)
+            if back(server):
+                done[server_id] = server
+            else:
+                why = _why_not(server, deadline)
+                if why is None:
+                    continue
+                failed[server_id] = why
+            del in_flight[server_id]
+    return done, failed
 
 
 # --------------------------------------------------------------------------- capacity
@@ -426,34 +461,37 @@ def evacuate(
         )
     names = {s["id"]: s["name"] for s in planned["servers"]}
     to_move = [s["id"] for s in planned["servers"] if s["id"] in planned["fits"]]
-    deadline_for = {}
 
-    def one(server_id):
-        deadline = time.monotonic() + float(timeout)
-        deadline_for[server_id] = deadline
-        body = {"evacuate": {"host": target} if target else {}}
+    def start(server_id):
         resp = _call(
             f"evacuate {names[server_id]}",
             conn.compute.post,
             f"/servers/{server_id}/action",
-            json=body,
+            json={"evacuate": {"host": target} if target else {}},
             microversion=EVACUATE_MV,
         )
         if resp.status_code >= 400:
             try:
                 _json(resp, f"evacuate {names[server_id]}")
             except CommandExecutionError as err:
-                return server_id, None, str(err)
-        server, why = _wait_settled(conn, server_id, deadline, source=host, target=target)
-        return server_id, server, why
+                return str(err)
+        return None
 
-    out = {"evacuated": {}, "failed": {}, "forced_down": bool(forced.get("forced_down"))}
-    results = _pool(concurrency, [lambda s=s: one(s) for s in to_move])
-    for server_id, server, why in results:
-        if why:
-            out["failed"][server_id] = {"name": names[server_id], "fault": why}
-        else:
-            out["evacuated"][server_id] = {"name": names[server_id], "to": server["host"]}
+    done, failed = _drive(
+        conn,
+        to_move,
+        start,
+        lambda server: logic.settled(server, source=host, target=target),
+        concurrency,
+        timeout,
+    )
+    out = {
+        "evacuated": {
+            sid: {"name": names[sid], "to": server["host"]} for sid, server in done.items()
+        },
+        "failed": {sid: {"name": names[sid], "fault": why} for sid, why in failed.items()},
+        "forced_down": bool(forced.get("forced_down")),
+    }
     out["unplaced"] = [names[s] for s in planned["unplaced"]]
     out["shortfall"] = planned["shortfall"]
     out["left_alone"] = planned["left_alone"]
@@ -526,17 +564,21 @@ def takeover(host, since, timeout=120, concurrency=4, cloud=None):
     # A stopped server stays stopped: only those meant to run are rebooted.
     to_reboot = [s for s in to_reboot if s["status"] != "SHUTOFF"]
 
-    def one(server):
-        _call(f"hard-reboot {server['name']}", conn.compute.reboot_server, server["id"], "HARD")
-        got, why = _wait_settled(conn, server["id"], time.monotonic() + float(timeout))
-        return server["name"], why
+    names = {server["id"]: server["name"] for server in to_reboot}
 
-    out = {"back": back, "rebooted": [], "failed": {}}
-    for name, why in _pool(concurrency, [lambda s=s: one(s) for s in to_reboot]):
-        if why:
-            out["failed"][name] = why
-        else:
-            out["rebooted"].append(name)
+    def start(server_id):
+        try:
+            _call(f"hard-reboot {names[server_id]}", conn.compute.reboot_server, server_id, "HARD")
+        except CommandExecutionError as err:
+            return str(err)
+        return None
+
+    done, failed = _drive(conn, list(names), start, logic.settled, concurrency, timeout)
+    out = {
+        "back": back,
+        "rebooted": sorted(names[sid] for sid in done),
+        "failed": {names[sid]: why for sid, why in failed.items()},
+    }
     out.update(service_up_after=up_after, took=round(time.monotonic() - started, 3))
     return out
 
