@@ -43,19 +43,11 @@ import tempfile
 import threading
 import time
 
+from bench.failover import pct
 from lab import novalab, procs, saltlocal
 
 MASAKARI_MONITOR_INTERVAL = 60
 MASAKARI_WAIT_AFTER_SERVICE_UPDATE = 180
-
-
-def pct(values, p):
-    values = sorted(values)
-    if not values:
-        return float("nan")
-    k = (len(values) - 1) * p / 100
-    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
 class Watcher:
@@ -129,18 +121,22 @@ def boot(facts, conn, n, prefix, batch=10):
     return ids
 
 
+def delete(conn, ids):
+    """Delete the servers and wait until Nova has forgotten them."""
+    for server_id in ids:
+        conn.compute.delete_server(server_id)
+    gone = set(ids)
+    procs.until(
+        lambda: not [s for s in conn.compute.servers(all_projects=True) if s.id in gone], 120, 0.5
+    )
+
+
 def reset(facts, conn, funcs, ids):
     """host1 back (its compute cleans up, the service is enabled), the servers deleted."""
     since = time.time()
     novalab.start_compute(facts, "host1")
     funcs["nova_compute.service_restore"]("host1", since, timeout=120)
-    for server_id in ids:
-        conn.compute.delete_server(server_id)
-    procs.until(
-        lambda: not [s for s in conn.compute.servers(all_projects=True) if s.id in set(ids)],
-        120,
-        0.5,
-    )
+    delete(conn, ids)
 
 
 def cli(facts, *args):
@@ -201,13 +197,7 @@ def run_identity(facts, conn, funcs, n, concurrency):
     out = funcs["nova_compute.takeover"]("host1", since, timeout=300, concurrency=concurrency)
     times = watch.wait(600)
     assert not out["failed"], out
-    for server_id in ids:
-        conn.compute.delete_server(server_id)
-    procs.until(
-        lambda: not [s for s in conn.compute.servers(all_projects=True) if s.id in set(ids)],
-        120,
-        0.5,
-    )
+    delete(conn, ids)
     return times, out
 
 

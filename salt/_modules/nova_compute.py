@@ -505,6 +505,17 @@ def evacuate(
     return out
 
 
+def _reported_since(conn, host, since, seen):
+    """``host``'s service and whether its compute serves: it reported twice after
+    ``since`` (a UNIX time), noted in ``seen`` across calls. The first report is written
+    at start, before the compute's RPC server listens."""
+    svc = _one_service(conn, host)
+    stamp = _parse_time(svc["updated_at"])
+    if stamp is not None and stamp > float(since):
+        seen.add(svc["updated_at"])
+    return svc, len(seen) >= 2
+
+
 def takeover(host, since, timeout=120, concurrency=4, cloud=None):
     """
     After a compute identity moved to a survivor (mode identity): wait until its
@@ -542,11 +553,8 @@ def takeover(host, since, timeout=120, concurrency=4, cloud=None):
     deadline = started + float(timeout)
     reports = set()
     while True:
-        svc = _one_service(conn, host)
-        stamp = _parse_time(svc["updated_at"])
-        if stamp is not None and stamp > float(since):
-            reports.add(svc["updated_at"])
-        if len(reports) >= 2 and svc["state"] == "up":
+        svc, serving = _reported_since(conn, host, since, reports)
+        if serving and svc["state"] == "up":
             break
         if time.monotonic() >= deadline:
             raise CommandExecutionError(
@@ -628,11 +636,8 @@ def service_restore(host, since, timeout=120, cloud=None):
     deadline = started + float(timeout)
     reports, pending = set(), None
     while True:
-        svc = _one_service(conn, host)
-        stamp = _parse_time(svc["updated_at"])
-        if stamp is not None and stamp > float(since):
-            reports.add(svc["updated_at"])
-        if len(reports) >= 2:
+        _, serving = _reported_since(conn, host, since, reports)
+        if serving:
             pending = _pending_evacuations(conn, host)
             if not pending:
                 break

@@ -976,10 +976,7 @@ def fence_history(node):
         for ev in root.iter("fence_event")
         if ev.get("target") == node
     ]
-    # Pending first, then the newest completed.
-    return sorted(
-        events, key=lambda e: (e["status"] != "pending", e["completed"] or ""), reverse=False
-    )
+    return sorted(events, key=lambda e: (e["status"] != "pending", e["completed"] or ""))
 
 
 # --------------------------------------------------------------------------- cluster-wide locks
