@@ -623,19 +623,17 @@ def start(d=None, computes=COMPUTES, timeout=180):
         raise LabError(f"the postgres user cannot reach {d}: {parent} is not searchable")
     for sub in ("state", "log", "lock", "placement", "glance", "computes"):
         os.makedirs(os.path.join(d, sub), exist_ok=True)
-    ports = {
-        name: procs.free_port()
-        for name in (
-            "pg_port",
-            "amqp_port",
-            "dist_port",
-            "epmd_port",
-            "placement_port",
-            "image_port",
-            "api_port",
-            "neutron_port",
-        )
-    }
+    names = (
+        "pg_port",
+        "amqp_port",
+        "dist_port",
+        "epmd_port",
+        "placement_port",
+        "image_port",
+        "api_port",
+        "neutron_port",
+    )
+    ports = dict(zip(names, procs.free_ports(len(names))))
     facts = {
         "dir": d,
         "pids": {},

@@ -25,6 +25,19 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def free_ports(n):
+    """``n`` distinct TCP ports free on 127.0.0.1 right now: held open together while
+    chosen (ports picked one by one may come back the same)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def alive(pid):
     """True while ``pid`` runs (a zombie counts as gone; it is reaped if it is ours)."""
     try:
