@@ -29,7 +29,7 @@ import time
 
 import openstack
 
-from lab import cephlab, failoverlab, libvirtlab, neutronlab, novastub, pcmklab, saltlocal
+from lab import cephlab, failoverlab, libvirtlab, neutronlab, novalab, pcmklab, saltlocal
 
 REPO = saltlocal.REPO
 DEMO_DIR = os.path.join(REPO, ".lab", "demo")
@@ -174,27 +174,31 @@ def pacemaker_drill():
 def floating_ip_drill(alice, overlay_for):
     """The example's floating IPs by name on a real neutron-server, then a network node's
     L3 agent dies and its router moves."""
-    print("\n== 8. Floating IPs by name on a real neutron-server (own PostgreSQL) on 127.0.0.1")
+    print(
+        "\n== 8. Floating IPs by name on a real neutron-server and Nova (fake-driver computes "
+        "alice and bob) on 127.0.0.1"
+    )
     neutron_dir = fresh_lab_dir(neutronlab, "neutron")
+    nova_dir = fresh_lab_dir(novalab, "nova")
     started = time.monotonic()
     facts = neutronlab.start(neutron_dir)
-    nova = novastub.NovaStub()
     try:
-        cloud = dict(facts["cloud"], compute_endpoint_override=nova.url)
+        neutronlab.start_ovs_agents(facts, "alice", "bob")
+        nova = novalab.start(nova_dir, computes=("alice", "bob"), neutron_url=facts["url"])
+        cloud = dict(nova["cloud"], network_endpoint_override=facts["url"])
         conn = openstack.connect(**cloud)
         made = neutronlab.workshop_topology(conn)
-        web1 = neutronlab.vm_port(conn, made["admin-net"], "web1-port", "alice")
-        nova.add("web1", web1.device_id)  # Nova's name -> id is the one stand-in here
-        web1_standby = neutronlab.vm_port(conn, made["admin-net"], "web1-standby-port", "bob")
-        nova.add("web1-standby", web1_standby.device_id)
-        db1 = neutronlab.vm_port(conn, made["admin-net"], "db1-port", "bob")
+        net = made["admin-net"].id
+        (web1,) = novalab.boot_with_ports(nova, conn, "alice", ["web1"], net)
+        web1_standby, db1 = novalab.boot_with_ports(nova, conn, "bob", ["web1-standby", "db1"], net)
         # Network nodes alice and bob; alice's L3 agent serves the router (placed before
         # any other write lets Neutron's scheduler place it).
         neutronlab.report_l3_agents(facts, "alice", "bob")
         agent = {a.host: a for a in conn.network.agents(agent_type="L3 agent")}["alice"]
         conn.network.add_router_to_agent(agent, made["admin-router"])
         print(
-            f"  neutron-server up with ext_net, admin-net, admin-router, VMs web1, web1-standby, db1 "
+            f"  neutron-server and Nova up with ext_net, admin-net, admin-router; servers web1 "
+            f"on alice, web1-standby and db1 on bob, booted through Nova with their ports "
             f"({time.monotonic() - started:.1f} s)"
         )
         alice.set_overlay(overlay_for(cloud))
@@ -239,8 +243,9 @@ def floating_ip_drill(alice, overlay_for):
             and moved["moved"] == {"admin-router": {"from": "alice", "to": "bob"}}
         )
     finally:
-        nova.stop()
+        novalab.stop(nova_dir)
         neutronlab.stop(neutron_dir)
+        shutil.rmtree(nova_dir, ignore_errors=True)
         shutil.rmtree(neutron_dir, ignore_errors=True)
 
 

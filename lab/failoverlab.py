@@ -299,11 +299,12 @@ class Lab:
 
     def _start_vm_services(self):
         """The lab Ceph with an MDS (CephFS for the instances directory) and the lab
-        Nova without computes: the identities' computes are Pacemaker's to run."""
+        Nova without computes (the identities' computes are Pacemaker's to run), asking
+        the lab Neutron about its servers' ports."""
         d = self.dir
         ceph = cephlab.start(os.path.join(d, "ceph"), mds=True)
         self.vm = {"ceph": ceph, "pcmk": self.pcmk}
-        nova = novalab.start(os.path.join(d, "nova"), computes=())
+        nova = novalab.start(os.path.join(d, "nova"), computes=(), neutron_url=self.neutron["url"])
         key = subprocess.run(
             ["ceph-authtool", "--gen-print-key"], capture_output=True, text=True, check=True
         ).stdout.strip()

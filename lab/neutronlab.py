@@ -9,7 +9,8 @@ loopback port, socket in the lab directory) migrated with the real
 migrations, ``database is locked`` under load).
 
 ``start(d)`` returns facts: ``url`` (the API root), ``cloud`` (openstacksdk connection
-arguments), ``db_url``, the PIDs; ``stop(d)`` ends only those PIDs. The directory must be
+arguments), ``db_url``, the PIDs; ``stop(d)`` ends only those PIDs. ``start_ovs_agents``
+keeps Open vSwitch agents reporting on the compute hosts, so the lab Nova's ports bind. The directory must be
 reachable by the ``postgres`` user: it defaults under /var/tmp.
 """
 
@@ -83,7 +84,9 @@ report_interval = 30
 [ml2]
 type_drivers = flat,vxlan
 tenant_network_types = vxlan
-mechanism_drivers =
+# Binds a port on a host whose Open vSwitch agent reports (start_ovs_agents): the
+# ports Nova creates for its servers. Elsewhere a binding fails, as with no agent.
+mechanism_drivers = openvswitch
 extension_drivers = port_security
 
 [ml2_type_flat]
@@ -218,13 +221,13 @@ def stop(d):
     facts = procs.read_facts(d)
     if facts is None:
         return
-    for name in ("neutron-server", "postgres"):
+    for name in ("ovs-agents", "neutron-server", "postgres"):
         pid = facts["pids"].get(name)
         if not pid:
             continue
         try:
             # Each was started in its own session: its group is the server and its workers.
-            os.killpg(pid, signal.SIGTERM if name == "neutron-server" else signal.SIGINT)
+            os.killpg(pid, signal.SIGINT if name == "postgres" else signal.SIGTERM)
         except ProcessLookupError:
             continue
         procs.until(lambda p=pid: not procs.alive(p), 15, 0.1)
@@ -286,8 +289,43 @@ def report_l3_agents(facts, *hosts, heartbeat=False):
     )
 
 
+def start_ovs_agents(facts, *hosts, every=20):
+    """Open vSwitch agents on ``hosts``, reporting every ``every`` seconds (Neutron's
+    own handler, lab/neutron_agent_report.py) until ``stop``: ML2 binds a port only on a
+    host whose agent is alive, and the lab Nova's servers get such ports."""
+    with open(os.path.join(facts["dir"], "log", "ovs-agents.log"), "a", encoding="utf-8") as log:
+        reporter = subprocess.Popen(  # pylint: disable=consider-using-with
+            [
+                "/usr/bin/python3",
+                os.path.join(HERE, "neutron_agent_report.py"),
+                "--ovs",
+                "--every",
+                str(every),
+                facts["conf"],
+                *hosts,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    facts["pids"]["ovs-agents"] = reporter.pid
+    _write(facts["dir"], facts)
+    if not procs.until(lambda: _ovs_agents_alive(facts, hosts), 60, 0.5):
+        raise LabError(f"the Open vSwitch agents of {', '.join(hosts)} did not report in 60 s")
+
+
+def _ovs_agents_alive(facts, hosts):
+    try:
+        url = facts["url"] + "v2.0/agents?agent_type=Open+vSwitch+agent"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            agents = json.load(resp)["agents"]
+    except OSError:
+        return False
+    return set(hosts) <= {a["host"] for a in agents if a["alive"]}
+
+
 def age_agent(facts, host, seconds=3600):
-    """Make the agents on ``host`` look dead: their last heartbeat ``seconds`` ago (what
+    """Make the L3 agent on ``host`` look dead: its last heartbeat ``seconds`` ago (what
     Neutron sees when an agent stops reporting)."""
     pgsql.as_postgres(
         [
@@ -305,7 +343,7 @@ def age_agent(facts, host, seconds=3600):
             "-q",
             "-c",
             f"UPDATE agents SET heartbeat_timestamp = heartbeat_timestamp - interval '{int(seconds)} "
-            f"seconds' WHERE host = '{host}'",
+            f"seconds' WHERE host = '{host}' AND agent_type = 'L3 agent'",
         ]
     )
 

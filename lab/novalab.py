@@ -11,9 +11,13 @@ Keystone: the ``unauthenticated-context`` paste flavor). RabbitMQ is a private n
 (lab/pgsql.py) with the nova_api, nova, nova_cell0, placement and glance databases,
 migrated by the real ``nova-manage``, ``placement-manage`` and ``glance-manage``.
 
-The one stand-in is Neutron (lab/nova_neutron_standin.py): servers boot with
-``"networks": "none"``, and Nova's remaining questions to Neutron ("which ports has
-this instance?") get the true answer, none.
+Neutron: ``start(d, neutron_url=...)`` points Nova at a real neutron-server (the lab
+Neutron, lab/neutronlab.py, noauth: Nova's ``admin_token`` is accepted as is), where
+Nova creates and binds its servers' ports (neutronlab.start_ovs_agents on the compute
+hosts). Without one, lab/nova_neutron_standin.py answers: the Nova-only tests and the
+evacuation bench boot servers with ``"networks": "none"``, and Nova's remaining
+questions ("which ports has this instance?") get the true answer, none, without a
+second database and neutron-server (about 650 MB).
 
 Migrating takes most of a cold start, so the migrated database cluster is kept once
 per package version under /var/tmp (``hastack-nova-pgdata-*``) and copied into the
@@ -46,6 +50,7 @@ REPO = os.path.dirname(HERE)
 PY = "/usr/bin/python3"  # Debian's: it has nova (the python3 on PATH may not)
 DB_PASSWORD = "lab-only-nova-db"  # a throwaway database on loopback
 TOKEN = "admin:admin"  # noauth2: user admin, project admin
+PROJECT = "admin"  # the project of every server (Nova takes only its project's ports)
 DATABASES = ("nova_api", "nova", "nova_cell0", "placement", "glance")
 TEMPLATE_ROOT = "/var/tmp"
 PACKAGES = ("python3-nova", "python3-placement", "python3-glance", "postgresql-15")
@@ -605,10 +610,10 @@ def _flavor(facts):
 # --- the lab -------------------------------------------------------------------------
 
 
-def start(d=None, computes=COMPUTES, timeout=180):
+def start(d=None, computes=COMPUTES, timeout=180, neutron_url=None):
     """Start the whole Nova in ``d``; return the facts: ``dir``, ``compute_url``
     (http://127.0.0.1:P/v2.1), ``placement_url``, ``image_url``, ``neutron_url`` (the
-    stand-in), ``image_id``, ``flavor_id``, ``token``, ``cloud`` (openstacksdk
+    given neutron-server, else the stand-in's), ``image_id``, ``flavor_id``, ``token``, ``cloud`` (openstacksdk
     arguments), ``nova_conf``, ``compute_confs`` {host: path}, ``computes``,
     ``transport_url``, ``pg_port``, ``pg_socket_dir``, ``pids`` {name: pid},
     ``database`` ("migrated" or "copied"), ``database_seconds`` and ``start_seconds``."""
@@ -645,7 +650,7 @@ def start(d=None, computes=COMPUTES, timeout=180):
         "transport_url": f"rabbit://guest:guest@127.0.0.1:{ports['amqp_port']}/",
         "placement_url": f"http://127.0.0.1:{ports['placement_port']}",
         "image_url": f"http://127.0.0.1:{ports['image_port']}",
-        "neutron_url": f"http://127.0.0.1:{ports['neutron_port']}",
+        "neutron_url": (neutron_url or f"http://127.0.0.1:{ports['neutron_port']}").rstrip("/"),
         "compute_url": f"http://127.0.0.1:{ports['api_port']}/v2.1",
         "nova_conf": os.path.join(d, "nova.conf"),
         "nova_db_conf": os.path.join(d, "nova-db.conf"),
@@ -693,11 +698,12 @@ def start(d=None, computes=COMPUTES, timeout=180):
             "glance-api",
             [PY, "/usr/bin/glance-api", "--config-file", facts["glance_conf"]],
         )
-        _launch(
-            facts,
-            "neutron-standin",
-            [PY, os.path.join(HERE, "nova_neutron_standin.py"), str(facts["neutron_port"])],
-        )
+        if not neutron_url:
+            _launch(
+                facts,
+                "neutron-standin",
+                [PY, os.path.join(HERE, "nova_neutron_standin.py"), str(facts["neutron_port"])],
+            )
         _nova_service(facts, "nova-api", "/usr/bin/nova-api")
         _wait(lambda: _amqp_up(facts["amqp_port"]), 60, "RabbitMQ", facts, "rabbitmq")
         _nova_service(facts, "nova-conductor", "/usr/bin/nova-conductor")
@@ -728,6 +734,65 @@ def start(d=None, computes=COMPUTES, timeout=180):
     facts["start_seconds"] = round(time.monotonic() - started, 1)
     _write(facts)
     return facts
+
+
+def boot(facts, conn, host, names, ports=None, metadata=None, batch=10, timeout=120):
+    """Servers ``names`` on compute ``host``, ``batch`` at a time (the lab's one
+    scheduler and conductor worker fall behind on 50 at once); each boots with its
+    port from ``ports`` (IDs in the order of ``names``: Nova binds them in the lab
+    Neutron) or with none. Returns them in order once every one is ACTIVE and running
+    there, or raises LabError with the states and Nova's faults."""
+    made = []
+    for first in range(0, len(names), batch):
+        wave = [
+            conn.compute.create_server(
+                name=name,
+                image_id=facts["image_id"],
+                flavor_id=facts["flavor_id"],
+                networks=[{"port": ports[first + i]}] if ports else "none",
+                availability_zone=f"nova:{host}",
+                metadata=metadata or {},
+            ).id
+            for i, name in enumerate(names[first : first + batch])
+        ]
+        got = {}
+
+        def up(wave=wave):
+            got.clear()
+            got.update(
+                (s.id, s)
+                for s in conn.compute.servers(details=True, all_projects=True)
+                if s.id in wave
+            )
+            return all(
+                i in got
+                and got[i].status == "ACTIVE"
+                and got[i].task_state is None
+                and got[i].power_state == 1
+                and got[i].compute_host == host
+                for i in wave
+            )
+
+        if not procs.until(up, timeout, 0.5):
+            states = sorted(
+                {(s.status, s.task_state, s.compute_host) for s in got.values()}, key=str
+            )
+            faults = {s.fault.get("message") for s in got.values() if s.fault}
+            raise LabError(f"servers did not boot on {host}: {states}; faults {faults}")
+        made += [got[i] for i in wave]
+    return made
+
+
+def boot_with_ports(facts, conn, host, names, network_id, batch=20):
+    """Servers ``names`` on compute ``host``, each with its own port on ``network_id``
+    named ``<name>-port`` (made first, as an operator does for a known name or
+    address); returns the ports as Nova left them (device, binding), in order."""
+    made = [
+        conn.network.create_port(network_id=network_id, name=f"{n}-port", project_id=PROJECT).id
+        for n in names
+    ]
+    boot(facts, conn, host, names, made, batch=batch)
+    return [conn.network.get_port(port_id) for port_id in made]
 
 
 def cloud(facts):

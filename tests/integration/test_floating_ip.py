@@ -1,8 +1,9 @@
 """Floating IPs by name against a real neutron-server (lab/neutronlab.py: Debian's
-neutron-server, noauth, ML2 flat + vxlan, router plugin, its own PostgreSQL). Every
-result is read back from Neutron with openstacksdk. The one stand-in is Nova's server
-listing (lab/novastub.py: no Nova can run here): it only maps a server name to its id;
-the ports it owns are real Neutron ports."""
+neutron-server, noauth, ML2 flat + vxlan, router plugin, its own PostgreSQL) and a real
+Nova (lab/novalab.py, fake-driver computes alice, bob, charlie): every VM found by name
+is a server booted through Nova with its port, which Nova bound in that Neutron to the
+compute's host (ML2's openvswitch driver; the host's agent reports through Neutron's
+own handler). Every result is read back with openstacksdk."""
 
 import datetime
 import json
@@ -19,24 +20,28 @@ import pytest
 import yaml
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from lab import neutronlab, novastub, saltlocal
+from lab import neutronlab, novalab, saltlocal
 from tests.helpers import load_module, merge, states
+
+COMPUTES = ("alice", "bob", "charlie")
 
 
 @pytest.fixture(scope="module")
 def neutron():
     d = tempfile.mkdtemp(prefix="hastack-neutron-", dir="/var/tmp")
-    facts = neutronlab.start(d)
-    nova = novastub.NovaStub()
+    os.chmod(d, 0o755)  # the postgres and rabbitmq users work in here
+    facts = neutronlab.start(os.path.join(d, "neutron"))
     try:
-        facts["cloud"] = dict(facts["cloud"], compute_endpoint_override=nova.url)
+        neutronlab.start_ovs_agents(facts, *COMPUTES, "dave")
+        nova = novalab.start(os.path.join(d, "nova"), computes=COMPUTES, neutron_url=facts["url"])
+        facts["cloud"] = dict(nova["cloud"], network_endpoint_override=facts["url"])
         facts["conn"] = openstack.connect(**facts["cloud"])
         facts["made"] = neutronlab.workshop_topology(facts["conn"])
         facts["nova"] = nova
         yield facts
     finally:
-        nova.stop()
-        neutronlab.stop(d)
+        novalab.stop(os.path.join(d, "nova"))
+        neutronlab.stop(os.path.join(d, "neutron"))
         shutil.rmtree(d, ignore_errors=True)
 
 
@@ -51,20 +56,30 @@ def minion(neutron, tmp_path_factory):
     )
 
 
+def vms(neutron, names, host="alice"):
+    """Servers booted through Nova on compute ``host``, each with its port
+    ``<name>-port`` on admin-net; the ports, in order."""
+    return novalab.boot_with_ports(
+        neutron["nova"], neutron["conn"], host, names, neutron["made"]["admin-net"].id, batch=10
+    )
+
+
 def vm(neutron, name, host="alice"):
-    """A VM: a real compute:nova port, and its server name in the Nova stand-in."""
-    port = neutronlab.vm_port(neutron["conn"], neutron["made"]["admin-net"], f"{name}-port", host)
-    neutron["nova"].add(name, port.device_id)
-    return port
+    return vms(neutron, [name], host)[0]
 
 
 def vms_with_floating_ips(neutron, prefix, count, host="bob"):
-    """``count`` VMs on ``host``, each with a new floating IP; their addresses."""
+    """``count`` VM ports on ``host`` (compute:nova, bound there), each with a new
+    floating IP; their addresses. The reissue tests name addresses, never servers, so
+    their many VMs need no Nova server behind the port."""
     ext_net = neutron["made"]["ext_net"].id
     return [
         neutron["conn"]
         .network.create_ip(
-            floating_network_id=ext_net, port_id=vm(neutron, f"{prefix}{i}", host=host).id
+            floating_network_id=ext_net,
+            port_id=neutronlab.vm_port(
+                neutron["conn"], neutron["made"]["admin-net"], f"{prefix}{i}-port", host
+            ).id,
         )
         .floating_ip_address
         for i in range(count)
@@ -89,6 +104,12 @@ def fails(minion, *args):
 
 def test_associate_by_server_name_is_one_call_and_idempotent(neutron, minion):
     port = vm(neutron, "web1")
+    # Nova took the port and Neutron bound it to the compute's host (no stand-in).
+    assert (port.device_owner, port.binding_host_id, port.binding_vif_type) == (
+        "compute:nova",
+        "alice",
+        "ovs",
+    )
     planned = call(minion, "floating_ip.associate", "server=web1", test=True)
     assert planned["changed"] is True and planned["address"] is None
     assert fips_of(neutron, port) == []  # test=True wrote nothing
