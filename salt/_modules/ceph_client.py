@@ -1107,6 +1107,109 @@ def fs_dir_create(fs, path, mode="0755", **kwargs):
     return True
 
 
+def _mds_ranks(conn, fs):
+    """The ranks of ``fs`` that are in (each held by an MDS), from the monitors."""
+    _, out = _ceph(conn, {"prefix": "fs get", "fs_name": fs}, ["fs", "get", fs])
+    return sorted((out or {}).get("mdsmap", {}).get("in") or [])
+
+
+def _mds_tell(conn, fs, rank, command, argv, handle=None, json_out=True):
+    """One command to rank ``rank`` of ``fs``'s metadata servers (what ``ceph tell
+    mds.<fs>:<rank> ARGV`` sends): through libcephfs ``handle`` when given, else the
+    CLI. Returns the parsed JSON output (``json_out``) or None."""
+    what = f"ceph tell mds.{fs}:{rank} {' '.join(argv)}"
+    if handle is None:
+        _, out, _ = _run("ceph", ["tell", f"mds.{fs}:{rank}", *argv], conn, json_out=json_out)
+        return out if json_out else None
+    cmd = dict(command, **({"format": "json"} if json_out else {}))
+    try:
+        ret, outbuf, outs = handle.mds_command(str(rank), salt.utils.json.dumps(cmd), b"")
+    except cephfs.Error as err:
+        raise CommandExecutionError(f"{what} failed: {err}") from err
+    if ret != 0:
+        raise CommandExecutionError(f"{what} failed (rc {-ret}): {outs.strip()}")
+    if json_out and outbuf.strip():
+        try:
+            return salt.utils.json.loads(outbuf)
+        except ValueError as err:
+            raise CommandExecutionError(f"{what}: unreadable JSON") from err
+    return None
+
+
+def fs_evict(hostname, fs=None, **kwargs):
+    """
+    Evict every CephFS client session of a fenced machine, as client.admin: the
+    sessions whose client reported ``hostname`` to the metadata servers, on each rank
+    of ``fs`` (default: every filesystem of the cluster). What a dead client held
+    (capabilities, locks) is released at once; otherwise every other client that
+    touches it blocks until the MDS drops the session (``session_timeout``, 60 s).
+    The MDS blocklists an evicted client; a fenced machine mounts anew when it is
+    back. Returns ``{fs: [{id, entity, root}]}`` for the sessions evicted; a second
+    call finds none.
+
+    hostname
+        The machine's host name as its clients report it (``client_metadata.hostname``
+        in ``ceph tell mds.<fs>:0 session ls``).
+
+    fs
+        One filesystem's name.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ops1 ceph_client.fs_evict compute3
+        salt ops1 ceph_client.fs_evict compute3 fs=cephfs
+    """
+    if not hostname or not isinstance(hostname, str):
+        raise SaltInvocationError("hostname: the fenced machine's host name is required")
+    conn = _conn(kwargs)
+    names = [fs] if fs else sorted(fs_list(**kwargs))
+    evicted = {}
+    for name in names:
+        ranks = _mds_ranks(conn, name)
+        if not ranks:
+            continue
+        with contextlib.ExitStack() as stack:
+            # libcephfs where the bindings import, else the CLI (one process a command).
+            handle = (
+                stack.enter_context(_fs_session(conn, name))
+                if _use_librados(conn) and HAS_CEPHFS
+                else None
+            )
+            for rank in ranks:
+                sessions = _mds_tell(
+                    conn, name, rank, {"prefix": "session ls"}, ["session", "ls"], handle
+                )
+                for session in sessions or []:
+                    meta = session.get("client_metadata") or {}
+                    if meta.get("hostname") != hostname:
+                        continue
+                    sid = session["id"]
+                    _mds_tell(
+                        conn,
+                        name,
+                        rank,
+                        {"prefix": "client evict", "filters": [f"id={sid}"]},
+                        ["client", "evict", f"id={sid}"],
+                        handle,
+                        json_out=False,
+                    )
+                    log.info(
+                        "ceph_client: evicted %s's CephFS session %s from %s", hostname, sid, name
+                    )
+                    found = evicted.setdefault(name, [])
+                    if sid not in {e["id"] for e in found}:
+                        found.append(
+                            {
+                                "id": sid,
+                                "entity": f"client.{meta.get('entity_id', '?')}",
+                                "root": meta.get("root"),
+                            }
+                        )
+    return evicted
+
+
 def _unescape_mountinfo(text):
     # /proc/self/mountinfo writes space, tab, newline and backslash as octal escapes.
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)

@@ -419,6 +419,11 @@ def _compile_cluster(node):
         policy_logic.identities(computes["identities"], nodes) if computes.get("identities") else {}
     )
     pol["evacuation"] = policy_logic.evacuation(computes.get("evacuation"))
+    # Who evicts a fenced node's CephFS sessions: the one minion with client.admin.
+    mounts = (tree.get("cephfs") or {}).get("mounts") or {}
+    filesystems = sorted({m["fs"] for m in mounts.values() if isinstance(m, dict) and m.get("fs")})
+    admin = (tree.get("ceph") or {}).get("admin_minion")
+    pol["cephfs_evict"] = {"minion": admin, "filesystems": filesystems} if filesystems else None
     pol["addresses"] = {
         label: {k: v for k, v in entry.items() if k in ("address", "standby")}
         for label, entry in addresses.items()
@@ -685,6 +690,40 @@ def _replace_worker(record, pol, lost, err):
         _save(record)
 
 
+def _evict_cephfs(record, pol):
+    """The fenced node's CephFS sessions, evicted by the admin minion
+    (``ceph_client.fs_evict``, by the node's name as its clients report their host
+    name): otherwise a survivor that touches what the dead clients held (the instances
+    of an identity taken over) blocks until the MDS drops them (60 s). Reported with
+    the evacuated step, never fatal: the MDS drops them in time anyway."""
+    spec, node = pol.get("cephfs_evict"), record["node"]
+    if not spec:
+        return None
+    if not spec["minion"]:
+        return {"skipped": "no hastack:ceph:admin_minion to evict with"}
+    if spec["minion"] == node:
+        return {
+            "skipped": f"the admin minion '{node}' is the fenced node: the MDS drops its "
+            f"sessions after its session timeout"
+        }
+    out = {}
+    for fs in spec["filesystems"]:
+        try:
+            out.update(
+                _run(
+                    spec["minion"],
+                    "ceph_client.fs_evict",
+                    [node],
+                    {"fs": fs},
+                    what=f"evict {node}'s CephFS sessions from {fs}",
+                )
+                or {}
+            )
+        except StepFailed as err:
+            return dict(out, error=str(err))
+    return out
+
+
 def _part(record, pol, part, stonith):
     """One part (``shifted``: Pacemaker's, ``reissued``: Neutron's) carried out by its own
     job on the worker, which is replaced when it stops answering (every step reads the
@@ -694,6 +733,7 @@ def _part(record, pol, part, stonith):
     # A replaced worker or a resumed incident renews the lock first (same holder and
     # incident; a takeover by another master after the lease shows there).
     relock = bool(record.get("resumed") or record.get("workers"))
+    evicted = _evict_cephfs(record, pol) if part == "evacuated" and stonith else None
     while True:
         worker = record["worker"]
         try:
@@ -725,6 +765,8 @@ def _part(record, pol, part, stonith):
         return {"error": f"incident {held['value']} of master {held['holder']} holds {node}"}, since
     result = dict(got.get(part) or {"error": "not done"})
     result.pop("ended", None)
+    if evicted is not None:
+        result["evicted"] = evicted
     return result, since
 
 

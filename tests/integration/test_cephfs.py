@@ -11,7 +11,9 @@ kernel client cannot load here: no ceph module, no modprobe).
 
 import json
 import os
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -50,37 +52,56 @@ def cephfs_lab(tmp_path_factory):
 
 
 class Node:
-    """A machine's mount namespace: a process holds it, and a salt-call run inside it
-    mounts there and nowhere else. Ending the holder ends the node's mounts, and the
-    ceph-fuse processes serving them are stopped by PID first."""
+    """A machine's mount and UTS namespaces (its own mounts and host name): a process
+    holds them, and a salt-call run inside mounts there and nowhere else. Ending the
+    holder ends the node's mounts, and the ceph-fuse processes serving them are
+    stopped by PID first."""
 
-    def __init__(self):
+    def __init__(self, hostname):
         self.holder = subprocess.Popen(  # pylint: disable=consider-using-with
-            ["unshare", "-m", "--propagation", "private", "sleep", "infinity"]
+            [
+                "unshare",
+                "-m",
+                "-u",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                f"hostname {hostname} && exec sleep infinity",
+            ]
         )
-        self.wrap = ["nsenter", "-t", str(self.holder.pid), "-m", "--"]
+        self.wrap = ["nsenter", "-t", str(self.holder.pid), "-m", "-u", "--"]
 
-    def run(self, *argv, check=True):
+    def run(self, *argv, check=True, timeout=60):
         return subprocess.run(
-            self.wrap + list(argv), capture_output=True, text=True, check=check, timeout=60
+            self.wrap + list(argv), capture_output=True, text=True, check=check, timeout=timeout
         )
 
-    def mounted(self, path):
-        with open(f"/proc/{self.holder.pid}/mountinfo", encoding="utf-8") as fh:
-            return any(line.split()[4] == path for line in fh)
-
-    def stop(self):
-        # The ceph-fuse daemons of this namespace (ours: started by our salt-call runs).
+    def fuse_pids(self):
+        """The ceph-fuse daemons of this namespace (ours: started by our salt-call runs)."""
         ns = os.readlink(f"/proc/{self.holder.pid}/ns/mnt")
+        found = []
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as fh:
                     if not fh.read().startswith(b"ceph-fuse\0"):
                         continue
                 if os.readlink(f"/proc/{pid}/ns/mnt") == ns:
-                    os.kill(int(pid), 15)
+                    found.append(int(pid))
             except OSError:
                 continue
+        return found
+
+    def mounted(self, path):
+        with open(f"/proc/{self.holder.pid}/mountinfo", encoding="utf-8") as fh:
+            return any(line.split()[4] == path for line in fh)
+
+    def stop(self):
+        for pid in self.fuse_pids():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         self.holder.kill()
         self.holder.wait()
 
@@ -154,7 +175,7 @@ def site(cephfs_lab, tmp_path_factory):
     minions, nodes = {}, {}
     for name, roles in (("ops", ["controller"]), ("cmp1", ["compute"]), ("cmp2", ["compute"])):
         tree = saltlocal_pillar(pillar, roles, str(root / name / "etc-ceph"))
-        nodes[name] = Node()
+        nodes[name] = Node(name)
         minions[name] = saltlocal.Minion(
             str(root / name), name, tree, example=False, wrap=nodes[name].wrap
         )
@@ -438,3 +459,51 @@ def test_a_bad_mount_is_named_and_nothing_changes(site, cephfs_lab, mount, key, 
     assert message in text
     assert not os.path.exists("/srv/instances")
     assert cluster_snapshot(cephfs_lab) == before
+
+
+def test_a_fenced_machines_sessions_are_evicted_and_the_share_is_free_at_once(site, cephfs_lab):
+    """cmp1 dies with a file open for writing in /nova (its ceph-fuse killed, as a
+    fenced machine's is). cmp2 would block on that file until the MDS dropped cmp1's
+    session (60 s); the admin minion evicts cmp1's sessions by host name and cmp2
+    goes on at once. Runs last: cmp1's mount is dead afterwards."""
+    instances = site["instances"]
+    node1, node2 = site["nodes"]["cmp1"], site["nodes"]["cmp2"]
+    writer = subprocess.Popen(  # pylint: disable=consider-using-with
+        node1.wrap
+        + [
+            "sh",
+            "-c",
+            f"exec 3>>{instances}/held.img; echo cmp1 >&3; sync {instances}/held.img; "
+            "exec sleep infinity",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while "cmp1" not in node2.run("cat", f"{instances}/held.img", check=False).stdout:
+            assert time.monotonic() < deadline, "cmp1's write never showed on cmp2"
+            time.sleep(0.2)
+        (fuse,) = node1.fuse_pids()
+        os.kill(fuse, signal.SIGKILL)
+    finally:
+        writer.kill()
+        writer.wait()
+    ceph = site["pillar"]["hastack"]["ceph"]
+    funcs, _ = site["minions"]["ops"].loader()
+    conn = {
+        "cluster": "store",
+        "mon_host": ceph["mon_host"],
+        "admin_keyring": ceph["admin_keyring"],
+        "conf_dir": "/nonexistent",
+    }
+    evicted = funcs["ceph_client.fs_evict"]("cmp1", **conn)
+    assert [(e["entity"], e["root"]) for e in evicted["shared"]] == [("client.nova", "/nova")]
+    assert list(evicted) == ["shared"]
+    started = time.monotonic()
+    node2.run("sh", "-c", f"echo cmp2 >> {instances}/held.img", timeout=30)
+    assert time.monotonic() - started < 10
+    assert node2.run("cat", f"{instances}/held.img").stdout.split()[-1] == "cmp2"
+    # cmp2's session is not cmp1's: it stays; a second call finds nothing left.
+    assert funcs["ceph_client.fs_evict"]("cmp1", fs="shared", **conn) == {}
+    assert node2.run("ls", instances, timeout=10).returncode == 0
