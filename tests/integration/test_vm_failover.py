@@ -16,10 +16,11 @@ import shutil
 import subprocess
 import tempfile
 import time
+import warnings
 
 import pytest
 
-from lab import failoverlab, pcmklab, procs
+from lab import failoverlab, novalab, pcmklab, procs
 from tests.integration.bus import Bus
 
 RUNNING = 1
@@ -55,22 +56,7 @@ def nova(lab):
 
 
 def boot(lab, nova, host, names, metadata=None):
-    facts = lab.vm["nova"]
-    servers = [
-        nova.compute.create_server(
-            name=name,
-            image_id=facts["image_id"],
-            flavor_id=facts["flavor_id"],
-            networks="none",
-            availability_zone=f"nova:{host}",
-            metadata=metadata or {},
-        )
-        for name in names
-    ]
-    assert procs.until(lambda: all(running_on(nova, s.id, host) for s in servers), 90, 0.5), (
-        f"{names} did not boot on {host}"
-    )
-    return [s.id for s in servers]
+    return [s.id for s in novalab.boot(lab.vm["nova"], nova, host, names, metadata=metadata)]
 
 
 def running_on(nova, server_id, host=None):
@@ -138,6 +124,11 @@ def test_a_dead_nodes_identity_and_its_vms_come_back_on_a_survivor(lab, bus, nov
     # The fake driver's resume on host boot is a no-op: hastack hard-rebooted them.
     assert sorted(taken["back"] + taken["rebooted"]) == sorted(f"web{i}" for i in range(4))
     assert taken["failed"] == {}
+    # alice's ceph-fuse session on the instances directory, evicted by bob (the admin
+    # minion): the survivor running host1 does not wait for the MDS to drop it.
+    assert [(e["entity"], e["root"]) for e in evacuated["evicted"]["cephfs"]] == [
+        ("client.nova", "/nova")
+    ]
     # Fenced first: the fencer killed alice before host1 was started elsewhere.
     history = pcmklab.fence_history(lab.pcmk, "alice", "bob")
     assert any(e["status"] == "success" for e in history), history
@@ -209,6 +200,7 @@ def test_a_failed_fence_moves_nothing_and_resume_completes_after_the_fence(lab, 
 
     # What the failed incident tells the operator: fence it, then resume.
     pcmklab.fail_fencing(lab.pcmk, "bob", fail=False)
+    mark = bus.mark()
     fenced = subprocess.run(
         pcmklab.node_argv(lab.pcmk, "alice", ["stonith_admin", "--fence", "bob"]),
         capture_output=True,
@@ -218,8 +210,31 @@ def test_a_failed_fence_moves_nothing_and_resume_completes_after_the_fence(lab, 
     )
     assert fenced.returncode == 0, fenced.stderr
     assert any(e["status"] == "success" for e in pcmklab.fence_history(lab.pcmk, "bob", "alice"))
-    mark = bus.mark()
     resumed = lab.runner("failover.resume")
-    assert [v["state"] for v in resumed.values()] == ["done"], resumed
+    states = [v["state"] for v in resumed.values()]
+    if states != ["done"]:
+        # The survivors' beacon resends hastack/node/down every 30 s while bob is down,
+        # and that resumes the failed incident too: whichever comes first finishes it.
+        assert states in ([], ["running elsewhere on this master"]), resumed
+        done = procs.until(
+            lambda: any(
+                d.get("node") == "bob" and t.endswith("/done") for _, t, d in bus.since(mark)
+            ),
+            240,
+            0.5,
+        )
+        # A resumption that ended failed on the way (the next resend resumes again)
+        # is shown, not hidden.
+        failures = [
+            d.get("error")
+            for _, t, d in bus.since(mark)
+            if d.get("node") == "bob" and t.endswith("/failed")
+        ]
+        assert done, f"bob's incident not done after the fence; failures: {failures}"
+        for error in failures:
+            warnings.warn(f"bob's incident failed once after the fence: {error}")
     assert all(running_on(nova, s, "host2") for s in vms)
     assert compute_process_node(lab, "host2") in ("alice", "charlie")
+    # bob is the admin minion: nothing could evict its CephFS sessions, and that is said.
+    evicted = step(bus, mark, "bob", "evacuated")["evicted"]
+    assert "the admin minion 'bob' is the fenced node" in evicted["skipped"], evicted
