@@ -229,6 +229,7 @@ def _plan_vms(vms, evacuation):
                 metadata_key=settings.get("metadata_key"),
                 priority_key=settings.get("priority_key"),
                 exclude=[o for o in others if o != name],
+                target=settings.get("target"),
             )
         except (CommandExecutionError, SaltInvocationError) as err:
             out["evacuate"][name] = {"error": str(err)}

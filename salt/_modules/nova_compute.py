@@ -352,7 +352,7 @@ def capacity(exclude=None, cloud=None):
     return out
 
 
-def plan(host, metadata_key=None, priority_key=None, exclude=None, cloud=None):
+def plan(host, metadata_key=None, priority_key=None, exclude=None, target=None, cloud=None):
     """
     What evacuating ``host`` would do, changing nothing: the protected servers in
     priority order, which fit on the survivors (placement's free room, estimated as
@@ -372,6 +372,10 @@ def plan(host, metadata_key=None, priority_key=None, exclude=None, cloud=None):
     exclude
         Further hosts whose room does not count (the failed node's other identities).
 
+    target
+        A reserved host: only its room counts. Refused (SaltInvocationError) when it is
+        not a live, enabled compute other than ``host``.
+
     cloud
         As for ``services``.
 
@@ -380,12 +384,20 @@ def plan(host, metadata_key=None, priority_key=None, exclude=None, cloud=None):
     .. code-block:: bash
 
         salt '*' nova_compute.plan host1 metadata_key=HA_Enabled priority_key=ha_priority
+        salt '*' nova_compute.plan host1 target=spare1
     """
     conn = _conn(cloud)
     on_host = _servers(conn, host)
     keep, alone = logic.protected(on_host, metadata_key)
     keep = logic.ordered(keep, priority_key)
     room = capacity(exclude=[host, *(exclude or [])], cloud=cloud)
+    if target is not None:
+        if target not in room:
+            raise SaltInvocationError(
+                f"target: '{target}' is not a live, enabled compute with room (live: "
+                f"{', '.join(sorted(room)) or 'none'})"
+            )
+        room = {target: room[target]}
     placed, unplaced, left = logic.plan_fit(keep, room)
     return {
         "servers": [{"id": s["id"], "name": s["name"], "flavor": s["flavor"]} for s in keep],
@@ -430,7 +442,8 @@ def evacuate(
         As for ``plan``.
 
     target
-        A reserved host to evacuate to, instead of Nova's scheduler.
+        A reserved host to evacuate to, instead of Nova's scheduler (only its room
+        counts in the plan).
 
     concurrency
         Evacuations in flight at once (default 4).
@@ -452,13 +465,9 @@ def evacuate(
     """
     started = time.monotonic()
     conn = _conn(cloud)
+    # Planned first: a bad target is refused before the service is forced down.
+    planned = plan(host, metadata_key, priority_key, exclude=exclude, target=target, cloud=cloud)
     forced = service_force_down(host, True, cloud=cloud)
-    planned = plan(host, metadata_key, priority_key, exclude=exclude, cloud=cloud)
-    if target and target not in planned["room"]:
-        raise SaltInvocationError(
-            f"target: '{target}' is not a live, enabled compute with room (live: "
-            f"{', '.join(sorted(planned['room'])) or 'none'})"
-        )
     names = {s["id"]: s["name"] for s in planned["servers"]}
     to_move = [s["id"] for s in planned["servers"] if s["id"] in planned["fits"]]
 

@@ -180,6 +180,38 @@ def test_the_returning_compute_is_enabled_only_after_it_cleaned_up(nova_lab, ops
     assert set(where(conn, layout, "vm-a", "vm-b").values()) == {"host2", "host3"}
 
 
+def test_evacuation_to_a_reserved_host_and_a_bad_target_refused(nova_lab, ops, conn, layout):
+    """A reserved target (``hastack:computes:evacuation:target``): host3's protected VMs
+    all go to host2, which has less free room than host1 (the scheduler would send
+    about half to host1). A target that is not a live compute is refused naming the
+    argument, before host3's service is forced down. host3 is back afterwards."""
+    ids = [
+        s.id
+        for s in novalab.boot(
+            nova_lab, conn, "host3", [f"res-{i}" for i in range(4)], metadata={"Reserve": "yes"}
+        )
+    ]
+    novalab.stop_compute(nova_lab, "host3", kill=True)
+    rc, _ = ops.call("nova_compute.evacuate", "host3", "metadata_key=Reserve", "target=host9")
+    assert rc != 0 and "target: 'host9' is not a live, enabled compute" in ops.last_output
+    assert call(ops, "nova_compute.services", "host=host3")[0]["forced_down"] is False
+    planned = call(ops, "nova_compute.plan", "host3", "metadata_key=Reserve", "target=host2")
+    assert set(planned["fits"].values()) == {"host2"} and planned["unplaced"] == []
+
+    out = call(ops, "nova_compute.evacuate", "host3", "metadata_key=Reserve", "target=host2")
+    assert sorted(v["name"] for v in out["evacuated"].values()) == [f"res-{i}" for i in range(4)]
+    assert {v["to"] for v in out["evacuated"].values()} == {"host2"}
+    assert {conn.compute.get_server(i).compute_host for i in ids} == {"host2"}
+    # The layout's unprotected servers stayed.
+    assert where(conn, layout, "fill-3a", "fill-3b") == {"fill-3a": "host3", "fill-3b": "host3"}
+
+    since = time.time()
+    novalab.start_compute(nova_lab, "host3", wait=False)
+    call(ops, "nova_compute.service_restore", "host3", f"since={since}", "timeout=90")
+    for server_id in ids:
+        conn.compute.delete_server(server_id)
+
+
 # --------------------------------------------------------------------------- the lab itself
 # What the failover relies on, through the API and the openstack CLI as an operator
 # would use them (after the tests above: host1 is back and enabled).
