@@ -8,7 +8,7 @@ and /tmp (libqb's sockets live there: a shared /tmp let one node's pacemakerd fi
 another's and give up). Quorate with a DC in about 20-25 s.
 
 ``node_argv(facts, node, argv)`` runs a command inside a node (nsenter into its mount
-namespace). A node's processes are those in its mount namespace (Pacemaker's daemons
+and UTS namespaces). A node's processes are those in its mount namespace (Pacemaker's daemons
 each start their own session, so no process group holds them all): ``kill`` SIGKILLs
 them at once (a node failure), ``restart`` boots the node again, ``stop`` ends every
 node. Only processes in the lab's own namespaces are signalled.
@@ -333,8 +333,10 @@ def node_state(facts, node, seen_from):
 
 
 def node_argv(facts, node, argv):
-    """``argv`` run inside ``node``'s mount namespace."""
-    return ["nsenter", "-t", str(facts["nodes"][node]["pid"]), "-m", "--", *argv]
+    """``argv`` run inside ``node``'s mount and UTS namespaces: as on the machine, its
+    host name is the node's (what its CephFS clients report to the MDS, by which a
+    fenced node's sessions are evicted)."""
+    return ["nsenter", "-t", str(facts["nodes"][node]["pid"]), "-m", "-u", "--", *argv]
 
 
 def _start_node(d, name, cluster):
