@@ -11,13 +11,12 @@ Keystone: the ``unauthenticated-context`` paste flavor). RabbitMQ is a private n
 (lab/pgsql.py) with the nova_api, nova, nova_cell0, placement and glance databases,
 migrated by the real ``nova-manage``, ``placement-manage`` and ``glance-manage``.
 
-Neutron: ``start(d, neutron_url=...)`` points Nova at a real neutron-server (the lab
-Neutron, lab/neutronlab.py, noauth: Nova's ``admin_token`` is accepted as is), where
-Nova creates and binds its servers' ports (neutronlab.start_ovs_agents on the compute
-hosts). Without one, lab/nova_neutron_standin.py answers: the Nova-only tests and the
-evacuation bench boot servers with ``"networks": "none"``, and Nova's remaining
-questions ("which ports has this instance?") get the true answer, none, without a
-second database and neutron-server (about 650 MB).
+Neutron: Nova asks a real neutron-server about its servers' ports. ``start(d,
+neutron_url=...)`` points it at one already running (the lab Neutron of the caller,
+lab/neutronlab.py, noauth: Nova's ``admin_token`` is accepted as is), where Nova
+creates and binds its servers' ports (neutronlab.start_ovs_agents on the compute
+hosts); without one, the lab starts its own lab Neutron in ``d/neutron`` (about 10 s
+and 650 MB more) and ``stop`` ends it.
 
 Migrating takes most of a cold start, so the migrated database cluster is kept once
 per package version under /var/tmp (``hastack-nova-pgdata-*``) and copied into the
@@ -42,7 +41,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from lab import pgsql, procs
+from lab import neutronlab, pgsql, procs
 
 FACTS = procs.FACTS
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -63,7 +62,6 @@ STOP_ORDER = (
     "nova-api",
     "glance-api",
     "placement-api",
-    "neutron-standin",
     "rabbitmq",
     "epmd",
     "postgres",
@@ -613,7 +611,8 @@ def _flavor(facts):
 def start(d=None, computes=COMPUTES, timeout=180, neutron_url=None):
     """Start the whole Nova in ``d``; return the facts: ``dir``, ``compute_url``
     (http://127.0.0.1:P/v2.1), ``placement_url``, ``image_url``, ``neutron_url`` (the
-    given neutron-server, else the stand-in's), ``image_id``, ``flavor_id``, ``token``, ``cloud`` (openstacksdk
+    given neutron-server, else the lab's own: ``neutron`` then holds its facts),
+    ``image_id``, ``flavor_id``, ``token``, ``cloud`` (openstacksdk
     arguments), ``nova_conf``, ``compute_confs`` {host: path}, ``computes``,
     ``transport_url``, ``pg_port``, ``pg_socket_dir``, ``pids`` {name: pid},
     ``database`` ("migrated" or "copied"), ``database_seconds`` and ``start_seconds``."""
@@ -636,11 +635,18 @@ def start(d=None, computes=COMPUTES, timeout=180, neutron_url=None):
         "placement_port",
         "image_port",
         "api_port",
-        "neutron_port",
     )
+    own_neutron = None
+    if not neutron_url:
+        try:
+            own_neutron = neutronlab.start(os.path.join(d, "neutron"))
+        except neutronlab.LabError as err:
+            raise LabError(f"the Nova lab's Neutron did not start: {err}") from err
+        neutron_url = own_neutron["url"]
     ports = dict(zip(names, procs.free_ports(len(names))))
     facts = {
         "dir": d,
+        "neutron": own_neutron,
         "pids": {},
         **ports,
         "computes": list(computes),
@@ -650,7 +656,7 @@ def start(d=None, computes=COMPUTES, timeout=180, neutron_url=None):
         "transport_url": f"rabbit://guest:guest@127.0.0.1:{ports['amqp_port']}/",
         "placement_url": f"http://127.0.0.1:{ports['placement_port']}",
         "image_url": f"http://127.0.0.1:{ports['image_port']}",
-        "neutron_url": (neutron_url or f"http://127.0.0.1:{ports['neutron_port']}").rstrip("/"),
+        "neutron_url": neutron_url.rstrip("/"),
         "compute_url": f"http://127.0.0.1:{ports['api_port']}/v2.1",
         "nova_conf": os.path.join(d, "nova.conf"),
         "nova_db_conf": os.path.join(d, "nova-db.conf"),
@@ -698,12 +704,6 @@ def start(d=None, computes=COMPUTES, timeout=180, neutron_url=None):
             "glance-api",
             [PY, "/usr/bin/glance-api", "--config-file", facts["glance_conf"]],
         )
-        if not neutron_url:
-            _launch(
-                facts,
-                "neutron-standin",
-                [PY, os.path.join(HERE, "nova_neutron_standin.py"), str(facts["neutron_port"])],
-            )
         _nova_service(facts, "nova-api", "/usr/bin/nova-api")
         _wait(lambda: _amqp_up(facts["amqp_port"]), 60, "RabbitMQ", facts, "rabbitmq")
         _nova_service(facts, "nova-conductor", "/usr/bin/nova-conductor")
@@ -856,6 +856,8 @@ def stop(d):
                 pgsql.stop(pids[name])
             else:
                 _end(pids[name])
+    if facts.get("neutron"):
+        neutronlab.stop(facts["neutron"]["dir"])
     os.remove(os.path.join(d, FACTS))
 
 

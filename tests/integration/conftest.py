@@ -15,8 +15,9 @@ from tests.helpers import merge
 
 @pytest.fixture(scope="module")
 def nova_lab():
-    """A real Nova (lab/novalab.py: API, conductor, scheduler, placement, glance and
-    three fake-driver computes host1..3), once per module: about 18 s to start warm."""
+    """A real Nova (lab/novalab.py: API, conductor, scheduler, placement, glance,
+    three fake-driver computes host1..3 and a lab Neutron of its own), once per module:
+    about 30 s to start warm."""
     d = tempfile.mkdtemp(prefix="hastack-nova-", dir="/var/tmp")
     try:
         facts = novalab.start(d)

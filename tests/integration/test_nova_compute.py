@@ -13,8 +13,8 @@ has room for one more big one. A big VM takes 399000 MB of the fake driver's 800
 Then the lab itself, as the failover relies on it, through the API and the openstack
 CLI: servers boot on a chosen host, a new nova-compute with a dead host's ``host=``
 takes its servers back (after a HARD reboot: the fake driver's resume is a no-op),
-and a dead host's servers can be evacuated by hand. The one stand-in is the Neutron
-the lab Nova asks (its servers have no ports: it answers "no ports").
+and a dead host's servers can be evacuated by hand. The lab Nova asks a lab Neutron
+of its own (a real neutron-server; these servers boot without ports).
 """
 
 import os
