@@ -1158,8 +1158,8 @@ def fs_evict(hostname, fs=None, **kwargs):
 
     .. code-block:: bash
 
-        salt ops1 ceph_client.fs_evict compute3
-        salt ops1 ceph_client.fs_evict compute3 fs=cephfs
+        salt '*' ceph_client.fs_evict compute3
+        salt '*' ceph_client.fs_evict compute3 fs=cephfs
     """
     if not hostname or not isinstance(hostname, str):
         raise SaltInvocationError("hostname: the fenced machine's host name is required")
