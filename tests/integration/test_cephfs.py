@@ -497,7 +497,12 @@ def test_a_fenced_machines_sessions_are_evicted_and_the_share_is_free_at_once(si
         "admin_keyring": ceph["admin_keyring"],
         "conf_dir": "/nonexistent",
     }
-    evicted = funcs["ceph_client.fs_evict"]("cmp1", **conn)
+    # Through the ceph CLI here (ops's own ceph.conf); the incident's runs in
+    # test_vm_failover go through libcephfs.
+    cli = dict(
+        conn, backend="cli", conf_dir=os.path.join(os.path.dirname(instances), "ops", "etc-ceph")
+    )
+    evicted = funcs["ceph_client.fs_evict"]("cmp1", **cli)
     assert [(e["entity"], e["root"]) for e in evicted["shared"]] == [("client.nova", "/nova")]
     assert list(evicted) == ["shared"]
     started = time.monotonic()
