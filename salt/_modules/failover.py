@@ -395,6 +395,20 @@ def _shift(node, nodes, plan, placement_timeout):
     wanted = {rsc: where for rsc, where in plan["placement"].items() if where}
     settled = __salt__["pacemaker.settle"](wanted, timeout=placement_timeout)
     if not settled["settled"]:
+        # The plan was simulated before Pacemaker acted on the fence (a resumed
+        # incident's): it may have started a resource on another survivor meanwhile,
+        # where stickiness keeps it. What counts then is what Pacemaker decides from
+        # the CIB as it is now, simulated as the plan was (the constraints are written).
+        try:
+            now = __salt__["pacemaker.shift_away"](node, nodes, test=True)["placement"] or {}
+        except CommandExecutionError:
+            now = {}
+        fresh = {rsc: where for rsc, where in now.items() if where} or wanted
+        if fresh != wanted:
+            log.info("hastack failover: placement re-simulated after the shift: %s", fresh)
+            wanted = fresh
+            settled = __salt__["pacemaker.settle"](wanted, timeout=placement_timeout)
+    if not settled["settled"]:
         raise CommandExecutionError(
             f"the placement did not settle within {placement_timeout} s: wanted {wanted}, "
             f"crm_mon shows {settled['placement']}"
