@@ -1181,11 +1181,13 @@ def fs_evict(hostname, fs=None, **kwargs):
                 sessions = _mds_tell(
                     conn, name, rank, {"prefix": "session ls"}, ["session", "ls"], handle
                 )
+                found = evicted.setdefault(name, [])
                 for session in sessions or []:
                     meta = session.get("client_metadata") or {}
-                    if meta.get("hostname") != hostname:
-                        continue
                     sid = session["id"]
+                    # Another rank may still list one evicted through the first.
+                    if meta.get("hostname") != hostname or sid in {e["id"] for e in found}:
+                        continue
                     _mds_tell(
                         conn,
                         name,
@@ -1198,16 +1200,14 @@ def fs_evict(hostname, fs=None, **kwargs):
                     log.info(
                         "ceph_client: evicted %s's CephFS session %s from %s", hostname, sid, name
                     )
-                    found = evicted.setdefault(name, [])
-                    if sid not in {e["id"] for e in found}:
-                        found.append(
-                            {
-                                "id": sid,
-                                "entity": f"client.{meta.get('entity_id', '?')}",
-                                "root": meta.get("root"),
-                            }
-                        )
-    return evicted
+                    found.append(
+                        {
+                            "id": sid,
+                            "entity": f"client.{meta.get('entity_id', '?')}",
+                            "root": meta.get("root"),
+                        }
+                    )
+    return {name: found for name, found in evicted.items() if found}
 
 
 def _unescape_mountinfo(text):

@@ -250,10 +250,9 @@ def admin_sessions(cephfs_lab):
     ]
 
 
-def test_the_admins_session_is_closed_when_a_call_returns(site, cephfs_lab):
-    """A salt-minion's job process ends without Python's clean-up: a CephFS session left
-    open would hold its capabilities on the new directory, and every mount would block
-    on them until the MDS evicts it (60 s). The call closes it itself."""
+def admin_calls(site):
+    """The ops minion's functions, called in-process, and the connection arguments
+    that reach the lab cluster as client.admin (mon_host and keyring given)."""
     ceph = site["pillar"]["hastack"]["ceph"]
     funcs, _ = site["minions"]["ops"].loader()
     conn = {
@@ -262,6 +261,14 @@ def test_the_admins_session_is_closed_when_a_call_returns(site, cephfs_lab):
         "admin_keyring": ceph["admin_keyring"],
         "conf_dir": "/nonexistent",
     }
+    return funcs, conn
+
+
+def test_the_admins_session_is_closed_when_a_call_returns(site, cephfs_lab):
+    """A salt-minion's job process ends without Python's clean-up: a CephFS session left
+    open would hold its capabilities on the new directory, and every mount would block
+    on them until the MDS evicts it (60 s). The call closes it itself."""
+    funcs, conn = admin_calls(site)
     assert funcs["ceph_client.fs_dir_create"]("shared", "/scratch", **conn) is True
     assert funcs["ceph_client.fs_dir_info"]("shared", "/scratch", **conn)["mode"] == "0755"
     assert admin_sessions(cephfs_lab) == []
@@ -489,14 +496,7 @@ def test_a_fenced_machines_sessions_are_evicted_and_the_share_is_free_at_once(si
     finally:
         writer.kill()
         writer.wait()
-    ceph = site["pillar"]["hastack"]["ceph"]
-    funcs, _ = site["minions"]["ops"].loader()
-    conn = {
-        "cluster": "store",
-        "mon_host": ceph["mon_host"],
-        "admin_keyring": ceph["admin_keyring"],
-        "conf_dir": "/nonexistent",
-    }
+    funcs, conn = admin_calls(site)
     # Through the ceph CLI here (ops's own ceph.conf); the incident's runs in
     # test_vm_failover go through libcephfs.
     cli = dict(
