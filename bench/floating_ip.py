@@ -69,9 +69,9 @@ def main(argv=None):  # pylint: disable=too-many-locals,too-many-statements
     try:
         conn = openstack.connect(**facts["cloud"])
         made = neutronlab.workshop_topology(conn)
-        ports = [
-            neutronlab.vm_port(conn, made["admin-net"], f"vm{i}-port", "alice") for i in range(n)
-        ]
+        ports = neutronlab.vm_ports(
+            conn, made["admin-net"], [f"vm{i}-port" for i in range(n)], "alice"
+        )
         fips = [
             conn.network.create_ip(floating_network_id=made["ext_net"].id, port_id=p.id)
             for p in ports
