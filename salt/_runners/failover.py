@@ -797,9 +797,13 @@ def _verify(record, pol):
         if pol["routers"]:
             agents = _run(worker, "neutron_l3.agents", what="read back the L3 agents")
             serving = _routers_serving(record, pol, agents)
+    # What the shift settled on: the plan, or (a resumed incident's, when Pacemaker had
+    # already started a resource on another survivor, where stickiness keeps it) what
+    # the shift simulated again from the CIB as it was then.
+    wanted = shifted.get("placement") or record["plan"]["placement"]
     wrong = {
         rsc: placement.get(rsc)
-        for rsc, where in record["plan"]["placement"].items()
+        for rsc, where in wanted.items()
         if where and placement.get(rsc) != where
     }
     if wrong:

@@ -7,6 +7,7 @@ import pytest
 from salt.exceptions import SaltInvocationError
 
 from hastack_utils import failover
+from tests.helpers import load_module
 
 FIVE = ["ctl-a", "ctl-b", "ctl-c", "ctl-d", "ctl-e"]
 ADDRESSES = {"web": {"server": "web", "standby": {"server": "web-standby"}}, "db": {"port": "db"}}
@@ -186,3 +187,45 @@ class TestVMs:
         with pytest.raises(SaltInvocationError) as err:
             failover.evacuation(given)
         assert message in str(err.value)
+
+
+class TestVerify:
+    """The runner's read-back after the parts: a resumed incident's shift may have
+    settled on a placement simulated again (Pacemaker started an identity on another
+    survivor while the fence was failing, and stickiness keeps it there); what is
+    verified then is that placement, not the first plan's."""
+
+    runner = load_module("_runners", "failover")
+
+    def record(self, shifted_placement):
+        shifted = {"placement": shifted_placement} if shifted_placement else {}
+        return {
+            "node": "ctl-b",
+            "worker": "ctl-a",
+            "resumed": [1.0],
+            "plan": {"placement": {"p_nova-compute-host2": "ctl-a", "p_db": "ctl-c", "p_x": None}},
+            "steps": {"shifted": shifted},
+        }
+
+    def verify(self, monkeypatch, record, live):
+        monkeypatch.setattr(self.runner, "_run", lambda *a, **k: {"resources": live})
+        return self.runner._verify(record, {"routers": False})
+
+    def test_the_placement_the_shift_settled_on_is_what_counts(self, monkeypatch):
+        settled = {"p_nova-compute-host2": "ctl-e", "p_db": "ctl-c"}
+        got = self.verify(monkeypatch, self.record(settled), dict(settled, p_web="ctl-d"))
+        assert got["placement"]["p_nova-compute-host2"] == "ctl-e"
+
+    def test_a_placement_off_what_was_settled_fails_and_names_it(self, monkeypatch):
+        settled = {"p_nova-compute-host2": "ctl-e", "p_db": "ctl-c"}
+        live = {"p_nova-compute-host2": "ctl-a", "p_db": "ctl-c"}
+        with pytest.raises(self.runner.StepFailed, match="'p_nova-compute-host2': 'ctl-a'"):
+            self.verify(monkeypatch, self.record(settled), live)
+
+    def test_without_a_settled_placement_the_plan_counts(self, monkeypatch):
+        live = {"p_nova-compute-host2": "ctl-e", "p_db": "ctl-c"}
+        with pytest.raises(self.runner.StepFailed, match="'p_nova-compute-host2': 'ctl-e'"):
+            self.verify(monkeypatch, self.record(None), live)
+        assert self.verify(
+            monkeypatch, self.record(None), {"p_nova-compute-host2": "ctl-a", "p_db": "ctl-c"}
+        )
