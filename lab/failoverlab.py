@@ -18,6 +18,7 @@ agents of the live nodes, as their agents would, and stops for a killed node.
 ``start(d)`` returns a ``Lab``; ``Lab.stop()`` ends only what it started.
 """
 
+import concurrent.futures
 import json
 import os
 import shutil
@@ -303,7 +304,7 @@ class Lab:
         the lab Neutron about its servers' ports."""
         d = self.dir
         ceph = cephlab.start(os.path.join(d, "ceph"), mds=True)
-        self.vm = {"ceph": ceph, "pcmk": self.pcmk}
+        self.vm = {"ceph": ceph}  # and "pcmk", once the nodes are up
         nova = novalab.start(os.path.join(d, "nova"), computes=(), neutron_url=self.neutron["url"])
         key = subprocess.run(
             ["ceph-authtool", "--gen-print-key"], capture_output=True, text=True, check=True
@@ -580,10 +581,17 @@ def start(d=None, policy=None, extra_master=None, wiring="engine", vms=False, mo
     lab = Lab(d)
     lab.modes = modes
     try:
-        lab.pcmk = pcmklab.start(os.path.join(d, "pcmk"), fencing=vms)
-        lab._start_neutron()
+        # The Pacemaker nodes mostly wait on corosync's membership while Neutron, Ceph
+        # and Nova work: side by side, not one after the other (-20 s).
+        nodes = _in_background(pcmklab.start, os.path.join(d, "pcmk"), fencing=vms)
+        try:
+            lab._start_neutron()
+            if vms:
+                lab._start_vm_services()
+        finally:
+            lab.pcmk = nodes.result()
         if vms:
-            lab._start_vm_services()
+            lab.vm["pcmk"] = lab.pcmk
         lab._write_master(policy, extra_master, wiring)
         lab.start_master()
         for node in (*NODES, "eve"):
@@ -605,6 +613,15 @@ def start(d=None, policy=None, extra_master=None, wiring="engine", vms=False, mo
         lab.stop()
         raise
     return lab
+
+
+def _in_background(fun, *args, **kwargs):
+    """``fun(*args, **kwargs)`` in a thread; its future."""
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        return pool.submit(fun, *args, **kwargs)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _check_states(ret, minion):
