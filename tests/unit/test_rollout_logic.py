@@ -1,0 +1,73 @@
+"""The rollout's steps (hastack_utils.rollout): canary first, then batches by size or
+percentage, never more nodes of one Pacemaker cluster at once than it tolerates. The
+layout is not the workshop's: site par1 with two clusters (ctl-1..3 tolerating one
+down, net-1..2 tolerating one) and three computes outside any cluster."""
+
+import pytest
+from salt.exceptions import SaltInvocationError
+
+from hastack_utils import rollout
+
+MINIONS = ["cmp-1", "cmp-2", "cmp-3", "ctl-1", "ctl-2", "ctl-3", "net-1", "net-2"]
+CLUSTERS = {
+    "control": {"nodes": ["ctl-1", "ctl-2", "ctl-3"], "max_down": 1},
+    "network": {"nodes": ["net-1", "net-2"], "max_down": 1},
+}
+
+
+def batches(steps):
+    return [(s["kind"], s["minions"]) for s in steps]
+
+
+def test_canary_first_then_batches_in_order():
+    got = rollout.steps("par1", MINIONS, canary=["cmp-2"], batch=3)
+    assert batches(got) == [
+        ("canary", ["cmp-2"]),
+        ("batch", ["cmp-1", "cmp-3", "ctl-1"]),
+        ("batch", ["ctl-2", "ctl-3", "net-1"]),
+        ("batch", ["net-2"]),
+    ]
+    assert [s["index"] for s in got] == [0, 1, 2, 3] and {s["site"] for s in got} == {"par1"}
+
+
+def test_no_batch_takes_more_of_a_cluster_than_it_tolerates():
+    got = rollout.steps("par1", MINIONS, batch=4, clusters=CLUSTERS)
+    assert batches(got) == [
+        ("batch", ["cmp-1", "cmp-2", "cmp-3", "ctl-1"]),
+        ("batch", ["ctl-2", "net-1"]),
+        ("batch", ["ctl-3", "net-2"]),
+    ]
+    for step in got:
+        for spec in CLUSTERS.values():
+            assert len(set(step["minions"]) & set(spec["nodes"])) <= spec["max_down"]
+    assert sorted(m for s in got for m in s["minions"]) == sorted(MINIONS)
+
+
+@pytest.mark.parametrize(
+    "spec,sizes", [("25%", [2, 2, 2, 2]), ("50%", [4, 4]), ("100%", [8]), ("1%", [1] * 8)]
+)
+def test_a_percentage_of_the_sites_minions(spec, sizes):
+    assert [len(s["minions"]) for s in rollout.steps("par1", MINIONS, batch=spec)] == sizes
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"canary": ["cmp-9"]}, r"^hastack:sites:par1:canary: not minions of site par1: cmp-9$"),
+        (
+            {"canary": ["ctl-1", "ctl-2"], "clusters": CLUSTERS},
+            r"^hastack:sites:par1:canary: takes 2 nodes of Pacemaker cluster control",
+        ),
+        ({"batch": 0}, r"^hastack:sites:par1:batch: at least 1 minion, not 0$"),
+        ({"batch": "0%"}, r"^hastack:sites:par1:batch: a number of minions or a percentage"),
+        ({"batch": "150%"}, r"^hastack:sites:par1:batch: a number of minions or a percentage"),
+        ({"batch": True}, r"^hastack:sites:par1:batch: a number of minions or a percentage"),
+        (
+            {"clusters": {"control": {"nodes": ["ctl-1"], "max_down": 0}}},
+            r"^hastack:sites:par1: Pacemaker cluster control: max_down must be 1 or more",
+        ),
+    ],
+)
+def test_bad_settings_are_named(kwargs, message):
+    with pytest.raises(SaltInvocationError, match=message):
+        rollout.steps("par1", MINIONS, **kwargs)
