@@ -403,8 +403,10 @@ def _shift(node, nodes, plan, placement_timeout):
             now = __salt__["pacemaker.shift_away"](node, nodes, test=True)["placement"] or {}
         except CommandExecutionError:
             now = {}
-        fresh = {rsc: where for rsc, where in now.items() if where} or wanted
-        if fresh != wanted:
+        fresh = {rsc: where for rsc, where in now.items() if where}
+        # Taken only when it still runs everything the plan placed (elsewhere is
+        # fine): a resource that now starts nowhere fails the shift as before.
+        if fresh != wanted and set(wanted) <= set(fresh):
             log.info("hastack failover: placement re-simulated after the shift: %s", fresh)
             wanted = fresh
             settled = __salt__["pacemaker.settle"](wanted, timeout=placement_timeout)

@@ -786,7 +786,8 @@ def _routers_serving(record, pol, agents):
 
 def _verify(record, pol):
     """What the two parts read back: Pacemaker's placement (``settle`` saw it hold the
-    plan) and the routers on live agents. A resumed incident reads both again."""
+    plan, or the shift's second simulation of it) and the routers on live agents. A
+    resumed incident reads both again."""
     steps = record["steps"]
     shifted, reissued = steps.get("shifted", {}), steps.get("reissued", {})
     worker = record["worker"]
@@ -797,10 +798,11 @@ def _verify(record, pol):
         if pol["routers"]:
             agents = _run(worker, "neutron_l3.agents", what="read back the L3 agents")
             serving = _routers_serving(record, pol, agents)
-    # What the shift settled on: the plan, or (a resumed incident's, when Pacemaker had
-    # already started a resource on another survivor, where stickiness keeps it) what
-    # the shift simulated again from the CIB as it was then.
-    wanted = shifted.get("placement") or record["plan"]["placement"]
+    # Where the shift settled each planned resource: as planned, or (when Pacemaker
+    # had already started one on another survivor, where stickiness keeps it) where
+    # the shift's second simulation, which must still place every one, put it.
+    planned = {rsc: where for rsc, where in record["plan"]["placement"].items() if where}
+    wanted = dict(planned, **(shifted.get("placement") or {}))
     wrong = {
         rsc: placement.get(rsc)
         for rsc, where in wanted.items()

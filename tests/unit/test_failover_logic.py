@@ -229,3 +229,47 @@ class TestVerify:
         assert self.verify(
             monkeypatch, self.record(None), {"p_nova-compute-host2": "ctl-a", "p_db": "ctl-c"}
         )
+
+    def test_a_planned_resource_the_settled_placement_lacks_is_checked_as_planned(
+        self, monkeypatch
+    ):
+        settled = {"p_nova-compute-host2": "ctl-e"}
+        live = {"p_nova-compute-host2": "ctl-e", "p_db": None}
+        with pytest.raises(self.runner.StepFailed, match="'p_db': None"):
+            self.verify(monkeypatch, self.record(settled), live)
+
+
+class TestShiftSettles:
+    """The worker's shift: when the live placement does not settle to the plan, it is
+    simulated again, and that is taken only when it still runs every planned resource."""
+
+    module = load_module("_modules", "failover")
+    wanted = {"p_nova-compute-host2": "ctl-a", "p_db": "ctl-c"}
+
+    def shift(self, monkeypatch, resimulated):
+        settles = []
+
+        def settle(placement, timeout):
+            settles.append(placement)
+            return {"settled": placement != self.wanted, "placement": placement, "waited": 1.0}
+
+        def shift_away(node, nodes, plan=None, test=False):
+            return {"placement": resimulated} if test else {"plan": plan}
+
+        monkeypatch.setattr(
+            self.module,
+            "__salt__",
+            {"pacemaker.shift_away": shift_away, "pacemaker.settle": settle},
+            raising=False,
+        )
+        plan = {"pacemaker": {}, "placement": dict(self.wanted, p_off=None)}
+        return self.module._shift("ctl-b", ["ctl-a", "ctl-b", "ctl-c"], plan, 5), settles
+
+    def test_a_second_simulation_that_places_everything_is_settled_on(self, monkeypatch):
+        moved = {"p_nova-compute-host2": "ctl-e", "p_db": "ctl-c", "p_web": "ctl-a"}
+        out, settles = self.shift(monkeypatch, moved)
+        assert settles == [self.wanted, moved] and out["placement"] == moved
+
+    def test_one_that_leaves_a_planned_resource_stopped_fails_the_shift(self, monkeypatch):
+        with pytest.raises(self.module.CommandExecutionError, match="did not settle"):
+            self.shift(monkeypatch, {"p_nova-compute-host2": None, "p_db": "ctl-c"})
