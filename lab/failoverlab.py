@@ -529,16 +529,21 @@ class Lab:
 
     def stop(self):
         self._beat.set()
+        if self._beater is not None:
+            # A report already under way ends before Neutron's database does.
+            self._beater.join(timeout=60)
         outsiders = [pid for node, pid in self.minion_pids.items() if node not in NODES]
 
         def nodes_then_ceph():
-            if self.pcmk:
-                # The minions are processes of their nodes: they end with them (and so
-                # do the identities' computes and the nodes' ceph-fuse mounts, which
-                # need the Ceph cluster until then).
-                pcmklab.stop(self.pcmk["dir"])
-            if self.vm:
-                cephlab.stop(self.vm["ceph"]["dir"])
+            try:
+                if self.pcmk:
+                    # The minions are processes of their nodes: they end with them (and
+                    # so do the identities' computes and the nodes' ceph-fuse mounts,
+                    # which need the Ceph cluster until then).
+                    pcmklab.stop(self.pcmk["dir"])
+            finally:
+                if self.vm:
+                    cephlab.stop(self.vm["ceph"]["dir"])
 
         # Side by side: each waits for its own daemons' shutdown (one after another
         # they took 38 s), and none needs another to end.
@@ -560,6 +565,8 @@ class Lab:
             thread.start()
         for thread in threads:
             thread.join()
+        for error in errors[1:]:
+            print(f"failoverlab: stopping also failed: {error!r}", file=sys.stderr)
         if errors:
             raise errors[0]
 

@@ -215,8 +215,8 @@ def _write(d, facts):
 
 
 def stop(d):
-    """Stop neutron-server, then PostgreSQL: only the PIDs this lab started (and
-    neutron-server's API workers, which are in its session)."""
+    """Stop the agents' reporter (killed), neutron-server, then PostgreSQL: only the
+    PIDs this lab started (and neutron-server's API workers, in its session)."""
     d = os.path.abspath(d)
     facts = procs.read_facts(d)
     if facts is None:
@@ -360,8 +360,12 @@ def vm_port(conn, network, name, host, device_id=None):
 
 def vm_ports(conn, network, names, host, device_id=None):
     """One such port per name, in one bulk request (Neutron writes them all in one
-    transaction: 60 one at a time took about 20 s here); the ports, in order."""
+    transaction: 60 one at a time took about 20 s here); the ports, in order. A given
+    ``device_id`` is every port's."""
     import uuid  # pylint: disable=import-outside-toplevel
+
+    if not names:
+        return []  # openstacksdk refuses an empty bulk request
 
     return list(
         conn.network.create_ports(
