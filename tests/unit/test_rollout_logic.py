@@ -63,9 +63,22 @@ def test_a_percentage_of_the_sites_minions(spec, sizes):
         ({"batch": "150%"}, r"^hastack:sites:par1:batch: a number of minions or a percentage"),
         ({"batch": True}, r"^hastack:sites:par1:batch: a number of minions or a percentage"),
         (
-            {"clusters": {"control": {"nodes": ["ctl-1"], "max_down": 0}}},
-            r"^hastack:sites:par1: Pacemaker cluster control: max_down must be 1 or more",
+            {"clusters": {"control": {"nodes": ["ctl-1", "ctl-2"], "max_down": 0}}},
+            r"^hastack:sites:par1: Pacemaker cluster control: max_down must be 1 to 1, not 0$",
         ),
+        (
+            {"clusters": {"control": {"nodes": ["ctl-1", "ctl-2"], "max_down": 2}}},
+            r"^hastack:sites:par1: Pacemaker cluster control: max_down must be 1 to 1, not 2$",
+        ),
+        (
+            {"clusters": {"control": {"nodes": "ctl-1", "max_down": 1}}},
+            r"^hastack:sites:par1: Pacemaker cluster control: nodes must be a list$",
+        ),
+        (
+            {"clusters": dict(CLUSTERS, spare={"nodes": ["ctl-1", "cmp-1"], "max_down": 1})},
+            r"^hastack:sites:par1: node ctl-1 is in Pacemaker clusters control and spare$",
+        ),
+        ({"canary": "cmp-1"}, r"^hastack:sites:par1:canary: a list of minion ids"),
     ],
 )
 def test_bad_settings_are_named(kwargs, message):

@@ -37,6 +37,8 @@ def steps(site, minions, canary=(), batch=1, clusters=None):
     node that does not fit waits for the next batch). A canary outside the site, or one
     that takes more of a cluster than it tolerates, is refused naming the key."""
     key = f"hastack:sites:{site}"
+    if not isinstance(canary or [], list):
+        raise SaltInvocationError(f"{key}:canary: a list of minion ids, not {canary!r}")
     minions = list(dict.fromkeys(minions))
     canary = list(dict.fromkeys(canary or ()))
     outside = [m for m in canary if m not in minions]
@@ -71,14 +73,28 @@ def steps(site, minions, canary=(), batch=1, clusters=None):
 
 
 def _limits(clusters, key):
-    limits = {}
+    limits, seen = {}, {}
     for name, spec in clusters.items():
-        nodes, max_down = (spec or {}).get("nodes") or [], (spec or {}).get("max_down")
-        if isinstance(max_down, bool) or not isinstance(max_down, int) or max_down < 1:
-            # A cluster that tolerates no node down cannot be rolled at all.
+        spec = spec if isinstance(spec, dict) else {}
+        nodes, max_down = spec.get("nodes"), spec.get("max_down")
+        if not isinstance(nodes, list) or not nodes:
+            raise SaltInvocationError(f"{key}: Pacemaker cluster {name}: nodes must be a list")
+        if (
+            isinstance(max_down, bool)
+            or not isinstance(max_down, int)
+            or not 1 <= max_down < len(nodes)
+        ):
+            # As the failover's max_down: at least one node down, never all of them.
             raise SaltInvocationError(
-                f"{key}: Pacemaker cluster {name}: max_down must be 1 or more, not {max_down!r}"
+                f"{key}: Pacemaker cluster {name}: max_down must be 1 to {len(nodes) - 1}, "
+                f"not {max_down!r}"
             )
+        for node in nodes:
+            if node in seen:
+                raise SaltInvocationError(
+                    f"{key}: node {node} is in Pacemaker clusters {seen[node]} and {name}"
+                )
+            seen[node] = name
         limits[name] = (set(nodes), max_down)
     return limits
 
