@@ -10,9 +10,10 @@ from hastack_utils import rollout
 
 MINIONS = ["cmp-1", "cmp-2", "cmp-3", "ctl-1", "ctl-2", "ctl-3", "net-1", "net-2"]
 CLUSTERS = {
-    "control": {"nodes": ["ctl-1", "ctl-2", "ctl-3"], "max_down": 1},
-    "network": {"nodes": ["net-1", "net-2"], "max_down": 1},
+    "control": {"nodes": ["ctl-1", "ctl-2", "ctl-3"], "failover": {"max_down": 1}},
+    "network": {"nodes": ["net-1", "net-2"]},  # the failover policy's default: 1
 }
+MAX_DOWN = {"control": 1, "network": 1}
 
 
 def batches(steps):
@@ -38,8 +39,8 @@ def test_no_batch_takes_more_of_a_cluster_than_it_tolerates():
         ("batch", ["ctl-3", "net-2"]),
     ]
     for step in got:
-        for spec in CLUSTERS.values():
-            assert len(set(step["minions"]) & set(spec["nodes"])) <= spec["max_down"]
+        for name, spec in CLUSTERS.items():
+            assert len(set(step["minions"]) & set(spec["nodes"])) <= MAX_DOWN[name]
     assert sorted(m for s in got for m in s["minions"]) == sorted(MINIONS)
 
 
@@ -63,19 +64,21 @@ def test_a_percentage_of_the_sites_minions(spec, sizes):
         ({"batch": "150%"}, r"^hastack:sites:par1:batch: a number of minions or a percentage"),
         ({"batch": True}, r"^hastack:sites:par1:batch: a number of minions or a percentage"),
         (
-            {"clusters": {"control": {"nodes": ["ctl-1", "ctl-2"], "max_down": 0}}},
-            r"^hastack:sites:par1: Pacemaker cluster control: max_down must be 1 to 1, not 0$",
+            {"clusters": {"control": {"nodes": ["ctl-1", "ctl-2"], "failover": {"max_down": 0}}}},
+            r"^hastack:sites:par1: Pacemaker cluster control: hastack:failover:max_down: "
+            r"a whole number from 1 to 1$",
         ),
         (
-            {"clusters": {"control": {"nodes": ["ctl-1", "ctl-2"], "max_down": 2}}},
-            r"^hastack:sites:par1: Pacemaker cluster control: max_down must be 1 to 1, not 2$",
+            {"clusters": {"control": {"nodes": ["ctl-1", "ctl-2"], "failover": {"max_down": 2}}}},
+            r"^hastack:sites:par1: Pacemaker cluster control: hastack:failover:max_down: "
+            r"a whole number from 1 to 1$",
         ),
         (
-            {"clusters": {"control": {"nodes": "ctl-1", "max_down": 1}}},
-            r"^hastack:sites:par1: Pacemaker cluster control: nodes must be a list$",
+            {"clusters": {"control": {"nodes": "ctl-1"}}},
+            r"^hastack:sites:par1: Pacemaker cluster control: hastack:pacemaker:nodes: ",
         ),
         (
-            {"clusters": dict(CLUSTERS, spare={"nodes": ["ctl-1", "cmp-1"], "max_down": 1})},
+            {"clusters": dict(CLUSTERS, spare={"nodes": ["ctl-1", "cmp-1"]})},
             r"^hastack:sites:par1: node ctl-1 is in Pacemaker clusters control and spare$",
         ),
         ({"canary": "cmp-1"}, r"^hastack:sites:par1:canary: a list of minion ids"),
@@ -84,3 +87,16 @@ def test_a_percentage_of_the_sites_minions(spec, sizes):
 def test_bad_settings_are_named(kwargs, message):
     with pytest.raises(SaltInvocationError, match=message):
         rollout.steps("par1", MINIONS, **kwargs)
+
+
+def test_a_five_node_cluster_tolerates_what_its_failover_policy_does():
+    nodes = [f"pcmk-{i}" for i in range(1, 6)]
+    clusters = {"big": {"nodes": nodes}}  # the policy's default max_down: 5 // 2
+    got = rollout.steps("fra2", nodes, batch=5, clusters=clusters)
+    assert batches(got) == [
+        ("batch", ["pcmk-1", "pcmk-2"]),
+        ("batch", ["pcmk-3", "pcmk-4"]),
+        ("batch", ["pcmk-5"]),
+    ]
+    tighter = {"big": {"nodes": nodes, "failover": {"max_down": 1}}}
+    assert len(rollout.steps("fra2", nodes, batch=5, clusters=tighter)) == 5

@@ -10,6 +10,8 @@ import re
 
 from salt.exceptions import SaltInvocationError
 
+from hastack_utils import failover
+
 PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
@@ -33,8 +35,8 @@ def batch_size(spec, total, key):
 def steps(site, minions, canary=(), batch=1, clusters=None):
     """The steps of ``site``: ``[{site, kind, index, minions}]``, the canary first (when
     there is one), then the batches in the minions' order. ``clusters`` is
-    ``{name: {nodes, max_down}}``: a batch holds at most ``max_down`` nodes of each (a
-    node that does not fit waits for the next batch). A canary outside the site, or one
+    ``{name: {nodes, failover}}``: a batch holds at most the failover policy's
+    ``max_down`` nodes of each (a node that does not fit waits for the next batch). A canary outside the site, or one
     that takes more of a cluster than it tolerates, is refused naming the key."""
     key = f"hastack:sites:{site}"
     if not isinstance(canary or [], list):
@@ -44,71 +46,59 @@ def steps(site, minions, canary=(), batch=1, clusters=None):
     outside = [m for m in canary if m not in minions]
     if outside:
         raise SaltInvocationError(f"{key}:canary: not minions of site {site}: {', '.join(outside)}")
-    limits = _limits(clusters or {}, key)
+    cluster_of, tolerates = _clusters(clusters or {}, key)
     size = batch_size(batch, len(minions), f"{key}:batch")
     out = []
     if canary:
-        over = _over(canary, limits)
-        if over:
+        left = [m for m in canary if m not in _take(canary, len(canary), cluster_of, tolerates)]
+        if left:
+            cluster = cluster_of[left[0]]
+            taking = sum(cluster_of.get(m) == cluster for m in canary)
             raise SaltInvocationError(
-                f"{key}:canary: takes {over[1]} nodes of Pacemaker cluster {over[0]} at "
-                f"once, which tolerates {limits[over[0]][1]}"
+                f"{key}:canary: takes {taking} nodes of Pacemaker cluster {cluster} at "
+                f"once, which tolerates {tolerates[cluster]}"
             )
         out.append({"site": site, "kind": "canary", "index": 0, "minions": canary})
     rest = [m for m in minions if m not in canary]
     while rest:
-        taken, counts = [], {}
-        for minion in rest:
-            if len(taken) == size:
-                break
-            cluster = _cluster_of(minion, limits)
-            if cluster is not None:
-                if counts.get(cluster, 0) >= limits[cluster][1]:
-                    continue
-                counts[cluster] = counts.get(cluster, 0) + 1
-            taken.append(minion)
+        taken = _take(rest, size, cluster_of, tolerates)
         out.append({"site": site, "kind": "batch", "index": len(out), "minions": taken})
         rest = [m for m in rest if m not in taken]
     return out
 
 
-def _limits(clusters, key):
-    limits, seen = {}, {}
+def _take(candidates, size, cluster_of, tolerates):
+    """Up to ``size`` of ``candidates``, in order, with at most ``tolerates[c]`` nodes
+    of each cluster ``c`` (the first candidate always fits: every max_down is 1 or more)."""
+    taken, counts = [], {}
+    for minion in candidates:
+        if len(taken) == size:
+            break
+        cluster = cluster_of.get(minion)
+        if cluster is not None:
+            if counts.get(cluster, 0) >= tolerates[cluster]:
+                continue
+            counts[cluster] = counts.get(cluster, 0) + 1
+        taken.append(minion)
+    return taken
+
+
+def _clusters(clusters, key):
+    """``({node: cluster}, {cluster: max_down})``. Each cluster is ``{nodes, failover}``
+    as its pillar has them (``hastack:pacemaker:nodes``, ``hastack:failover``): what it
+    tolerates is the failover policy's ``max_down``, defaults and checks included."""
+    cluster_of, tolerates = {}, {}
     for name, spec in clusters.items():
         spec = spec if isinstance(spec, dict) else {}
-        nodes, max_down = spec.get("nodes"), spec.get("max_down")
-        if not isinstance(nodes, list) or not nodes:
-            raise SaltInvocationError(f"{key}: Pacemaker cluster {name}: nodes must be a list")
-        if (
-            isinstance(max_down, bool)
-            or not isinstance(max_down, int)
-            or not 1 <= max_down < len(nodes)
-        ):
-            # As the failover's max_down: at least one node down, never all of them.
-            raise SaltInvocationError(
-                f"{key}: Pacemaker cluster {name}: max_down must be 1 to {len(nodes) - 1}, "
-                f"not {max_down!r}"
-            )
+        nodes = spec.get("nodes")
+        try:
+            tolerates[name] = failover.policy(spec.get("failover"), nodes)["max_down"]
+        except SaltInvocationError as err:
+            raise SaltInvocationError(f"{key}: Pacemaker cluster {name}: {err}") from err
         for node in nodes:
-            if node in seen:
+            if node in cluster_of:
                 raise SaltInvocationError(
-                    f"{key}: node {node} is in Pacemaker clusters {seen[node]} and {name}"
+                    f"{key}: node {node} is in Pacemaker clusters {cluster_of[node]} and {name}"
                 )
-            seen[node] = name
-        limits[name] = (set(nodes), max_down)
-    return limits
-
-
-def _cluster_of(minion, limits):
-    return next((name for name, (nodes, _) in limits.items() if minion in nodes), None)
-
-
-def _over(minions, limits):
-    counts = {}
-    for minion in minions:
-        cluster = _cluster_of(minion, limits)
-        if cluster is not None:
-            counts[cluster] = counts.get(cluster, 0) + 1
-            if counts[cluster] > limits[cluster][1]:
-                return cluster, counts[cluster]
-    return None
+            cluster_of[node] = name
+    return cluster_of, tolerates
