@@ -19,7 +19,7 @@ import salt.utils.dictupdate
 import salt.utils.yaml
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from hastack_utils import ini, registry, schema
+from hastack_utils import ini, registry, schema, sites
 
 __virtualname__ = "hastack"
 log = logging.getLogger(__name__)
@@ -72,7 +72,8 @@ def validate(config=None, minion_id=None, formula="hastack"):
     """
     Validate the ``hastack`` pillar tree and return it normalized, with every cephx key
     replaced by the pillar path that holds it (``key_pillar``). Raises an error naming
-    the bad pillar key. Run it before a rollout: it checks what a highstate would and
+    the bad pillar key. A pillar with sites (``hastack:sites``) is layered first: the
+    global pillar, then this minion's site (``hastack:site``), then ``hastack:minion``. Run it before a rollout: it checks what a highstate would and
     changes nothing. Within one state run the result is computed once and shared by
     every SLS file that imports ``map.jinja``.
 
@@ -110,12 +111,16 @@ def validate(config=None, minion_id=None, formula="hastack"):
     cache = __context__.setdefault("hastack.validated", {})
     if digest not in cache:
         log.debug("hastack: validating the hastack pillar of %s", minion_id)
+        origins = None
         if merge:
+            # Global pillar, then the minion's site, then its own overrides; then the
+            # formula's defaults under all of them.
+            config, origins = sites.layered(config, minion_id)
             os_family = _formula_yaml(formula, "osfamilymap.yaml").get(__grains__.get("os_family"))
             tree = _merged(_formula_yaml(formula, "defaults.yaml"), os_family or {}, config)
         else:
             tree = config
-        cache[digest] = schema.validate(tree, minion_id)
+        cache[digest] = schema.validate(tree, minion_id, origins)
     return cache[digest]
 
 

@@ -65,7 +65,7 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 try:
     from hastack_utils import failover as policy_logic
-    from hastack_utils import signals
+    from hastack_utils import signals, sites
 
     HAS_UTILS = True
 except ImportError:
@@ -400,10 +400,12 @@ def _first_survivor(pol, node, lost=()):
 
 def _pillar(minion):
     """The ``hastack`` pillar the master compiles for ``minion`` (trusted: rendered
-    here, from the master's own top file and the minion's cached grains)."""
+    here, from the master's own top file and the minion's cached grains), its site's
+    and its own layers applied."""
     id_, grains, _ = salt.utils.minions.get_minion_data(minion, __opts__)
     pillar = salt.pillar.Pillar(__opts__, grains or {"id": minion}, id_ or minion, "base")
-    return (pillar.compile_pillar() or {}).get("hastack") or {}
+    tree = (pillar.compile_pillar() or {}).get("hastack") or {}
+    return sites.layered(tree, minion)[0] if tree else {}
 
 
 def _compile_cluster(node):

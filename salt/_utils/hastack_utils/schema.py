@@ -13,7 +13,7 @@ import uuid
 
 from salt.exceptions import SaltInvocationError
 
-from hastack_utils import cephx, cib, failover, options
+from hastack_utils import cephx, cib, failover, options, sites
 
 KNOWN_ROLES = ("controller", "compute", "network", "storage")
 RELEASES = options.RELEASES
@@ -22,12 +22,20 @@ UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def validate(config, minion_id):
+def validate(config, minion_id, origins=None):
     """
     Validate the ``hastack`` pillar tree (merged over the formula's defaults) of the
     minion ``minion_id`` and return it normalized. Raises ``SaltInvocationError``
-    naming the bad key.
+    naming the bad key. ``origins`` (``sites.layered``) says where each setting of a
+    layered tree really is: errors and ``key_pillar`` name that place.
     """
+    try:
+        return _validate(config, minion_id, origins or {})
+    except SaltInvocationError as err:
+        raise sites.renamed(err, origins or {}) from None
+
+
+def _validate(config, minion_id, origins):
     if not isinstance(config, dict):
         raise SaltInvocationError("hastack: the pillar tree is missing or not a mapping")
     out = dict(config)
@@ -43,7 +51,7 @@ def validate(config, minion_id):
                 f"hastack:roles: unknown role '{role}' (known: {', '.join(KNOWN_ROLES)})"
             )
     out["roles"] = list(roles)
-    _validate_clusters(config, out, roles, minion_id)
+    _validate_clusters(config, out, roles, minion_id, origins)
     _validate_openstack(config, out)
     if "cephfs" in config:
         out["cephfs"] = _validate_cephfs(config, out, roles)
@@ -165,7 +173,7 @@ def _validate_pacemaker(pcmk, roles, generated=None):
     }
 
 
-def _validate_clusters(config, out, roles, minion_id):
+def _validate_clusters(config, out, roles, minion_id, origins):
     """The main cluster (``hastack:ceph``) and any others (``hastack:ceph_clusters``).
 
     Each gets ``base`` (its pillar path), ``main`` (whether it is ``hastack:ceph``), ``conf`` (its
@@ -190,6 +198,9 @@ def _validate_clusters(config, out, roles, minion_id):
         trees.append((base, dict(tree, cluster=name), False))
     for base, tree, main in trees:
         cluster = validate_ceph(tree, roles=roles, known_roles=KNOWN_ROLES, base=base)
+        for user in cluster["users"].values():
+            # A key a site or the minion layer supplies is read from there.
+            user["key_pillar"] = sites.where(user["key_pillar"], origins)
         if cluster["cluster"] in out["clusters"]:
             _fail(f"{base}:cluster", f"cluster '{cluster['cluster']}' is defined twice")
         cluster.update(
