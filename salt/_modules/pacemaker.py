@@ -612,6 +612,43 @@ def status(cib_file=None, offline_standby=True):
     }
 
 
+def health(resources=None, cib_file=None):
+    """
+    Whether the cluster is fit to go on with a rollout: ``{healthy, problems}``, where
+    ``problems`` names what is wrong: no quorum, each failed action (``crm_mon``'s
+    failures: the operation, node and exit reason), each of ``resources`` not started.
+    A CIB file has no DC: its quorum is the CIB's ``have-quorum``.
+
+    resources
+        The resources that must run (default: every primitive in the CIB that is not
+        meant to be stopped, ``target-role=Stopped``).
+
+    cib_file
+        Read this CIB file instead of the live cluster.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' pacemaker.health
+        salt '*' pacemaker.health '[p_IP, g_basic_services]'
+    """
+    if resources is not None and (
+        not isinstance(resources, list) or not all(isinstance(r, str) for r in resources)
+    ):
+        raise SaltInvocationError("resources: a list of resource ids")
+    with _locked(cib_file, exclusive=False):
+        root = ET.fromstring(_run(["crm_mon", "--one-shot", "--output-as=xml"], cib_file)["stdout"])
+        text = cib_xml(cib_file) if (cib_file or resources is None) else None
+    quorum = None
+    if cib_file:
+        quorum = ET.fromstring(text).get("have-quorum") in ("1", "true")
+    if resources is None:
+        resources = cib.meant_to_run(text)
+    problems = cib.health_problems(root, resources, quorum=quorum)
+    return {"healthy": not problems, "problems": problems}
+
+
 def _set_standby(node, value, cib_file, test):
     known = cib.cib_nodes(cib_xml(cib_file))
     if node not in known:

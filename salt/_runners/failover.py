@@ -1264,6 +1264,32 @@ def incidents(node=None):
     ]
 
 
+def open_incidents(nodes=None):
+    """
+    The incidents that are not over: running, or failed and neither resumed to the end
+    nor closed by their node's return (what ``resume`` would take up). A rollout does
+    not go on in a site with one open.
+
+    nodes
+        Only incidents of these nodes (a list).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run failover.open_incidents
+        salt-run failover.open_incidents '[alice, bob]'
+    """
+    return [
+        dict(_summary(r), node=r["node"])
+        for r in _records()
+        if (nodes is None or r["node"] in nodes)
+        and r["state"] in ("running", "failed")
+        and not r.get("closed")
+        and _armed_state(r["node"]) == r["id"]
+    ]
+
+
 @_operator_facing
 def drill(node):
     """

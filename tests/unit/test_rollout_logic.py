@@ -54,15 +54,15 @@ def test_a_percentage_of_the_sites_minions(spec, sizes):
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"canary": ["cmp-9"]}, r"^hastack:sites:par1:canary: not minions of site par1: cmp-9$"),
+        ({"canary": ["cmp-9"]}, r"^hastack:sites:par1:rollout:canary: not minions of site par1: cmp-9$"),
         (
             {"canary": ["ctl-1", "ctl-2"], "clusters": CLUSTERS},
-            r"^hastack:sites:par1:canary: takes 2 nodes of Pacemaker cluster control",
+            r"^hastack:sites:par1:rollout:canary: takes 2 nodes of Pacemaker cluster control",
         ),
-        ({"batch": 0}, r"^hastack:sites:par1:batch: at least 1 minion, not 0$"),
-        ({"batch": "0%"}, r"^hastack:sites:par1:batch: a number of minions or a percentage"),
-        ({"batch": "150%"}, r"^hastack:sites:par1:batch: a number of minions or a percentage"),
-        ({"batch": True}, r"^hastack:sites:par1:batch: a number of minions or a percentage"),
+        ({"batch": 0}, r"^hastack:sites:par1:rollout:batch: at least 1 minion, not 0$"),
+        ({"batch": "0%"}, r"^hastack:sites:par1:rollout:batch: a number of minions or a percentage"),
+        ({"batch": "150%"}, r"^hastack:sites:par1:rollout:batch: a number of minions or a percentage"),
+        ({"batch": True}, r"^hastack:sites:par1:rollout:batch: a number of minions or a percentage"),
         (
             {"clusters": {"control": {"nodes": ["ctl-1", "ctl-2"], "failover": {"max_down": 0}}}},
             r"^hastack:sites:par1: Pacemaker cluster control: hastack:failover:max_down: "
@@ -81,7 +81,7 @@ def test_a_percentage_of_the_sites_minions(spec, sizes):
             {"clusters": dict(CLUSTERS, spare={"nodes": ["ctl-1", "cmp-1"]})},
             r"^hastack:sites:par1: node ctl-1 is in Pacemaker clusters control and spare$",
         ),
-        ({"canary": "cmp-1"}, r"^hastack:sites:par1:canary: a list of minion ids"),
+        ({"canary": "cmp-1"}, r"^hastack:sites:par1:rollout:canary: a list of minion ids"),
     ],
 )
 def test_bad_settings_are_named(kwargs, message):

@@ -149,5 +149,10 @@ def test_operator_gates_are_checked_and_normalized():
         "disk": {"fun": "disk.usage"},
     }
     got = sites.defined(given)["osl"]["gates"]
-    assert got["api"] == {"fun": "http.query", "args": ["http://127.0.0.1:9/"], "kwargs": {}, "tgt": "site"}
+    assert got["api"] == {
+        "fun": "http.query",
+        "args": ["http://127.0.0.1:9/"],
+        "kwargs": {},
+        "tgt": "site",
+    }
     assert got["disk"]["tgt"] == "step"

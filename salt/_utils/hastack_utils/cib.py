@@ -840,6 +840,30 @@ def flatten(tree):
     }
 
 
+def health_problems(crm_mon, resources=(), quorum=None):
+    """What is wrong with a cluster, from ``crm_mon --output-as=xml`` (the parsed root):
+    no quorum (``quorum`` overrides what the DC says, for a CIB file without one), each
+    failed action (``<failures>``), and each of ``resources`` not running anywhere.
+    ``[]``: healthy."""
+    problems = []
+    dc = crm_mon.find("summary/current_dc")
+    if quorum is None:
+        quorum = dc is not None and dc.get("with_quorum") == "true"
+    if not quorum:
+        problems.append("no quorum")
+    for failure in crm_mon.findall("failures/failure"):
+        reason = failure.get("exitreason") or failure.get("exitstatus") or "failed"
+        problems.append(
+            f"failed action {failure.get('op_key')} on {failure.get('node')}: {reason} "
+            f"(rc {failure.get('exitcode')})"
+        )
+    placement = flatten(placement_tree(crm_mon.find("resources")))
+    for rid in resources:
+        if not placement.get(rid):
+            problems.append(f"resource {rid} is not started")
+    return problems
+
+
 def simulated_tree(result):
     status = result.find("revised_cluster_status")
     if status is None:
@@ -1192,6 +1216,13 @@ def not_shiftable(conf, rsc):
         if str(meta.get("is-managed", "true")).lower() in ("false", "no", "off", "0"):
             return f"not managed by Pacemaker (is-managed=false on {rid})"
     return None
+
+
+def meant_to_run(cib_text):
+    """The primitives of a CIB that should be running: all but those stopped on
+    purpose or left unmanaged (``not_shiftable``)."""
+    conf = read_configuration(parse(cib_text))
+    return sorted(p for p in conf["primitives"] if not_shiftable(conf, p) is None)
 
 
 def preferring(conf, node):

@@ -40,14 +40,16 @@ def steps(site, minions, canary=(), batch=1, clusters=None):
     that takes more of a cluster than it tolerates, is refused naming the key."""
     key = f"hastack:sites:{site}"
     if not isinstance(canary or [], list):
-        raise SaltInvocationError(f"{key}:canary: a list of minion ids, not {canary!r}")
+        raise SaltInvocationError(f"{key}:rollout:canary: a list of minion ids, not {canary!r}")
     minions = list(dict.fromkeys(minions))
     canary = list(dict.fromkeys(canary or ()))
     outside = [m for m in canary if m not in minions]
     if outside:
-        raise SaltInvocationError(f"{key}:canary: not minions of site {site}: {', '.join(outside)}")
+        raise SaltInvocationError(
+            f"{key}:rollout:canary: not minions of site {site}: {', '.join(outside)}"
+        )
     cluster_of, tolerates = _clusters(clusters or {}, key)
-    size = batch_size(batch, len(minions), f"{key}:batch")
+    size = batch_size(batch, len(minions), f"{key}:rollout:batch")
     out = []
     if canary:
         left = [m for m in canary if m not in _take(canary, len(canary), cluster_of, tolerates)]
@@ -55,7 +57,7 @@ def steps(site, minions, canary=(), batch=1, clusters=None):
             cluster = cluster_of[left[0]]
             taking = sum(cluster_of.get(m) == cluster for m in canary)
             raise SaltInvocationError(
-                f"{key}:canary: takes {taking} nodes of Pacemaker cluster {cluster} at "
+                f"{key}:rollout:canary: takes {taking} nodes of Pacemaker cluster {cluster} at "
                 f"once, which tolerates {tolerates[cluster]}"
             )
         out.append({"site": site, "kind": "canary", "index": 0, "minions": canary})

@@ -64,12 +64,20 @@ def defined(pillar):
         if not isinstance(spec.get("ceph"), dict) or not spec["ceph"]:
             _fail(f"{key}:ceph", "required: the site's Ceph cluster (fsid, mon_host, ...)")
         settings = {k: v for k, v in spec.items() if k != "rollout"}
-        out.append((position, str(name), dict(_rollout(spec.get("rollout"), key), settings=settings)))
+        out.append(
+            (
+                position,
+                str(name),
+                dict(rollout_settings(spec.get("rollout"), key), settings=settings),
+            )
+        )
     ordered = sorted(out, key=lambda item: (item[2]["order"] is None, item[2]["order"], item[0]))
     return {name: spec for _, name, spec in ordered}
 
 
-def _rollout(spec, site_key):
+def rollout_settings(spec, site_key):
+    """A site's ``rollout`` settings checked, with their defaults (no canary, batches
+    of one, ``HEALTH_WARN`` let through, no operator gates)."""
     key = f"{site_key}:rollout"
     spec = {} if spec is None else spec
     if not isinstance(spec, dict):

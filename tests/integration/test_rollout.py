@@ -1,0 +1,266 @@
+"""Pillar-based rollouts end to end: a real salt-master, four real minions in two
+sites (osl-1, osl-2; ber-1, ber-2, each on its own loopback address), one real Ceph
+cluster per site, a real libvirtd per minion. Each site's Pacemaker configuration is
+a CIB file run by the real tools (``crm_simulate`` stands in for a live cluster here;
+the failover tests run the live one).
+
+The change rolled is the README's worked example: each site's client.cinder key
+rotated, in the cluster, every keyring and every libvirt secret. The lab's first
+apply ran before these tests (``rolloutlab.start``)."""
+
+import base64
+import copy
+import os
+import shutil
+import tempfile
+
+import libvirt
+import pytest
+
+from lab import rolloutlab
+from tests.integration.bus import Bus
+
+NEW = {
+    # Obvious fakes: "osl-NEW-cinder!!", "ber-NEW-cinder!!".
+    "osl": "AQAAAAAAAAAAABAAb3NsLU5FVy1jaW5kZXIhIQ==",
+    "ber": "AQAAAAAAAAAAABAAYmVyLU5FVy1jaW5kZXIhIQ==",
+}
+THIRD = {
+    # "osl-3rd-cinder!!", "ber-3rd-cinder!!".
+    "osl": "AQAAAAAAAAAAABAAb3NsLTNyZC1jaW5kZXIhIQ==",
+    "ber": "AQAAAAAAAAAAABAAYmVyLTNyZC1jaW5kZXIhIQ==",
+}
+ORDER = [
+    ("osl", "canary", ["osl-2"]),
+    ("osl", "batch", ["osl-1"]),
+    ("ber", "canary", ["ber-2"]),
+    ("ber", "batch", ["ber-1"]),
+]
+
+
+@pytest.fixture(scope="module")
+def lab():
+    d = tempfile.mkdtemp(prefix="hastack-rollout-", dir="/var/tmp")
+    try:
+        the_lab = rolloutlab.start(d)
+    except rolloutlab.LabError as err:
+        shutil.rmtree(d, ignore_errors=True)
+        pytest.fail(f"the rollout lab did not start: {err}")
+    the_lab.pillar = the_lab.base_pillar()
+    try:
+        yield the_lab
+    finally:
+        rolloutlab.remove(the_lab)
+
+
+@pytest.fixture(scope="module")
+def bus(lab):
+    watching = Bus(lab)
+    yield watching
+    watching.close()
+
+
+@pytest.fixture(autouse=True)
+def converged(lab):
+    """Every test starts and ends with the lab's pillar applied and healthy sites."""
+    yield
+    lab.write_pillar(lab.pillar)
+    for site in rolloutlab.SITES:
+        lab.ceph_cmd(site, "osd", "set-full-ratio", "0.95")
+        lab.clear_failures(site)
+    got = lab.runner("rollout.apply", "hastack", restart=True)
+    assert got["state"] == "done", got
+
+
+def keyring(lab, minion):
+    path = os.path.join(lab.conf_dir(minion), "ceph.client.cinder.keyring")
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def cluster_key(lab, site):
+    out = lab.ceph_cmd(site, "auth", "get-key", "client.cinder")
+    return out.strip()
+
+
+def secret_value(lab, minion):
+    conn = libvirt.open(lab.libvirt[minion]["uri"])
+    try:
+        return base64.b64encode(conn.secretLookupByUUIDString(rolloutlab.SECRET).value()).decode()
+    finally:
+        conn.close()
+
+
+def snapshot(lab):
+    return {
+        "keyrings": {m: keyring(lab, m) for m in lab.minions},
+        "secrets": {m: secret_value(lab, m) for m in lab.minions},
+        "clusters": {s: cluster_key(lab, s) for s in rolloutlab.SITES},
+    }
+
+
+def rollout_events(bus, mark):
+    return [(tag.rsplit("/", 1)[1], data) for _, tag, data in bus.since(mark, "hastack/rollout/")]
+
+
+def apply_returns(bus, mark):
+    """The minions whose state.apply returned since ``mark``, in the order the master
+    received their returns."""
+    return [
+        data["id"]
+        for _, tag, data in bus.since(mark, "salt/job/")
+        if "/ret/" in tag and data.get("fun") == "state.apply"
+    ]
+
+
+def rotated(lab, **keys):
+    return rolloutlab.changed_pillar(lab.pillar, **keys)
+
+
+def test_a_key_rotation_previews_exactly_then_rolls_site_by_site_canary_first(lab, bus):
+    before = snapshot(lab)
+    lab.write_pillar(rotated(lab, **NEW))
+
+    preview = lab.runner("rollout.apply", "hastack", test=True)
+    assert preview["state"] == "done", preview
+    assert snapshot(lab) == before  # test=True changes nothing
+
+    mark = bus.mark()
+    got = lab.runner("rollout.apply", "hastack")
+    assert got["state"] == "done", got
+    # The preview named exactly the states that then changed, minion by minion.
+    assert got["changes"] == preview["changes"]
+    assert set(got["changes"]) == set(lab.minions)
+    assert "hastack-ceph-user-cinder" in got["changes"]["osl-1"]  # the admin minion
+
+    events = rollout_events(bus, mark)
+    kinds = [k for k, _ in events if k != "gate"]
+    assert kinds == ["started", "canary", "batch", "canary", "batch", "done"]
+    steps = [(d["site"], k, d["minions"]) for k, d in events if k in ("canary", "batch")]
+    assert steps == ORDER
+    assert [d["done"] for k, d in events if k in ("canary", "batch")] == [1, 2, 3, 4]
+    gates = {(d["site"], d["step"], d["gate"]) for k, d in events if k == "gate"}
+    assert ("osl", "canary", "ceph") in gates and ("ber", "batch 1", "pacemaker") in gates
+    # The minions' own job returns came back in the same order.
+    assert apply_returns(bus, mark) == ["osl-2", "osl-1", "ber-2", "ber-1"]
+
+    after = snapshot(lab)
+    for minion in lab.minions:
+        key = NEW[lab.site_of(minion)]
+        assert key in after["keyrings"][minion]
+        assert after["secrets"][minion] == key
+    assert after["clusters"] == NEW
+
+    again = lab.runner("rollout.apply", "hastack")
+    assert again["state"] == "done" and again["changes"] == {}
+    lab.pillar = rotated(lab, **NEW)
+
+
+def test_a_change_that_breaks_in_the_first_sites_canary_touches_nothing_else(lab, bus):
+    before = snapshot(lab)
+    broken = rotated(lab, osl=THIRD["osl"], ber=THIRD["ber"])
+    # The canary's files cannot be written there: the change breaks on osl-2.
+    broken["node_osl_2"]["hastack"]["minion"]["ceph"]["conf_dir"] = "/proc/hastack-nowhere"
+    lab.write_pillar(broken)
+    mark = bus.mark()
+    got = lab.runner("rollout.apply", "hastack")
+    assert got["state"] == "halted"
+    assert got["halted"]["site"] == "osl" and got["halted"]["step"] == "canary"
+    assert got["halted"]["minion"] == "osl-2" and got["halted"]["state"].startswith("hastack-ceph")
+    assert got["retcode"] == 1
+    assert apply_returns(bus, mark) == ["osl-2"]
+    kinds = [k for k, _ in rollout_events(bus, mark)]
+    assert kinds == ["started", "halted"]
+    after = snapshot(lab)
+    assert after["clusters"] == before["clusters"]
+    for minion in ("osl-1", "ber-1", "ber-2"):
+        assert after["keyrings"][minion] == before["keyrings"][minion]
+        assert after["secrets"][minion] == before["secrets"][minion]
+    # A halted rollout is not started over by accident.
+    again = lab.runner("rollout.apply", "hastack")
+    assert "rollout.resume" in again["error"] and again["retcode"] == 1
+
+
+def test_ceph_health_err_after_the_canary_halts_then_resume_finishes_without_reapplying(lab, bus):
+    lab.write_pillar(rotated(lab, osl=THIRD["osl"]))
+    lab.ceph_cmd("osl", "osd", "set-full-ratio", "0.5")  # OSD_OUT_OF_ORDER_FULL: HEALTH_ERR
+    mark = bus.mark()
+    got = lab.runner("rollout.apply", "hastack")
+    assert got["state"] == "halted", got
+    assert got["halted"]["site"] == "osl" and got["halted"]["step"] == "canary"
+    assert got["halted"]["gate"] == "ceph" and "HEALTH_ERR" in got["halted"]["message"]
+    assert apply_returns(bus, mark) == ["osl-2"]
+
+    lab.ceph_cmd("osl", "osd", "set-full-ratio", "0.95")
+    mark = bus.mark()
+    done = lab.runner("rollout.resume")
+    assert done["state"] == "done", done
+    assert done["rollout"] == got["rollout"]
+    # The canary is not applied again: only the rest of the steps ran.
+    assert apply_returns(bus, mark) == ["osl-1", "ber-2", "ber-1"]
+    # The canary's gates ran again and passed: then it is done.
+    kinds = [k for k, _ in rollout_events(bus, mark) if k != "gate"]
+    assert kinds == ["resumed", "canary", "batch", "canary", "batch", "done"]
+    assert cluster_key(lab, "osl") == THIRD["osl"]
+    lab.pillar = rotated(lab, osl=THIRD["osl"])
+
+
+def test_a_failed_pacemaker_resource_in_the_second_site_halts_before_its_next_batch(lab, bus):
+    lab.write_pillar(rotated(lab, ber=THIRD["ber"]))
+    lab.fail_resource("ber", "p_api_ber", "ber-1")
+    mark = bus.mark()
+    got = lab.runner("rollout.apply", "hastack")
+    assert got["state"] == "halted", got
+    assert got["halted"] == {
+        "site": "ber",
+        "step": "canary",
+        "gate": "pacemaker",
+        "message": got["halted"]["message"],
+    }
+    assert "p_api_ber_monitor_10000 on ber-1" in got["halted"]["message"]
+    assert apply_returns(bus, mark) == ["osl-2", "osl-1", "ber-2"]
+    lab.clear_failures("ber")
+    mark = bus.mark()
+    done = lab.runner("rollout.resume", got["rollout"])
+    assert done["state"] == "done", done
+    assert apply_returns(bus, mark) == ["ber-1"]
+    lab.pillar = rotated(lab, ber=THIRD["ber"])
+
+
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        (
+            lambda p: p["common"]["hastack"]["sites"]["osl"]["rollout"].update(canary=["ber-1"]),
+            "hastack:sites:osl:rollout:canary: not minions of site osl: ber-1",
+        ),
+        (
+            lambda p: p["node_ber_2"]["hastack"].pop("site"),
+            "hastack:site: minion ber-2 is in no site",
+        ),
+        (
+            lambda p: p["node_ber_2"]["hastack"].update(site="par"),
+            "hastack:site: unknown site 'par' for minion ber-2",
+        ),
+        (
+            lambda p: p["common"]["hastack"]["sites"]["ber"].pop("ceph"),
+            "hastack:sites:ber:ceph: required",
+        ),
+    ],
+)
+def test_bad_site_pillars_are_named_and_nothing_runs(lab, bus, change, error):
+    bad = copy.deepcopy(lab.pillar)
+    change(bad)
+    lab.write_pillar(bad)
+    mark = bus.mark()
+    got = lab.runner("rollout.apply", "hastack")
+    assert error in got["error"] and got["retcode"] == 1
+    assert apply_returns(bus, mark) == []
+    assert rollout_events(bus, mark) == []
+
+
+def test_salt_run_prints_progress_and_the_final_table(lab):
+    rc, out = lab.salt_run("rollout.apply", "hastack", "test=True")
+    assert rc == 0, out
+    assert "osl canary: osl-2" in out and "ber batch 1: ber-1" in out
+    assert "site       step      state    minions" in out
