@@ -45,7 +45,7 @@ def address(minion):
 
 
 class Lab:
-    def __init__(self, d, per_site=2, libvirt=True):
+    def __init__(self, d, per_site=3, libvirt=True):
         self.dir = os.path.abspath(d)
         self.per_site = per_site
         self.minions = minion_ids(per_site)
@@ -347,7 +347,7 @@ class Lab:
             )
 
 
-def start(d, per_site=2, libvirt=True):
+def start(d, per_site=3, libvirt=True):
     """Both sites' Ceph clusters, the libvirtds, the master and the minions, the
     minions answering; the pillar as ``base_pillar`` writes it."""
     lab = Lab(d, per_site=per_site, libvirt=libvirt)

@@ -124,6 +124,63 @@ def validate(config=None, minion_id=None, formula="hastack"):
     return cache[digest]
 
 
+HEALTH_RANK = {"HEALTH_OK": 0, "HEALTH_WARN": 1, "HEALTH_ERR": 2}
+
+
+def health(checks):
+    """
+    The health checks a rollout gate asks of this minion, side by side in one job:
+    ``{check: problem or None}``. ``checks`` maps minion ids to the checks each runs
+    (so one job to several minions gives each its own); this minion runs its own:
+
+    ``ceph: {worst}``
+        The Ceph cluster's health (``ceph_client.status``) no worse than ``worst``
+        (``HEALTH_OK`` or ``HEALTH_WARN``).
+
+    ``pacemaker: {cib_file}``
+        ``pacemaker.health``: quorum, no failed action, every resource that should run
+        started.
+
+    ``validate: {}``
+        ``hastack.validate`` on this minion's pillar.
+
+    A check that cannot run is a problem too (its error is the message).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt osl-1 hastack.health '{osl-1: {ceph: {worst: HEALTH_WARN}, validate: {}}}'
+    """
+    if not isinstance(checks, dict):
+        raise SaltInvocationError("checks: a mapping of minion ids to their checks")
+    mine = checks.get(__grains__.get("id") or __opts__.get("id")) or {}
+    unknown = sorted(set(mine) - {"ceph", "pacemaker", "validate"})
+    if unknown:
+        raise SaltInvocationError(f"checks: unknown check(s): {', '.join(unknown)}")
+    out = {}
+    for name, spec in mine.items():
+        spec = spec or {}
+        try:
+            if name == "ceph":
+                got = __salt__["ceph_client.status"]().get("health")
+                worst = spec.get("worst", "HEALTH_WARN")
+                out[name] = (
+                    f"Ceph is {got} (this site lets {worst} through)"
+                    if HEALTH_RANK.get(got, 3) > HEALTH_RANK.get(worst, 1)
+                    else None
+                )
+            elif name == "pacemaker":
+                got = __salt__["pacemaker.health"](cib_file=spec.get("cib_file"))
+                out[name] = "; ".join(got["problems"]) or None
+            else:
+                validate()
+                out[name] = None
+        except (CommandExecutionError, SaltInvocationError, KeyError) as err:
+            out[name] = f"{type(err).__name__}: {err}" if isinstance(err, KeyError) else str(err)
+    return out
+
+
 def _read_text(path):
     try:
         with open(path, encoding="utf-8") as fh:

@@ -238,7 +238,12 @@ def _plan(tgt, tgt_type):
             continue
         sites[site] = _site(site, spec, members, trees)
         steps += rollout_logic.steps(
-            site, members, spec["canary"], spec["batch"], sites[site]["clusters"]
+            site,
+            members,
+            spec["canary"],
+            spec["batch"],
+            sites[site]["clusters"],
+            first=sites[site]["ceph_admin"],
         )
     return sites, steps
 
@@ -263,6 +268,19 @@ def _site(site, spec, members, trees):
         "gates": spec["gates"],
         "clusters": clusters,
     }
+
+
+def _preflight(minions):
+    """``hastack.validate`` on every minion the rollout will touch, in one job, before
+    any is: a bad pillar anywhere stops it with nothing run."""
+    got = _job(minions, "hastack.validate")
+    bad = [
+        f"{m}: {got[m]['ret'] if m in got else 'no answer'}"
+        for m in minions
+        if m not in got or got[m].get("retcode", 0) != 0
+    ]
+    if bad:
+        raise SaltInvocationError("hastack.validate: " + "; ".join(str(b) for b in bad)[:4000])
 
 
 # --------------------------------------------------------------------------- a step
@@ -320,21 +338,29 @@ def _apply(record, step, minions):
 
 
 def _gates(record, site, step):
-    """Every gate of ``site`` after ``step``, side by side: ``{gate: message}`` for the
-    ones that failed (empty: go on)."""
+    """Every gate of ``site`` after ``step``, side by side: ``{gate: {ok, message,
+    seconds}}``. The minion-side checks (Ceph through the site's admin minion,
+    Pacemaker through one cluster node, ``hastack.validate`` on the minions of the
+    next step) are one job (``hastack.health``); incidents are read here; each operator
+    gate is a job of its own."""
     spec = record["sites"][site]
-    checks = {}
+    steps = [s for s in record["steps"] if s["site"] == site]
+    after = steps[steps.index(step) + 1 :] if step in steps else []
+    health = {}
     if spec["ceph_admin"]:
-        checks["ceph"] = functools.partial(_gate_ceph, spec)
+        health.setdefault(spec["ceph_admin"], {})["ceph"] = {"worst": spec["ceph_health"]}
     if spec["pacemaker_nodes"]:
-        checks["pacemaker"] = functools.partial(_gate_pacemaker, spec)
+        node = spec["pacemaker_nodes"][0]
+        health.setdefault(node, {})["pacemaker"] = {"cib_file": spec["cib_file"].get(node)}
+    for minion in after[0]["minions"] if after else []:
+        health.setdefault(minion, {})["validate"] = {}
+    checks = {"minions": functools.partial(_gate_health, health)} if health else {}
     if spec["failover_nodes"]:
         checks["incidents"] = functools.partial(_gate_incidents, spec)
-    checks["validate"] = functools.partial(_gate_validate, spec)
     for name, gate in spec["gates"].items():
         checks[name] = functools.partial(_gate_operator, spec, step, gate)
     results = {}
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(checks)) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(checks))) as pool:
         # Each thread runs in a copy of this one's context: the loader's __salt__ and
         # __opts__ live there.
         futures = {
@@ -343,45 +369,49 @@ def _gates(record, site, step):
         }
         for name, future in futures.items():
             results[name] = future.result()
+    # The minions' checks, each a gate of its own in the report.
+    got = results.pop("minions", None)
+    if got is not None:
+        for name in ("ceph", "pacemaker", "validate"):
+            found = got["found"].get(name)
+            if found is not None:
+                results[name] = {
+                    "ok": not found,
+                    "message": "; ".join(found),
+                    "seconds": got["seconds"],
+                }
     return results
 
 
 def _timed(check):
     start = time.time()
     try:
-        problem = check()
+        found = check()
     except Exception as err:  # pylint: disable=broad-except
         log.exception("hastack rollout: a gate failed to run")
-        problem = f"{type(err).__name__}: {err}"
-    return {"ok": not problem, "message": problem or "", "seconds": round(time.time() - start, 3)}
+        found = f"{type(err).__name__}: {err}"
+    seconds = round(time.time() - start, 3)
+    if isinstance(found, dict):
+        return {"found": found, "seconds": seconds}
+    return {"ok": not found, "message": found or "", "seconds": seconds}
 
 
-HEALTH_RANK = {"HEALTH_OK": 0, "HEALTH_WARN": 1, "HEALTH_ERR": 2}
-
-
-def _gate_ceph(spec):
-    admin = spec["ceph_admin"]
-    got = _job([admin], "ceph_client.status").get(admin)
-    if not got or got.get("retcode", 0) != 0 or not isinstance(got.get("ret"), dict):
-        return f"ceph_client.status on {admin}: {got.get('ret') if got else 'no answer'}"
-    health = got["ret"].get("health")
-    if HEALTH_RANK.get(health, 3) > HEALTH_RANK[spec["ceph_health"]]:
-        return f"Ceph is {health} (through {admin}; this site lets {spec['ceph_health']} through)"
-    return None
-
-
-def _gate_pacemaker(spec):
-    nodes = spec["pacemaker_nodes"]
-    # One node's view is the cluster's; ask every node, take the first that answers.
-    errors = []
-    for node in nodes:
-        kwarg = {"cib_file": spec["cib_file"][node]} if spec["cib_file"].get(node) else {}
-        got = _job([node], "pacemaker.health", kwarg=kwarg).get(node)
-        if got and got.get("retcode", 0) == 0 and isinstance(got.get("ret"), dict):
-            problems = got["ret"].get("problems") or []
-            return f"Pacemaker (through {node}): {'; '.join(problems)}" if problems else None
-        errors.append(f"{node}: {got.get('ret') if got else 'no answer'}")
-    return f"pacemaker.health: {'; '.join(errors)}"
+def _gate_health(health):
+    """``{check: [problems]}`` from one ``hastack.health`` job (each problem names its
+    minion)."""
+    got = _job(list(health), "hastack.health", kwarg={"checks": health})
+    found = {}
+    for minion, checks in health.items():
+        res = got.get(minion)
+        for name in checks:
+            problems = found.setdefault(name, [])
+            if res is None:
+                problems.append(f"{minion}: no answer")
+            elif res.get("retcode", 0) != 0 or not isinstance(res.get("ret"), dict):
+                problems.append(f"{minion}: {res.get('ret')}")
+            elif res["ret"].get(name):
+                problems.append(f"{minion}: {res['ret'][name]}")
+    return found
 
 
 def _gate_incidents(spec):
@@ -391,16 +421,6 @@ def _gate_incidents(spec):
             f"{i['incident']} ({i['node']}, {i['state']})" for i in found
         )
     return None
-
-
-def _gate_validate(spec):
-    got = _job(spec["minions"], "hastack.validate")
-    bad = [
-        f"{m}: {got[m]['ret'] if m in got else 'no answer'}"
-        for m in spec["minions"]
-        if m not in got or got[m].get("retcode", 0) != 0
-    ]
-    return "hastack.validate: " + "; ".join(bad)[:2000] if bad else None
 
 
 def _gate_operator(spec, step, gate):
@@ -425,7 +445,7 @@ def _run(record):
         if step["state"] == "done":
             continue
         site, kind = step["site"], step["kind"]
-        label = "canary" if kind == "canary" else f"batch {step['index']}"
+        label = _label(step)
         step["state"] = "running"
         _save(record)
         start = time.time()
@@ -483,11 +503,16 @@ def _run(record):
     return True
 
 
+def _label(step):
+    """A step as reports name it: its kind and its place in the site (``canary 0``)."""
+    return f"{step['kind']} {step['index']}"
+
+
 def _result(record):
     """What ``apply``/``resume`` return: the table, what changed, where it halted."""
     rows = []
     for step in record["steps"]:
-        label = "canary" if step["kind"] == "canary" else f"batch {step['index']}"
+        label = _label(step)
         changed = step.get("changed", {})
         rows.append(
             f"{step['site']:<10} {label:<9} {step['state']:<8} "
@@ -552,6 +577,7 @@ def apply(
             f"{old['id']}, or start over: salt-run rollout.apply {mods} restart=True"
         )
     sites, steps = _plan(tgt, tgt_type)
+    _preflight([m for s in steps for m in s["minions"]])
     now = time.time()
     record = {
         "id": time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"-{int(now * 1000) % 1000:03d}",
@@ -601,7 +627,7 @@ def _preview(record):
     for step in record["steps"]:
         step["changed"] = {m: changed.get(m, []) for m in step["minions"]}
         step["state"] = "preview"
-        label = "canary" if step["kind"] == "canary" else f"batch {step['index']}"
+        label = _label(step)
         would = sum(1 for m in step["minions"] if step["changed"][m])
         _say(f"{step['site']} {label}: {', '.join(step['minions'])} ({would} would change)")
     for site in record["sites"]:
@@ -648,6 +674,7 @@ def resume(rollout=None):
         raise SaltInvocationError(f"rollout: {record['id']} was a preview (test=True)")
     if record["state"] == "done":
         raise SaltInvocationError(f"rollout: {record['id']} is done")
+    _preflight([m for s in record["steps"] if s["state"] != "done" for m in s["minions"]])
     with _Lock():
         halted = record.pop("halted", None)
         record["state"] = "running"

@@ -1,6 +1,7 @@
-"""Pillar-based rollouts end to end: a real salt-master, four real minions in two
-sites (osl-1, osl-2; ber-1, ber-2, each on its own loopback address), one real Ceph
-cluster per site, a real libvirtd per minion. Each site's Pacemaker configuration is
+"""Pillar-based rollouts end to end: a real salt-master, six real minions in two
+sites (osl-1..3, ber-1..3, each on its own loopback address; -1 is the site's Ceph
+admin minion, -3 its canary), one real Ceph cluster per site, a real libvirtd per
+minion. Each site's Pacemaker configuration is
 a CIB file run by the real tools (``crm_simulate`` stands in for a live cluster here;
 the failover tests run the live one).
 
@@ -30,12 +31,17 @@ THIRD = {
     "osl": "AQAAAAAAAAAAABAAb3NsLTNyZC1jaW5kZXIhIQ==",
     "ber": "AQAAAAAAAAAAABAAYmVyLTNyZC1jaW5kZXIhIQ==",
 }
+# The admin minion first (the cluster's side of the change), then the canary, then
+# the batch.
 ORDER = [
-    ("osl", "canary", ["osl-2"]),
-    ("osl", "batch", ["osl-1"]),
-    ("ber", "canary", ["ber-2"]),
-    ("ber", "batch", ["ber-1"]),
+    ("osl", "canary", ["osl-1"]),
+    ("osl", "canary", ["osl-3"]),
+    ("osl", "batch", ["osl-2"]),
+    ("ber", "canary", ["ber-1"]),
+    ("ber", "canary", ["ber-3"]),
+    ("ber", "batch", ["ber-2"]),
 ]
+APPLIED = [minions[0] for _, _, minions in ORDER]
 
 
 @pytest.fixture(scope="module")
@@ -135,14 +141,15 @@ def test_a_key_rotation_previews_exactly_then_rolls_site_by_site_canary_first(la
 
     events = rollout_events(bus, mark)
     kinds = [k for k, _ in events if k != "gate"]
-    assert kinds == ["started", "canary", "batch", "canary", "batch", "done"]
+    assert kinds == ["started", "canary", "canary", "batch", "canary", "canary", "batch", "done"]
     steps = [(d["site"], k, d["minions"]) for k, d in events if k in ("canary", "batch")]
     assert steps == ORDER
-    assert [d["done"] for k, d in events if k in ("canary", "batch")] == [1, 2, 3, 4]
+    assert [d["done"] for k, d in events if k in ("canary", "batch")] == [1, 2, 3, 4, 5, 6]
     gates = {(d["site"], d["step"], d["gate"]) for k, d in events if k == "gate"}
-    assert ("osl", "canary", "ceph") in gates and ("ber", "batch 1", "pacemaker") in gates
+    assert ("osl", "canary 0", "ceph") in gates and ("ber", "batch 2", "pacemaker") in gates
+    assert ("osl", "canary 1", "validate") in gates  # the next step's minions
     # The minions' own job returns came back in the same order.
-    assert apply_returns(bus, mark) == ["osl-2", "osl-1", "ber-2", "ber-1"]
+    assert apply_returns(bus, mark) == APPLIED
 
     after = snapshot(lab)
     for minion in lab.minions:
@@ -159,21 +166,22 @@ def test_a_key_rotation_previews_exactly_then_rolls_site_by_site_canary_first(la
 def test_a_change_that_breaks_in_the_first_sites_canary_touches_nothing_else(lab, bus):
     before = snapshot(lab)
     broken = rotated(lab, osl=THIRD["osl"], ber=THIRD["ber"])
-    # The canary's files cannot be written there: the change breaks on osl-2.
-    broken["node_osl_2"]["hastack"]["minion"]["ceph"]["conf_dir"] = "/proc/hastack-nowhere"
+    # The canary's files cannot be written there: the change breaks on osl-3.
+    broken["node_osl_3"]["hastack"]["minion"]["ceph"]["conf_dir"] = "/proc/hastack-nowhere"
     lab.write_pillar(broken)
     mark = bus.mark()
     got = lab.runner("rollout.apply", "hastack")
     assert got["state"] == "halted"
-    assert got["halted"]["site"] == "osl" and got["halted"]["step"] == "canary"
-    assert got["halted"]["minion"] == "osl-2" and got["halted"]["state"].startswith("hastack-ceph")
+    assert got["halted"]["site"] == "osl" and got["halted"]["step"] == "canary 1"
+    assert got["halted"]["minion"] == "osl-3" and got["halted"]["state"].startswith("hastack-ceph")
     assert got["retcode"] == 1
-    assert apply_returns(bus, mark) == ["osl-2"]
-    kinds = [k for k, _ in rollout_events(bus, mark)]
-    assert kinds == ["started", "halted"]
+    assert apply_returns(bus, mark) == ["osl-1", "osl-3"]
+    kinds = [k for k, _ in rollout_events(bus, mark) if k != "gate"]
+    assert kinds == ["started", "canary", "halted"]
     after = snapshot(lab)
-    assert after["clusters"] == before["clusters"]
-    for minion in ("osl-1", "ber-1", "ber-2"):
+    # The site's cluster went with its canary (its admin minion first); nothing else.
+    assert after["clusters"] == dict(before["clusters"], osl=THIRD["osl"])
+    for minion in ("osl-2", "ber-1", "ber-2", "ber-3"):
         assert after["keyrings"][minion] == before["keyrings"][minion]
         assert after["secrets"][minion] == before["secrets"][minion]
     # A halted rollout is not started over by accident.
@@ -187,9 +195,9 @@ def test_ceph_health_err_after_the_canary_halts_then_resume_finishes_without_rea
     mark = bus.mark()
     got = lab.runner("rollout.apply", "hastack")
     assert got["state"] == "halted", got
-    assert got["halted"]["site"] == "osl" and got["halted"]["step"] == "canary"
+    assert got["halted"]["site"] == "osl" and got["halted"]["step"] == "canary 0"
     assert got["halted"]["gate"] == "ceph" and "HEALTH_ERR" in got["halted"]["message"]
-    assert apply_returns(bus, mark) == ["osl-2"]
+    assert apply_returns(bus, mark) == ["osl-1"]
 
     lab.ceph_cmd("osl", "osd", "set-full-ratio", "0.95")
     mark = bus.mark()
@@ -197,10 +205,10 @@ def test_ceph_health_err_after_the_canary_halts_then_resume_finishes_without_rea
     assert done["state"] == "done", done
     assert done["rollout"] == got["rollout"]
     # The canary is not applied again: only the rest of the steps ran.
-    assert apply_returns(bus, mark) == ["osl-1", "ber-2", "ber-1"]
+    assert apply_returns(bus, mark) == APPLIED[1:]
     # The canary's gates ran again and passed: then it is done.
     kinds = [k for k, _ in rollout_events(bus, mark) if k != "gate"]
-    assert kinds == ["resumed", "canary", "batch", "canary", "batch", "done"]
+    assert kinds == ["resumed", "canary", "canary", "batch", "canary", "canary", "batch", "done"]
     assert cluster_key(lab, "osl") == THIRD["osl"]
     lab.pillar = rotated(lab, osl=THIRD["osl"])
 
@@ -213,17 +221,17 @@ def test_a_failed_pacemaker_resource_in_the_second_site_halts_before_its_next_ba
     assert got["state"] == "halted", got
     assert got["halted"] == {
         "site": "ber",
-        "step": "canary",
+        "step": "canary 0",
         "gate": "pacemaker",
         "message": got["halted"]["message"],
     }
     assert "p_api_ber_monitor_10000 on ber-1" in got["halted"]["message"]
-    assert apply_returns(bus, mark) == ["osl-2", "osl-1", "ber-2"]
+    assert apply_returns(bus, mark) == APPLIED[:4]
     lab.clear_failures("ber")
     mark = bus.mark()
     done = lab.runner("rollout.resume", got["rollout"])
     assert done["state"] == "done", done
-    assert apply_returns(bus, mark) == ["ber-1"]
+    assert apply_returns(bus, mark) == APPLIED[4:]
     lab.pillar = rotated(lab, ber=THIRD["ber"])
 
 
@@ -262,5 +270,5 @@ def test_bad_site_pillars_are_named_and_nothing_runs(lab, bus, change, error):
 def test_salt_run_prints_progress_and_the_final_table(lab):
     rc, out = lab.salt_run("rollout.apply", "hastack", "test=True")
     assert rc == 0, out
-    assert "osl canary: osl-2" in out and "ber batch 1: ber-1" in out
+    assert "osl canary 1: osl-3" in out and "ber batch 2: ber-2" in out
     assert "site       step      state    minions" in out

@@ -54,15 +54,27 @@ def test_a_percentage_of_the_sites_minions(spec, sizes):
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"canary": ["cmp-9"]}, r"^hastack:sites:par1:rollout:canary: not minions of site par1: cmp-9$"),
+        (
+            {"canary": ["cmp-9"]},
+            r"^hastack:sites:par1:rollout:canary: not minions of site par1: cmp-9$",
+        ),
         (
             {"canary": ["ctl-1", "ctl-2"], "clusters": CLUSTERS},
             r"^hastack:sites:par1:rollout:canary: takes 2 nodes of Pacemaker cluster control",
         ),
         ({"batch": 0}, r"^hastack:sites:par1:rollout:batch: at least 1 minion, not 0$"),
-        ({"batch": "0%"}, r"^hastack:sites:par1:rollout:batch: a number of minions or a percentage"),
-        ({"batch": "150%"}, r"^hastack:sites:par1:rollout:batch: a number of minions or a percentage"),
-        ({"batch": True}, r"^hastack:sites:par1:rollout:batch: a number of minions or a percentage"),
+        (
+            {"batch": "0%"},
+            r"^hastack:sites:par1:rollout:batch: a number of minions or a percentage",
+        ),
+        (
+            {"batch": "150%"},
+            r"^hastack:sites:par1:rollout:batch: a number of minions or a percentage",
+        ),
+        (
+            {"batch": True},
+            r"^hastack:sites:par1:rollout:batch: a number of minions or a percentage",
+        ),
         (
             {"clusters": {"control": {"nodes": ["ctl-1", "ctl-2"], "failover": {"max_down": 0}}}},
             r"^hastack:sites:par1: Pacemaker cluster control: hastack:failover:max_down: "
@@ -100,3 +112,24 @@ def test_a_five_node_cluster_tolerates_what_its_failover_policy_does():
     ]
     tighter = {"big": {"nodes": nodes, "failover": {"max_down": 1}}}
     assert len(rollout.steps("fra2", nodes, batch=5, clusters=tighter)) == 5
+
+
+def test_the_ceph_admin_minion_goes_alone_before_the_canary():
+    got = rollout.steps(
+        "par1", MINIONS, canary=["cmp-2"], batch=3, clusters=CLUSTERS, first="ctl-1"
+    )
+    assert batches(got) == [
+        ("canary", ["ctl-1"]),
+        ("canary", ["cmp-2"]),
+        ("batch", ["cmp-1", "cmp-3", "ctl-2"]),
+        ("batch", ["ctl-3", "net-1"]),
+        ("batch", ["net-2"]),
+    ]
+    assert [s["index"] for s in got] == [0, 1, 2, 3, 4]
+
+
+def test_the_ceph_admin_minion_in_the_canary_or_without_one():
+    got = rollout.steps("par1", MINIONS, canary=["ctl-1", "cmp-2"], batch=8, first="ctl-1")
+    assert batches(got)[0] == ("canary", ["ctl-1", "cmp-2"])
+    got = rollout.steps("par1", MINIONS, batch=8, first="net-2")
+    assert batches(got)[:2] == [("batch", ["net-2"]), ("batch", MINIONS[:-1])]

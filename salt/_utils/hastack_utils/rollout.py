@@ -32,9 +32,12 @@ def batch_size(spec, total, key):
     return max(1, math.floor(total * float(match.group(1)) / 100))
 
 
-def steps(site, minions, canary=(), batch=1, clusters=None):
+def steps(site, minions, canary=(), batch=1, clusters=None, first=None):
     """The steps of ``site``: ``[{site, kind, index, minions}]``, the canary first (when
-    there is one), then the batches in the minions' order. ``clusters`` is
+    there is one), then the batches in the minions' order. ``first`` (the site's Ceph
+    admin minion: the cluster's side of a change, which every consumer needs) goes
+    alone before the canary, as a canary step of its own (or as the first batch when
+    there is no canary), unless it is in the canary. ``clusters`` is
     ``{name: {nodes, failover}}``: a batch holds at most the failover policy's
     ``max_down`` nodes of each (a node that does not fit waits for the next batch). A canary outside the site, or one
     that takes more of a cluster than it tolerates, is refused naming the key."""
@@ -51,6 +54,10 @@ def steps(site, minions, canary=(), batch=1, clusters=None):
     cluster_of, tolerates = _clusters(clusters or {}, key)
     size = batch_size(batch, len(minions), f"{key}:rollout:batch")
     out = []
+    if first in minions and first not in canary:
+        out.append(
+            {"site": site, "kind": "canary" if canary else "batch", "index": 0, "minions": [first]}
+        )
     if canary:
         left = [m for m in canary if m not in _take(canary, len(canary), cluster_of, tolerates)]
         if left:
@@ -60,8 +67,8 @@ def steps(site, minions, canary=(), batch=1, clusters=None):
                 f"{key}:rollout:canary: takes {taking} nodes of Pacemaker cluster {cluster} at "
                 f"once, which tolerates {tolerates[cluster]}"
             )
-        out.append({"site": site, "kind": "canary", "index": 0, "minions": canary})
-    rest = [m for m in minions if m not in canary]
+        out.append({"site": site, "kind": "canary", "index": len(out), "minions": canary})
+    rest = [m for m in minions if m not in canary and not (out and m in out[0]["minions"])]
     while rest:
         taken = _take(rest, size, cluster_of, tolerates)
         out.append({"site": site, "kind": "batch", "index": len(out), "minions": taken})
