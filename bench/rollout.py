@@ -37,7 +37,7 @@ def key(n, site):
 
 def run(lab, argv):
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=1800, check=False)
-    if proc.returncode != 0:
+    if proc.returncode != 0 or "No minions matched" in proc.stdout + proc.stderr:
         raise RuntimeError(f"{' '.join(argv)} failed: {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     return proc.stdout
 
@@ -50,7 +50,13 @@ def measure(size, batch, rounds):
         for site in rolloutlab.SITES:
             pillar["common"]["hastack"]["sites"][site]["rollout"]["batch"] = batch
         salt = [os.path.join(rolloutlab.BIN, "salt"), "-c", lab.master_conf, "--out", "quiet"]
-        salt_run = [os.path.join(rolloutlab.BIN, "salt-run"), "-c", lab.master_conf, "--out", "quiet"]
+        salt_run = [
+            os.path.join(rolloutlab.BIN, "salt-run"),
+            "-c",
+            lab.master_conf,
+            "--out",
+            "quiet",
+        ]
         ways = {
             "salt '*'": salt + ["-t", "300", "*", "state.apply", "hastack"],
             f"salt -b {batch}": salt + ["-b", str(batch), "*", "state.apply", "hastack"],
@@ -62,9 +68,7 @@ def measure(size, batch, rounds):
             for name, argv in ways.items():
                 n += 1
                 lab.write_pillar(
-                    rolloutlab.changed_pillar(
-                        pillar, **{s: key(n, s) for s in rolloutlab.SITES}
-                    )
+                    rolloutlab.changed_pillar(pillar, **{s: key(n, s) for s in rolloutlab.SITES})
                 )
                 seconds, _ = timed(lambda argv=argv: run(lab, argv))
                 figures[name].append(seconds)
@@ -80,8 +84,12 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
-    print(f"one key rotation over N minions in two sites, batches of {args.batch} (best of {args.rounds})")
-    print(f"{'N':>3} {'salt *':>8} {'salt -b':>8} {'rollout':>8} {'rollout/salt -b':>16} {'rollout/salt *':>15}")
+    print(
+        f"one key rotation over N minions in two sites, batches of {args.batch} (best of {args.rounds})"
+    )
+    print(
+        f"{'N':>3} {'salt *':>8} {'salt -b':>8} {'rollout':>8} {'rollout/salt -b':>16} {'rollout/salt *':>15}"
+    )
     for size in args.sizes:
         got = measure(size, args.batch, args.rounds)
         plain, batched, gated = got["salt '*'"], got[f"salt -b {args.batch}"], got["rollout"]

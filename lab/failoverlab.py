@@ -36,6 +36,8 @@ BIN = os.path.dirname(sys.executable)
 NODES = ("alice", "bob", "charlie")
 # Each minion its own loopback source address: the master's presence detection and
 # ``connected_ids`` tell minions apart by address (127.0.0.1-3 are corosync's).
+# The second master of start(masters=2).
+MASTER2_ADDR = "127.0.0.5"
 MINION_ADDR = {
     "alice": "127.0.0.11",
     "bob": "127.0.0.12",
@@ -154,6 +156,11 @@ class Lab:
         self._beater = None
         self.ports = {"publish": procs.free_port(), "ret": procs.free_port()}
         self.master_conf = os.path.join(d, "master", "conf")
+        # Salt multi-master (start(masters=2)): a second master on its own address with
+        # the same ports and the first one's key pair; every minion talks to both.
+        self.masters = 1
+        self.master2_pid = None
+        self.master2_conf = os.path.join(d, "master2", "conf")
         self._keys = {}  # minion id: its private key (signed)
         self.vm = None  # the VM lab's facts (start(vms=True))
         self.modes = None
@@ -283,6 +290,24 @@ class Lab:
                 config[key] = value
         with open(os.path.join(self.master_conf, "master"), "w", encoding="utf-8") as fh:
             yaml.safe_dump(config, fh)
+        if self.masters == 2:
+            root2 = os.path.join(self.dir, "master2")
+            os.makedirs(os.path.join(self.master2_conf, "master.d"), exist_ok=True)
+            shutil.copy(shipped, os.path.join(self.master2_conf, "master.d"))
+            second = dict(
+                config,
+                id="lab-master-2",
+                interface=MASTER2_ADDR,
+                root_dir=root2,
+                pki_dir=os.path.join(root2, "pki"),
+                cachedir=os.path.join(root2, "cache"),
+                sock_dir=os.path.join(root2, "sock"),
+                pidfile=os.path.join(root2, "master.pid"),
+                log_file=os.path.join(root2, "master.log"),
+                extension_modules=os.path.join(root2, "extmods"),
+            )
+            with open(os.path.join(self.master2_conf, "master"), "w", encoding="utf-8") as fh:
+                yaml.safe_dump(second, fh)
         self.set_policy(policy)
 
     def set_policy(self, policy=None):
@@ -377,7 +402,7 @@ class Lab:
         os.makedirs(conf, exist_ok=True)
         config = {
             "id": node,
-            "master": "127.0.0.1",
+            "master": "127.0.0.1" if self.masters == 1 else ["127.0.0.1", MASTER2_ADDR],
             "master_port": self.ports["ret"],
             "publish_port": self.ports["publish"],
             "source_address": MINION_ADDR[node],
@@ -424,30 +449,71 @@ class Lab:
         )
         self.minion_pids[node] = proc.pid
 
-    def opts(self):
+    def opts(self, master=1):
         import salt.config  # pylint: disable=import-outside-toplevel
 
-        return salt.config.master_config(os.path.join(self.master_conf, "master"))
+        conf = self.master_conf if master == 1 else self.master2_conf
+        return salt.config.master_config(os.path.join(conf, "master"))
 
-    def client(self):
+    def start_master2(self):
+        """The second master, with the first one's key pair (the minions trust one
+        master key)."""
+        pki = os.path.join(self.dir, "master", "pki")
+        if not procs.until(lambda: os.path.exists(os.path.join(pki, "master.pub")), 30, 0.1):
+            raise LabError("the first master made no key pair")
+        pki2 = os.path.join(self.dir, "master2", "pki")
+        os.makedirs(pki2, exist_ok=True)
+        for name in ("master.pem", "master.pub"):
+            shutil.copy2(os.path.join(pki, name), os.path.join(pki2, name))
+        log = open(os.path.join(self.dir, "master2.out"), "a")  # noqa: SIM115
+        proc = subprocess.Popen(  # pylint: disable=consider-using-with
+            [os.path.join(BIN, "salt-master"), "-c", self.master2_conf, "-l", "quiet"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        self.master2_pid = proc.pid
+        sock = os.path.join(self.dir, "master2", "sock", "master_event_pub.ipc")
+        if not procs.until(lambda: os.path.exists(sock), 60, 0.2):
+            raise LabError("the second salt-master did not start (master2.out)")
+
+    def kill_master(self, master):
+        """A master crash: every process of its session SIGKILLed at once."""
+        import signal as signals  # pylint: disable=import-outside-toplevel
+
+        pid = self.master_pid if master == 1 else self.master2_pid
+        if pid:
+            try:
+                os.killpg(pid, signals.SIGKILL)
+            except ProcessLookupError:
+                pass
+            procs.until(lambda: not procs.alive(pid), 10, 0.05)
+        if master == 1:
+            self.master_pid = None
+        else:
+            self.master2_pid = None
+
+    def client(self, master=1):
         import salt.client  # pylint: disable=import-outside-toplevel
 
-        return salt.client.LocalClient(mopts=self.opts())
+        return salt.client.LocalClient(mopts=self.opts(master))
 
-    def runner(self, fun, *args, **kwargs):
-        """``salt-run fun args`` through the master's own runner client, in this process."""
+    def runner(self, fun, *args, _master=1, **kwargs):
+        """``salt-run fun args`` through the master's own runner client, in this process
+        (``_master=2``: the second master's)."""
         import salt.runner  # pylint: disable=import-outside-toplevel
 
-        opts = self.opts()
+        opts = self.opts(_master)
         opts["quiet"] = True
         return salt.runner.RunnerClient(opts).cmd(fun, list(args), kwarg=kwargs, print_event=False)
 
-    def wait_minions(self, nodes, timeout=90):
+    def wait_minions(self, nodes, timeout=90, master=1):
         from salt.exceptions import SaltClientError  # pylint: disable=import-outside-toplevel
 
         def answered():
             try:
-                got = self.client().cmd(list(nodes), "test.ping", tgt_type="list", timeout=5)
+                got = self.client(master).cmd(list(nodes), "test.ping", tgt_type="list", timeout=5)
             except SaltClientError:  # the master is still starting
                 return False
             return sorted(got) == sorted(nodes)
@@ -455,11 +521,11 @@ class Lab:
         if not procs.until(answered, timeout, 1):
             raise LabError(f"minions {nodes} did not answer the master within {timeout} s")
 
-    def events(self):
+    def events(self, master=1):
         """A listener on the master's event bus (use ``get_event``)."""
         import salt.utils.event  # pylint: disable=import-outside-toplevel
 
-        opts = self.opts()
+        opts = self.opts(master)
         return salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=True)
 
     # ----------------------------------------------------------------- nodes
@@ -548,6 +614,8 @@ class Lab:
         # Side by side: each waits for its own daemons' shutdown (one after another
         # they took 38 s), and none needs another to end.
         parts = [self.stop_master, lambda: procs.stop(outsiders), nodes_then_ceph]
+        if self.master2_pid:
+            parts.append(lambda: procs.stop([self.master2_pid], timeout=20))
         if self.neutron:
             parts.append(lambda: neutronlab.stop(self.neutron["dir"]))
         if self.vm and "nova" in self.vm:
@@ -571,7 +639,9 @@ class Lab:
             raise errors[0]
 
 
-def start(d=None, policy=None, extra_master=None, wiring="engine", vms=False, modes=None):
+def start(
+    d=None, policy=None, extra_master=None, wiring="engine", vms=False, modes=None, masters=1
+):
     """Start everything; the lab is ready when the three minions answer the master, the
     beacon runs on each and Listing 2 is applied and settled. ``extra_master`` adds
     master settings (lists such as ``reactor`` are extended); ``wiring`` is the shipped
@@ -581,12 +651,16 @@ def start(d=None, policy=None, extra_master=None, wiring="engine", vms=False, mo
     With ``vms``, the VMs' part too (``vm_pillar``): a real fence device, the lab Ceph
     with CephFS mounted in every node, the lab Nova, and the compute identities host1..3
     (``modes``: ``{identity: identity|evacuate}``) as Pacemaker resources running real
-    nova-compute processes inside the nodes; ready once every identity serves."""
+    nova-compute processes inside the nodes; ready once every identity serves.
+
+    With ``masters=2``, Salt multi-master: a second master (``MASTER2_ADDR``, the same
+    wiring, the same key pair), and every minion connected to both."""
     d = os.path.abspath(d or os.path.join("/var/tmp", f"hastack-failover-{os.getpid()}"))
     os.makedirs(d, exist_ok=True)
     os.chmod(d, 0o755)  # the lab PostgreSQL (user postgres) works in here
     lab = Lab(d)
     lab.modes = modes
+    lab.masters = masters
     try:
         # The Pacemaker nodes mostly wait on corosync's membership while Neutron, Ceph
         # and Nova work: side by side, not one after the other (-20 s).
@@ -601,9 +675,13 @@ def start(d=None, policy=None, extra_master=None, wiring="engine", vms=False, mo
             lab.vm["pcmk"] = lab.pcmk
         lab._write_master(policy, extra_master, wiring)
         lab.start_master()
+        if masters == 2:
+            lab.start_master2()
         for node in (*NODES, "eve"):
             lab.start_minion(node)
         lab.wait_minions((*NODES, "eve"))
+        if masters == 2:
+            lab.wait_minions((*NODES, "eve"), master=2)
         client = lab.client()
         if vms:
             lab._apply_vms(client)

@@ -129,20 +129,18 @@ HEALTH_RANK = {"HEALTH_OK": 0, "HEALTH_WARN": 1, "HEALTH_ERR": 2}
 
 def health(checks):
     """
-    The health checks a rollout gate asks of this minion, side by side in one job:
-    ``{check: problem or None}``. ``checks`` maps minion ids to the checks each runs
-    (so one job to several minions gives each its own); this minion runs its own:
+    The health checks a rollout gate asks of this minion, in one job:
+    ``{check: problem or None}``.
 
-    ``ceph: {worst}``
-        The Ceph cluster's health (``ceph_client.status``) no worse than ``worst``
-        (``HEALTH_OK`` or ``HEALTH_WARN``).
+    checks
+        Minion ids mapped to the checks each runs (so one job to several minions gives
+        each its own); this minion runs its own:
 
-    ``pacemaker: {cib_file}``
-        ``pacemaker.health``: quorum, no failed action, every resource that should run
-        started.
-
-    ``validate: {}``
-        ``hastack.validate`` on this minion's pillar.
+        - ``ceph: {worst}``: the Ceph cluster's health (``ceph_client.status``) no
+          worse than ``worst`` (``HEALTH_OK`` or ``HEALTH_WARN``);
+        - ``pacemaker: {cib_file}``: ``pacemaker.health``: quorum, no failed action,
+          every resource that should run started;
+        - ``validate: {}``: ``hastack.validate`` on this minion's pillar.
 
     A check that cannot run is a problem too (its error is the message).
 
@@ -150,7 +148,7 @@ def health(checks):
 
     .. code-block:: bash
 
-        salt osl-1 hastack.health '{osl-1: {ceph: {worst: HEALTH_WARN}, validate: {}}}'
+        salt '*' hastack.health '{osl-1: {ceph: {worst: HEALTH_WARN}}, osl-2: {validate: {}}}'
     """
     if not isinstance(checks, dict):
         raise SaltInvocationError("checks: a mapping of minion ids to their checks")

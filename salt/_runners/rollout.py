@@ -256,7 +256,11 @@ def _site(site, spec, members, trees):
     nodes = [n for n in (pcmk.get("nodes") or []) if n in members]
     clusters = {}
     if isinstance(pcmk.get("nodes"), list) and len(pcmk["nodes"]) > 1:
-        clusters["pacemaker"] = {"nodes": pcmk["nodes"], "failover": tree.get("failover")}
+        clusters["pacemaker"] = {
+            "nodes": pcmk["nodes"],
+            "failover": tree.get("failover"),
+            "addresses": (tree.get("floating_ips") or {}).get("addresses"),
+        }
     admin = ceph.get("admin_minion")
     return {
         "minions": members,
@@ -546,6 +550,9 @@ def apply(
     state or gate halts it, naming the site, the step, the minion and the state id or
     gate; ``salt-run rollout.resume`` goes on from there.
 
+    mods
+        The SLS to roll out (default ``hastack``: the highstate of the formula).
+
     test
         Preview: ``state.apply test=True`` on every minion of the rollout and the
         gates as they stand now; prints each step's predicted changes, changes nothing.
@@ -553,8 +560,15 @@ def apply(
     tgt, tgt_type
         The minions to roll out to (default: every accepted minion).
 
+    saltenv
+        The fileserver environment of ``mods`` (default: the minions').
+
+    timeout
+        Seconds a step's ``state.apply`` is waited for (default 300; Salt asks a
+        minion that is still working whether it still runs it).
+
     restart
-        Start over even though a rollout of ``mods`` halted (it is left as it is).
+        Start over even though a rollout of ``mods`` halted (it is marked superseded).
 
     CLI Example:
 
@@ -690,8 +704,10 @@ def resume(rollout=None):
 
 def status(rollout=None):
     """
-    A rollout's record: its steps, their state, what changed, where it halted
-    (default: the last rollout).
+    A rollout's record: its steps, their state, what changed, where it halted.
+
+    rollout
+        Its id (default: the last rollout).
 
     CLI Example:
 

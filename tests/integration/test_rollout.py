@@ -10,9 +10,11 @@ rotated, in the cluster, every keyring and every libvirt secret. The lab's first
 apply ran before these tests (``rolloutlab.start``)."""
 
 import base64
+import configparser
 import copy
 import os
 import shutil
+import subprocess
 import tempfile
 
 import libvirt
@@ -272,3 +274,125 @@ def test_salt_run_prints_progress_and_the_final_table(lab):
     assert rc == 0, out
     assert "osl canary 1: osl-3" in out and "ber batch 2: ber-2" in out
     assert "site       step      state    minions" in out
+
+
+SECRET_2 = "0b9a6a3c-1d2e-4f5a-8b7c-9d0e1f2a3b4c"
+CINDER_2 = {
+    # "osl-cinder-two!!", "ber-cinder-two!!".
+    "osl": "AQAAAAAAAAAAABAAb3NsLWNpbmRlci10d28hIQ==",
+    "ber": "AQAAAAAAAAAAABAAYmVyLWNpbmRlci10d28hIQ==",
+}
+
+
+def with_consumers(lab, pillar, user, secret):
+    """Cinder and Nova on every minion use ``user`` and libvirt secret ``secret``."""
+    out = copy.deepcopy(pillar)
+    common = out["common"]["hastack"]
+    common["cinder"] = {
+        "backends": {"ceph": {"pool": "volumes", "user": user, "secret_uuid": secret}}
+    }
+    common["nova"] = {"pool": "volumes", "user": user, "secret_uuid": secret}
+    for minion in lab.minions:
+        etc = os.path.join(lab.dir, "minions", minion, "etc")
+        own = out[f"node_{minion.replace('-', '_')}"]["hastack"]["minion"]
+        own["cinder"] = {
+            "config_file": os.path.join(etc, "cinder", "cinder.conf"),
+            "systemd_dir": os.path.join(etc, "systemd"),
+            "upstart_dir": os.path.join(etc, "init"),
+        }
+        own["nova"] = {"config_file": os.path.join(etc, "nova", "nova.conf")}
+        for sub in ("cinder", "nova", "systemd", "init"):
+            os.makedirs(os.path.join(etc, sub), exist_ok=True)
+    return out
+
+
+def authenticates(lab, minion, user):
+    """Whether the site's cluster accepts ``user`` with the key in ``minion``'s keyring
+    (``rbd ls`` as that user, as Cinder would connect)."""
+    facts = lab.ceph[lab.site_of(minion)]
+    keyring_path = os.path.join(lab.conf_dir(minion), f"ceph.client.{user}.keyring")
+    proc = subprocess.run(
+        [
+            "rbd",
+            "-m",
+            facts["mon_host"],
+            "--id",
+            user,
+            "--keyring",
+            keyring_path,
+            "--conf",
+            "/dev/null",
+            "-p",
+            "volumes",
+            "ls",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return proc.returncode == 0
+
+
+def ini_value(path, section, option):
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.read(path)
+    return parser.get(section, option, fallback=None)
+
+
+def test_the_readme_rotation_the_old_key_is_refused_only_when_every_consumer_holds_the_new(lab):
+    before = with_consumers(lab, lab.pillar, "cinder", rolloutlab.SECRET)
+    lab.write_pillar(before)
+    rc, out = lab.salt_run("rollout.apply", "hastack")
+    assert rc == 0, out
+
+    # 1. A second user with the new key; every consumer moves to it, site by site.
+    moving = with_consumers(lab, lab.pillar, "cinder-2", SECRET_2)
+    common = moving["common"]["hastack"]
+    common["ceph"]["users"]["cinder-2"] = copy.deepcopy(common["ceph"]["users"]["cinder"])
+    common["libvirt"]["secrets"][SECRET_2] = {"ceph_user": "cinder-2"}
+    for site, key in CINDER_2.items():
+        common["sites"][site]["ceph"]["users"]["cinder-2"] = {"key": key}
+    lab.write_pillar(moving)
+    rc, out = lab.salt_run("rollout.apply", "hastack", "test=True")
+    assert rc == 0, out
+    rc, out = lab.salt_run("rollout.apply", "hastack")
+    assert rc == 0, out
+    for minion in lab.minions:
+        etc = os.path.join(lab.dir, "minions", minion, "etc")
+        assert (
+            ini_value(os.path.join(etc, "nova", "nova.conf"), "libvirt", "rbd_user") == "cinder-2"
+        )
+        assert (
+            ini_value(os.path.join(etc, "nova", "nova.conf"), "libvirt", "rbd_secret_uuid")
+            == SECRET_2
+        )
+        assert (
+            ini_value(os.path.join(etc, "cinder", "cinder.conf"), "ceph", "rbd_user") == "cinder-2"
+        )
+        assert authenticates(lab, minion, "cinder-2")
+        # The old key still works for anything not yet moved (instances started
+        # with the old secret): nothing is refused yet.
+        assert authenticates(lab, minion, "cinder")
+
+    # 2. Every consumer holds the new key: the old user leaves the pillar, and the
+    # clean SLS removes it, its keyrings and its secret.
+    done = copy.deepcopy(moving)
+    common = done["common"]["hastack"]
+    del common["ceph"]["users"]["cinder"]
+    del common["libvirt"]["secrets"][rolloutlab.SECRET]
+    for site in rolloutlab.SITES:
+        del common["sites"][site]["ceph"]["users"]["cinder"]
+    lab.write_pillar(done)
+    rc, out = lab.salt_run("rollout.apply", "hastack.clean")
+    assert rc == 0, out
+    for site in rolloutlab.SITES:
+        assert "client.cinder\n" not in lab.ceph_cmd(site, "auth", "ls") + "\n"
+    for minion in lab.minions:
+        assert not os.path.exists(os.path.join(lab.conf_dir(minion), "ceph.client.cinder.keyring"))
+        assert authenticates(lab, minion, "cinder-2")
+    conn = libvirt.open(lab.libvirt["osl-2"]["uri"])
+    try:
+        assert conn.listSecrets() == [SECRET_2]
+    finally:
+        conn.close()

@@ -199,6 +199,17 @@ def test_a_failed_fence_moves_nothing_and_resume_completes_after_the_fence(lab, 
     assert compute_process_node(lab, "host2") is None
     assert all(nova.compute.get_server(s).compute_host == "host2" for s in vms)
 
+    # A rollout does not go on while the incident is open: it halts at the gate after
+    # its first step, naming the incident (the change: the survivors' failover SLS).
+    rolling = lab.runner("rollout.apply", "hastack.failover", tgt="alice,charlie", tgt_type="list")
+    assert rolling.get("state") == "halted", rolling
+    assert rolling["halted"]["gate"] == "incidents", rolling["halted"]
+    assert data["incident"] in rolling["halted"]["message"]
+    assert [s["state"] for s in lab.runner("rollout.status", rolling["rollout"])["steps"]] == [
+        "halted",
+        "pending",
+    ]
+
     # What the failed incident tells the operator: fence it, then resume.
     pcmklab.fail_fencing(lab.pcmk, "bob", fail=False)
     mark = bus.mark()
@@ -236,6 +247,13 @@ def test_a_failed_fence_moves_nothing_and_resume_completes_after_the_fence(lab, 
             warnings.warn(f"bob's incident failed once after the fence: {error}")
     assert all(running_on(nova, s, "host2") for s in vms)
     assert compute_process_node(lab, "host2") in ("alice", "charlie")
+    # The incident is over: the rollout's incidents gate lets it through now (the
+    # cluster, one node down, may still hold it at the Pacemaker gate: that is not
+    # what this checks).
+    resumed = lab.runner("rollout.resume", rolling["rollout"])
+    first = lab.runner("rollout.status", rolling["rollout"])["steps"][0]
+    assert first["gates"]["incidents"]["ok"], first["gates"]
+    assert resumed["state"] == "done" or resumed["halted"]["gate"] != "incidents", resumed
     # bob is the admin minion: nothing could evict its CephFS sessions, and that is said.
     evicted = step(bus, mark, "bob", "evacuated")["evicted"]
     assert "the admin minion 'bob' is the fenced node" in evicted["skipped"], evicted

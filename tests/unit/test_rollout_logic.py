@@ -133,3 +133,15 @@ def test_the_ceph_admin_minion_in_the_canary_or_without_one():
     assert batches(got)[0] == ("canary", ["ctl-1", "cmp-2"])
     got = rollout.steps("par1", MINIONS, batch=8, first="net-2")
     assert batches(got)[:2] == [("batch", ["net-2"]), ("batch", MINIONS[:-1])]
+
+
+def test_a_failover_policy_that_moves_floating_ips_is_read_with_its_addresses():
+    clusters = {
+        "control": {
+            "nodes": ["ctl-1", "ctl-2", "ctl-3"],
+            "failover": {"move": {"ctl-1": ["web1"]}},
+            "addresses": {"web1": {"server": "web1", "standby": {"server": "web1-b"}}},
+        }
+    }
+    got = rollout.steps("par1", ["ctl-1", "ctl-2", "ctl-3"], batch=3, clusters=clusters)
+    assert batches(got) == [("batch", ["ctl-1"]), ("batch", ["ctl-2"]), ("batch", ["ctl-3"])]

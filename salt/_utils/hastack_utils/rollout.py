@@ -93,15 +93,18 @@ def _take(candidates, size, cluster_of, tolerates):
 
 
 def _clusters(clusters, key):
-    """``({node: cluster}, {cluster: max_down})``. Each cluster is ``{nodes, failover}``
-    as its pillar has them (``hastack:pacemaker:nodes``, ``hastack:failover``): what it
+    """``({node: cluster}, {cluster: max_down})``. Each cluster is ``{nodes, failover,
+    addresses}`` as its pillar has them (``hastack:pacemaker:nodes``,
+    ``hastack:failover``, ``hastack:floating_ips:addresses``): what it
     tolerates is the failover policy's ``max_down``, defaults and checks included."""
     cluster_of, tolerates = {}, {}
     for name, spec in clusters.items():
         spec = spec if isinstance(spec, dict) else {}
         nodes = spec.get("nodes")
         try:
-            tolerates[name] = failover.policy(spec.get("failover"), nodes)["max_down"]
+            tolerates[name] = failover.policy(
+                spec.get("failover"), nodes, spec.get("addresses")
+            )["max_down"]
         except SaltInvocationError as err:
             raise SaltInvocationError(f"{key}: Pacemaker cluster {name}: {err}") from err
         for node in nodes:
