@@ -77,6 +77,7 @@ bench: setup
 	$(PY) -W ignore -m bench.floating_ip
 	$(PY) -W ignore -m bench.failover
 	$(PY) -W ignore -m bench.evacuation
+	$(PY) -W ignore -m bench.rollout
 
 # What losing NODE would do, on the self-healing lab (a real master, minions inside the
 # live Pacemaker nodes, the lab Neutron): the plan as a table; nothing is changed.
