@@ -58,6 +58,7 @@ class Lab:
         self.master_conf = os.path.join(self.dir, "master", "conf")
         self.pillar_dir = os.path.join(self.dir, "pillar")
         self.sites = {}
+        self.written = None  # the pillar last written
 
     # ----------------------------------------------------------------- pillar
 
@@ -125,11 +126,24 @@ class Lab:
         return out
 
     def write_pillar(self, pillar):
+        """Write ``pillar`` (``base_pillar``'s shape) as README lays a sites pillar out:
+        every minion gets the sites' ``rollout`` settings (``common.sls``), a site's
+        other settings, its keys included, go to that site's minions only
+        (``site_<site>.sls``, targeted ``<site>-*``)."""
         os.makedirs(self.pillar_dir, exist_ok=True)
+        self.written = copy.deepcopy(pillar)
+        files = copy.deepcopy(pillar)
         top = {"base": {"*": ["common"]}}
+        for site, spec in (files["common"]["hastack"].get("sites") or {}).items():
+            own = {k: v for k, v in spec.items() if k != "rollout"}
+            files["common"]["hastack"]["sites"][site] = (
+                {"rollout": spec["rollout"]} if "rollout" in spec else {}
+            )
+            files[f"site_{site}"] = {"hastack": {"sites": {site: own}}}
+            top["base"][f"{site}-*"] = [f"site_{site}"]
         for minion in self.minions:
             top["base"][minion] = [f"node_{minion.replace('-', '_')}"]
-        for name, content in pillar.items():
+        for name, content in files.items():
             with open(os.path.join(self.pillar_dir, f"{name}.sls"), "w", encoding="utf-8") as fh:
                 yaml.safe_dump(content, fh, sort_keys=False)
         with open(os.path.join(self.pillar_dir, "top.sls"), "w", encoding="utf-8") as fh:

@@ -177,17 +177,11 @@ def caps_normalize(caps):
 def _conn(kwargs):
     """Resolve connection settings from arguments, then pillar (this minion's site's
     cluster when the pillar has sites), then defaults."""
-    tree = __salt__["pillar.get"]("hastack", {}, unmask=True)
-    if isinstance(tree, dict) and (tree.get("sites") or tree.get("minion")):
-        tree = sites.layered(tree, __opts__.get("id"))[0]
-    ceph = (tree.get("ceph") if isinstance(tree, dict) else None) or {}
 
     def pick(name, default=None):
         value = kwargs.get(name)
-        if value is None and isinstance(ceph, dict):
-            value = ceph.get(name)
         if value is None:
-            value = __salt__["config.get"](f"hastack:ceph:{name}", None)
+            value = sites.configured(__salt__, __opts__.get("id"), f"ceph:{name}")
         return default if value is None else value
 
     cluster = pick("cluster", DEFAULTS["cluster"])

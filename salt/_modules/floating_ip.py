@@ -36,6 +36,7 @@ import time
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from hastack_utils import openstack as openstack_conn
+from hastack_utils import sites
 from hastack_utils.openstack import HAS_SDK
 from hastack_utils.openstack import call as _call
 from hastack_utils.openstack import one as _one
@@ -78,7 +79,7 @@ def _conn(cloud=None):
 
 def _cloud(cloud):
     return openstack_conn.cloud_setting(
-        cloud or __salt__["config.get"]("hastack:openstack:cloud", None)
+        cloud or sites.configured(__salt__, __opts__.get("id"), "openstack:cloud")
     )
 
 
@@ -435,7 +436,9 @@ def associate(
     conn = _conn(cloud)
     target = _target_port(conn, server, port, fixed_ip)
     held = _fips(conn, "floating IPs of the port", port_id=target.id)
-    network = network or __salt__["config.get"]("hastack:openstack:external_network", None)
+    network = network or sites.configured(
+        __salt__, __opts__.get("id"), "openstack:external_network"
+    )
     if not held:
         # Failed over to its standby (floating_ip.move): that is this association, held there.
         on_standby = _held_by_standby(conn, standby, address, network)
@@ -631,7 +634,7 @@ def _standby(conn, address):
     """The standby target the pillar names for ``address`` (a label in
     ``hastack:floating_ips:addresses``, or the address an entry holds), and the floating
     address to move."""
-    entries = __salt__["config.get"]("hastack:floating_ips:addresses", {}) or {}
+    entries = sites.configured(__salt__, __opts__.get("id"), "floating_ips:addresses", {}) or {}
     label = address if address in entries else None
     if label is None:
         label = next((k for k, v in entries.items() if (v or {}).get("address") == address), None)

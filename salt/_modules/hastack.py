@@ -68,7 +68,7 @@ def _merged(defaults, os_family, pillar):
     return merged
 
 
-def validate(config=None, minion_id=None, formula="hastack"):
+def validate(config=None, minion_id=None, formula="hastack", fresh=False):
     """
     Validate the ``hastack`` pillar tree and return it normalized, with every cephx key
     replaced by the pillar path that holds it (``key_pillar``). Raises an error naming
@@ -88,6 +88,11 @@ def validate(config=None, minion_id=None, formula="hastack"):
         Where the formula is on the fileserver (its ``tplroot``, default ``hastack``):
         ``defaults.yaml`` and ``osfamilymap.yaml`` are read from there.
 
+    fresh
+        Have the master compile this minion's pillar afresh (``pillar.items``), as a
+        state run would, instead of checking the pillar the minion holds in memory
+        (which is as old as its last refresh). A rollout's gate asks for this.
+
     CLI Example:
 
     .. code-block:: bash
@@ -96,8 +101,11 @@ def validate(config=None, minion_id=None, formula="hastack"):
     """
     minion_id = minion_id or __grains__.get("id") or __opts__.get("id")
     if config is None:
-        # Salt masks pillar values in pillar.get's output; this stays in-process.
-        pillar = __salt__["pillar.get"]("hastack", {}, unmask=True)
+        if fresh:
+            pillar = (__salt__["pillar.items"](unmask=True) or {}).get("hastack", {})
+        else:
+            # Salt masks pillar values in pillar.get's output; this stays in-process.
+            pillar = __salt__["pillar.get"]("hastack", {}, unmask=True)
         if not isinstance(pillar, dict):
             raise SaltInvocationError("hastack: the pillar tree is not a mapping")
         config = pillar
@@ -140,7 +148,8 @@ def health(checks):
           worse than ``worst`` (``HEALTH_OK`` or ``HEALTH_WARN``);
         - ``pacemaker: {cib_file}``: ``pacemaker.health``: quorum, no failed action,
           every resource that should run started;
-        - ``validate: {}``: ``hastack.validate`` on this minion's pillar.
+        - ``validate: {}``: ``hastack.validate`` on this minion's pillar, compiled
+          afresh on the master.
 
     A check that cannot run is a problem too (its error is the message).
 
@@ -172,10 +181,15 @@ def health(checks):
                 got = __salt__["pacemaker.health"](cib_file=spec.get("cib_file"))
                 out[name] = "; ".join(got["problems"]) or None
             else:
-                validate()
+                # The pillar as the coming state run will see it, not the minion's copy.
+                validate(fresh=True)
                 out[name] = None
-        except (CommandExecutionError, SaltInvocationError, KeyError) as err:
-            out[name] = f"{type(err).__name__}: {err}" if isinstance(err, KeyError) else str(err)
+        except (CommandExecutionError, SaltInvocationError) as err:
+            out[name] = str(err)
+        except Exception as err:  # pylint: disable=broad-except
+            # One check that cannot run fails that check, not the others.
+            log.exception("hastack.health: the %s check failed to run", name)
+            out[name] = f"{type(err).__name__}: {err}"
     return out
 
 

@@ -18,7 +18,7 @@ from xml.sax.saxutils import escape
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-from hastack_utils import cephx
+from hastack_utils import cephx, sites
 
 try:
     import libvirt
@@ -46,7 +46,7 @@ def __virtual__():
 
 
 def _uri(uri):
-    return uri or __salt__["config.get"]("hastack:libvirt:uri", None) or DEFAULT_URI
+    return uri or sites.configured(__salt__, __opts__.get("id"), "libvirt:uri") or DEFAULT_URI
 
 
 def _connect(uri):

@@ -20,6 +20,7 @@ except ImportError:  # __virtual__ says so
     pass
 
 from hastack_utils import openstack as openstack_conn
+from hastack_utils import sites
 from hastack_utils.openstack import HAS_SDK
 from hastack_utils.openstack import call as _call
 from hastack_utils.openstack import one as _one
@@ -37,7 +38,7 @@ def __virtual__():
 
 
 def _conn(cloud=None):
-    cloud = cloud or __salt__["config.get"]("hastack:openstack:cloud", None)
+    cloud = cloud or sites.configured(__salt__, __opts__.get("id"), "openstack:cloud")
     return openstack_conn.connection(openstack_conn.cloud_setting(cloud), __context__)
 
 

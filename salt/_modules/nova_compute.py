@@ -17,6 +17,7 @@ import time
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 from hastack_utils import compute as logic
+from hastack_utils import sites
 
 try:
     from hastack_utils import openstack as openstack_conn
@@ -48,7 +49,7 @@ def __virtual__():
 def _conn(cloud=None):
     return openstack_conn.connection(
         openstack_conn.cloud_setting(
-            cloud or __salt__["config.get"]("hastack:openstack:cloud", None)
+            cloud or sites.configured(__salt__, __opts__.get("id"), "openstack:cloud")
         ),
         __context__,
     )

@@ -615,8 +615,9 @@ def status(cib_file=None, offline_standby=True):
 def health(resources=None, cib_file=None):
     """
     Whether the cluster is fit to go on with a rollout: ``{healthy, problems}``, where
-    ``problems`` names what is wrong: no quorum, each failed action (``crm_mon``'s
-    failures: the operation, node and exit reason), each of ``resources`` not started.
+    ``problems`` names what is wrong: no quorum, each node out of service (offline,
+    unclean, standby, maintenance), each failed action (``crm_mon``'s failures: the
+    operation, node and exit reason), each of ``resources`` not started.
     A CIB file has no DC: its quorum is the CIB's ``have-quorum``.
 
     resources

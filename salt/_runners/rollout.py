@@ -10,17 +10,20 @@ The steps come from the pillar the master compiles for each minion (its site is
 ``gates``, ``ceph_health``). A batch never holds more nodes of the site's Pacemaker
 cluster than its failover policy's ``max_down``.
 
-Gates, after the canary and after each batch, side by side:
+Gates, before each step (so after the canary and after each batch, and before a
+site's first step: a site already unhealthy is not touched), and after the last,
+side by side, retried for up to the site's ``settle`` seconds:
 
 - ``ceph``: the site's Ceph health through its admin minion (``ceph_client.status``,
   librados): no worse than the site's ``ceph_health`` (``HEALTH_WARN`` by default);
-- ``pacemaker``: on the site's cluster nodes (``pacemaker.health``): quorum, no failed
-  action, every resource that should run started;
+- ``pacemaker``: on a node of the site's cluster (``pacemaker.health``): quorum, every
+  node in service, no failed action, every resource that should run started;
 - ``incidents``: no failover incident open for a node of the site
   (``failover.open_incidents``);
-- ``validate``: ``hastack.validate`` on the site's minions;
+- ``validate``: ``hastack.validate`` on the minions of the coming step, so a batch is
+  never half applied for a bad pillar;
 - the operator's gates (``rollout:gates``): an execution function whose job succeeds
-  and returns a true value.
+  and returns anything but False or None.
 
 Progress is kept on the master under ``<cachedir>/hastack/rollout/``. Events:
 ``hastack/rollout/<id>/{started,canary,batch,gate,halted,resumed,done}``.
@@ -36,6 +39,7 @@ import functools
 import json
 import logging
 import os
+import re
 import threading
 import time
 
@@ -110,16 +114,25 @@ def _save(record):
     os.replace(tmp, path)
 
 
+ID_RE = re.compile(r"^\d{8}T\d{6}-\d{3}$")
+
+
 def _load(rollout_id):
+    if not ID_RE.match(str(rollout_id)):
+        raise SaltInvocationError(f"rollout: not a rollout id: {rollout_id!r}")
+    path = _store(f"{rollout_id}.json")
     try:
-        with open(_store(f"{rollout_id}.json"), encoding="utf-8") as fh:
+        with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     except FileNotFoundError:
         return None
+    except ValueError as err:
+        raise CommandExecutionError(f"rollout record {path} is unreadable: {err}") from err
 
 
 def _records():
-    out = [_load(n[: -len(".json")]) for n in os.listdir(_store()) if n.endswith(".json")]
+    names = [n[: -len(".json")] for n in os.listdir(_store()) if n.endswith(".json")]
+    out = [_load(n) for n in names if ID_RE.match(n)]
     return sorted((r for r in out if r), key=lambda r: r["started"])
 
 
@@ -186,11 +199,17 @@ def _job(minions, fun, arg=(), kwarg=None, timeout=GATE_TIMEOUT):
     }
 
 
-def _pillar(minion):
+def _pillar(minion, saltenv=None):
     """The raw ``hastack`` pillar the master compiles for ``minion`` (trusted)."""
     id_, grains, _ = salt.utils.minions.get_minion_data(minion, __opts__)
-    pillar = salt.pillar.Pillar(__opts__, grains or {"id": minion}, id_ or minion, "base")
-    return (pillar.compile_pillar() or {}).get("hastack")
+    pillar = salt.pillar.Pillar(
+        __opts__, grains or {"id": minion}, id_ or minion, saltenv or "base"
+    ).compile_pillar()
+    if (pillar or {}).get("_errors"):
+        raise SaltInvocationError(
+            f"minion {minion}: the pillar does not compile: {'; '.join(pillar['_errors'])[:2000]}"
+        )
+    return (pillar or {}).get("hastack")
 
 
 def _targets(tgt, tgt_type):
@@ -204,12 +223,12 @@ def _targets(tgt, tgt_type):
 # --------------------------------------------------------------------------- the plan
 
 
-def _plan(targets):
+def _plan(targets, saltenv=None):
     """``(sites, steps)``: each site's settings, its minions and what its gates need,
     and the rollout's steps in order. Every error names the pillar key."""
     trees, defined, seen_by = {}, None, None
     for minion in targets:
-        raw = _pillar(minion)
+        raw = _pillar(minion, saltenv)
         if not isinstance(raw, dict):
             raise SaltInvocationError(
                 f"hastack: minion {minion} has no hastack pillar (leave it out with tgt)"
@@ -221,9 +240,10 @@ def _plan(targets):
             raise SaltInvocationError(f"minion {minion}: {err}") from None
         if defined is None:
             defined, seen_by = mine, minion
-        elif mine != defined:
+        elif sites_logic.rollouts(mine) != sites_logic.rollouts(defined):
             raise SaltInvocationError(
-                f"hastack:sites: minions {seen_by} and {minion} are given different sites"
+                f"hastack:sites: minions {seen_by} and {minion} are given different sites "
+                "or rollout settings"
             )
     if not defined:  # no sites in pillar: each hastack:site is a site, by name
         names = sorted({tree.get("site", "default") for tree in trees.values()})
@@ -237,62 +257,67 @@ def _plan(targets):
         if not members:
             continue
         sites[site] = _site(site, spec, members, trees)
+        admin = sites[site]["ceph_admin"]
         steps += rollout_logic.steps(
             site,
             members,
             spec["canary"],
             spec["batch"],
             sites[site]["clusters"],
-            first=sites[site]["ceph_admin"],
+            first=admin if admin in members else None,
         )
     return sites, steps
 
 
+def _agreed(site, members, trees, path):
+    """The one value the site's minions give ``hastack:<path>`` (those that give it),
+    or None; minions that disagree are an error naming the key."""
+    seen = {}
+    for minion in members:
+        value = sites_logic.setting(trees[minion], minion, path)
+        if value is not None:
+            seen.setdefault(json.dumps(value, sort_keys=True, default=str), minion)
+    if len(seen) > 1:
+        first, second = list(seen.values())[:2]
+        raise SaltInvocationError(
+            f"hastack:{path}: minions {first} and {second} of site {site} disagree"
+        )
+    return json.loads(next(iter(seen))) if seen else None
+
+
 def _site(site, spec, members, trees):
-    """What the gates of ``site`` need, from its minions' layered pillars."""
-    tree = trees[members[0]]
-    ceph = tree.get("ceph") or {}
-    pcmk = tree.get("pacemaker") or {}
-    nodes = [n for n in (pcmk.get("nodes") or []) if n in members]
+    """What the gates of ``site`` need: facts every minion of the site that has them
+    agrees on (the Ceph admin minion, the Pacemaker nodes), from their layered pillars."""
+    admin = _agreed(site, members, trees, "ceph:admin_minion")
+    nodes = _agreed(site, members, trees, "pacemaker:nodes") or []
+    holder = next((m for m in members if (trees[m].get("pacemaker") or {}).get("nodes")), None)
     clusters = {}
-    if isinstance(pcmk.get("nodes"), list) and len(pcmk["nodes"]) > 1:
+    if isinstance(nodes, list) and len(nodes) > 1:
+        tree = trees[holder]
         clusters["pacemaker"] = {
-            "nodes": pcmk["nodes"],
+            "nodes": nodes,
             "failover": tree.get("failover"),
             "addresses": (tree.get("floating_ips") or {}).get("addresses"),
         }
-    admin = ceph.get("admin_minion")
+    running = [n for n in nodes if n in members]
     return {
         "minions": members,
-        "ceph_admin": admin if admin in members else None,
+        # Asked even when it is not rolled to: the site's Ceph health is read there.
+        "ceph_admin": admin,
         "ceph_health": spec["ceph_health"],
-        "pacemaker_nodes": nodes,
-        "cib_file": {n: (trees[n].get("pacemaker") or {}).get("cib_file") for n in nodes},
-        "failover_nodes": list(pcmk.get("nodes") or []),
+        "settle": spec["settle"],
+        "pacemaker_nodes": running,
+        "cib_file": {n: (trees[n].get("pacemaker") or {}).get("cib_file") for n in running},
+        "failover_nodes": list(nodes),
         "gates": spec["gates"],
         "clusters": clusters,
     }
 
 
-def _preflight(minions):
-    """``hastack.validate`` on every minion the rollout will touch, in one job, before
-    any is: a bad pillar anywhere stops it with nothing run."""
-    got = _job(minions, "hastack.validate")
-    bad = [
-        f"{m}: {got[m]['ret'] if m in got else 'no answer'}"
-        for m in minions
-        if m not in got or got[m].get("retcode", 0) != 0
-    ]
-    if bad:
-        raise SaltInvocationError("hastack.validate: " + "; ".join(str(b) for b in bad)[:4000])
-
-
-# --------------------------------------------------------------------------- a step
-
-
 def _apply(record, step, minions):
-    """``state.apply`` of the rollout's SLS on ``minions``: ``{minion: changed ids}``;
-    the first failed state (or a minion that did not answer) halts."""
+    """``state.apply`` of the rollout's SLS on ``minions`` (one job): the changed state
+    ids are noted in ``step``; the first failed state (or a minion that did not
+    answer) halts, and only the minions on which everything succeeded count as applied."""
     kwarg = {"test": True} if record["test"] else {}
     if record.get("saltenv"):
         kwarg["saltenv"] = record["saltenv"]
@@ -305,86 +330,94 @@ def _apply(record, step, minions):
         timeout=record["timeout"],
         full_return=True,
     )
-    changed, failure = {}, None
-    for minion in minions:
-        res = (got or {}).get(minion)
-        if not isinstance(res, dict) or res.get("out") == "no_return" or "ret" not in res:
-            failure = failure or Halted(f"{minion} did not return", minion=minion)
-            continue
-        ret = res["ret"]
-        if not isinstance(ret, dict):
-            # A render error: Salt returns a list of messages.
-            text = "; ".join(str(x) for x in ret) if isinstance(ret, list) else str(ret)
-            failure = failure or Halted(text[:2000], minion=minion, state="(render)")
-            continue
-        ids = []
-        for key, state in sorted(ret.items(), key=lambda kv: kv[1].get("__run_num__", 0)):
-            if not isinstance(state, dict):
-                continue
-            sid = state.get("__id__") or key
-            if state.get("result") is False:
-                failure = failure or Halted(
-                    str(state.get("comment"))[:2000], minion=minion, state=sid
-                )
-            elif state.get("changes") or (record["test"] and state.get("result") is None):
-                ids.append(sid)
-        changed[minion] = ids
-        if res.get("retcode", 0) not in (0, None) and failure is None:
-            failure = Halted(f"state.apply returned {res['retcode']}", minion=minion)
+    changed, applied, failure = rollout_logic.outcome(minions, got, test=record["test"])
     step["changed"] = {**step.get("changed", {}), **changed}
+    step["applied"] = sorted(set(step.get("applied", [])) | set(applied))
     if failure is not None:
-        step["applied"] = sorted(
-            set(step.get("applied", [])) | {m for m in changed if m != failure.where.get("minion")}
-        )
-        raise failure
-    step["applied"] = sorted(set(step.get("applied", [])) | set(minions))
+        message = failure.pop("message")
+        raise Halted(message, **failure)
     return changed
 
 
-def _gates(record, site, step):
-    """Every gate of ``site`` after ``step``, side by side: ``{gate: {ok, message,
-    seconds}}``. The minion-side checks (Ceph through the site's admin minion,
-    Pacemaker through one cluster node, ``hastack.validate`` on the minions of the
-    next step) are one job (``hastack.health``); incidents are read here; each operator
-    gate is a job of its own."""
-    spec = record["sites"][site]
-    steps = [s for s in record["steps"] if s["site"] == site]
-    after = steps[steps.index(step) + 1 :] if step in steps else []
-    health = {}
-    if spec["ceph_admin"]:
-        health.setdefault(spec["ceph_admin"], {})["ceph"] = {"worst": spec["ceph_health"]}
-    if spec["pacemaker_nodes"]:
-        node = spec["pacemaker_nodes"][0]
-        health.setdefault(node, {})["pacemaker"] = {"cib_file": spec["cib_file"].get(node)}
-    for minion in after[0]["minions"] if after else []:
+def _gate_plan(record, index):
+    """What is checked before step ``index`` (``len(steps)``: after the last): the
+    site of the step before (its gates, with the minions just done) and, on entering a
+    site, that site's too (the minions just done: none); and the minions of the step
+    about to run, which validate."""
+    steps = record["steps"]
+    before = steps[index - 1] if index > 0 else None
+    coming = steps[index] if index < len(steps) else None
+    checked = []
+    if before is not None:
+        checked.append((before["site"], before["minions"]))
+    if coming is not None and (before is None or coming["site"] != before["site"]):
+        checked.append((coming["site"], None))
+    validate = []
+    if coming is not None:
+        validate = [m for m in coming["minions"] if m not in coming.get("applied", [])]
+    return checked, validate
+
+
+def _gates(record, index):
+    """Every gate before step ``index``, side by side: ``[{site, gate, ok, message,
+    seconds}]``. The minion-side checks (Ceph through each site's admin minion,
+    Pacemaker through one cluster node, ``hastack.validate`` on the coming minions) are
+    one job (``hastack.health``); incidents are read here; each operator gate is a job
+    of its own."""
+    checked, validate = _gate_plan(record, index)
+    health, owners, checks = {}, [], {}
+    for site, done in checked:
+        spec = record["sites"][site]
+        if spec["ceph_admin"]:
+            health.setdefault(spec["ceph_admin"], {})["ceph"] = {"worst": spec["ceph_health"]}
+            owners.append((site, "ceph", spec["ceph_admin"]))
+        if spec["pacemaker_nodes"]:
+            node = spec["pacemaker_nodes"][0]
+            health.setdefault(node, {})["pacemaker"] = {"cib_file": spec["cib_file"].get(node)}
+            owners.append((site, "pacemaker", node))
+        if spec["failover_nodes"]:
+            checks[(site, "incidents")] = functools.partial(_gate_incidents, spec)
+        for name, gate in spec["gates"].items():
+            if gate["tgt"] == "step" and done is None:
+                continue  # nothing of the site done yet
+            checks[(site, name)] = functools.partial(_gate_operator, spec, done, gate)
+    coming_site = record["steps"][index]["site"] if index < len(record["steps"]) else None
+    for minion in validate:
         health.setdefault(minion, {})["validate"] = {}
-    checks = {"minions": functools.partial(_gate_health, health)} if health else {}
-    if spec["failover_nodes"]:
-        checks["incidents"] = functools.partial(_gate_incidents, spec)
-    for name, gate in spec["gates"].items():
-        checks[name] = functools.partial(_gate_operator, spec, step, gate)
-    results = {}
+        owners.append((coming_site, "validate", minion))
+    if health:
+        checks[("*", "minions")] = functools.partial(_gate_health, health)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(checks))) as pool:
         # Each thread runs in a copy of this one's context: the loader's __salt__ and
         # __opts__ live there.
         futures = {
-            name: pool.submit(contextvars.copy_context().run, _timed, check)
-            for name, check in checks.items()
+            key: pool.submit(contextvars.copy_context().run, _timed, check)
+            for key, check in checks.items()
         }
-        for name, future in futures.items():
-            results[name] = future.result()
-    # The minions' checks, each a gate of its own in the report.
-    got = results.pop("minions", None)
-    if got is not None:
-        for name in ("ceph", "pacemaker", "validate"):
-            found = got["found"].get(name)
-            if found is not None:
-                results[name] = {
-                    "ok": not found,
-                    "message": "; ".join(found),
-                    "seconds": got["seconds"],
+        results = {key: future.result() for key, future in futures.items()}
+    minions = results.pop(("*", "minions"), None)
+    out = [dict(r, site=site, gate=gate) for (site, gate), r in results.items()]
+    if minions is not None:
+        # One result per site and check, each problem naming its minion.
+        grouped = {}
+        for site, check, minion in owners:
+            problem = minions["found"].get((minion, check)) if minions["ok"] else minions["message"]
+            entry = grouped.setdefault((site, check), [])
+            if problem:
+                entry.append(f"{minion}: {problem}")
+        for (site, check), problems in grouped.items():
+            out.append(
+                {
+                    "site": site,
+                    "gate": check,
+                    "ok": not problems,
+                    "message": "; ".join(problems),
+                    "seconds": minions["seconds"],
                 }
-    return results
+            )
+    for result in out:
+        result["message"] = rollout_logic.redact(result["message"])[:2000]
+    return out
 
 
 def _timed(check):
@@ -396,25 +429,23 @@ def _timed(check):
         found = f"{type(err).__name__}: {err}"
     seconds = round(time.time() - start, 3)
     if isinstance(found, dict):
-        return {"found": found, "seconds": seconds}
+        return {"ok": True, "found": found, "message": "", "seconds": seconds}
     return {"ok": not found, "message": found or "", "seconds": seconds}
 
 
 def _gate_health(health):
-    """``{check: [problems]}`` from one ``hastack.health`` job (each problem names its
-    minion)."""
+    """``{(minion, check): problem}`` from one ``hastack.health`` job."""
     got = _job(list(health), "hastack.health", kwarg={"checks": health})
     found = {}
     for minion, checks in health.items():
         res = got.get(minion)
         for name in checks:
-            problems = found.setdefault(name, [])
             if res is None:
-                problems.append(f"{minion}: no answer")
+                found[(minion, name)] = "no answer"
             elif res.get("retcode", 0) != 0 or not isinstance(res.get("ret"), dict):
-                problems.append(f"{minion}: {res.get('ret')}")
+                found[(minion, name)] = str(res.get("ret"))
             elif res["ret"].get(name):
-                problems.append(f"{minion}: {res['ret'][name]}")
+                found[(minion, name)] = res["ret"][name]
     return found
 
 
@@ -427,79 +458,114 @@ def _gate_incidents(spec):
     return None
 
 
-def _gate_operator(spec, step, gate):
+def _gate_operator(spec, done, gate):
+    """An operator's gate: its job must succeed (retcode 0) and return anything but
+    False or None on each of its minions (``step``: the minions just done)."""
     tgt = gate["tgt"]
-    minions = step["minions"] if tgt == "step" else spec["minions"] if tgt == "site" else [tgt]
+    minions = done if tgt == "step" else spec["minions"] if tgt == "site" else [tgt]
     got = _job(minions, gate["fun"], gate["args"], gate["kwargs"])
     bad = [
         f"{m}: {got[m]['ret'] if m in got else 'no answer'}"
         for m in minions
-        if m not in got or got[m].get("retcode", 0) != 0 or not got[m].get("ret")
+        if m not in got or got[m].get("retcode", 0) != 0 or got[m].get("ret") in (False, None)
     ]
     return f"{gate['fun']}: " + "; ".join(str(b) for b in bad)[:2000] if bad else None
 
 
-# --------------------------------------------------------------------------- the run
+def _pass_gates(record, index):
+    """The gates before step ``index``, retried for the sites' ``settle`` seconds;
+    each result an event. A gate still failing halts."""
+    checked, _ = _gate_plan(record, index)
+    settle = max([record["sites"][site]["settle"] for site, _ in checked] or [0])
+    deadline = time.time() + settle
+    steps = record["steps"]
+    label = _label(steps[index]) if index < len(steps) else f"after {_label(steps[-1])}"
+    while True:
+        results = _gates(record, index)
+        failed = [r for r in results if not r["ok"]]
+        if not failed or time.time() + 2 > deadline:
+            break
+        time.sleep(2)
+    for result in results:
+        _fire(record, "gate", step=label, **result)
+    if index < len(steps):
+        steps[index]["gates"] = results
+    else:
+        record["final_gates"] = results
+    if failed:
+        raise Halted(failed[0]["message"], gate=failed[0]["gate"], gate_site=failed[0]["site"])
+
+
+def _halt(record, index, halt):
+    steps = record["steps"]
+    if index < len(steps):
+        steps[index]["state"] = "halted"
+        label, site = _label(steps[index]), steps[index]["site"]
+    else:
+        label, site = f"after {_label(steps[-1])}", steps[-1]["site"]
+    where = dict(halt.where)
+    site = where.pop("gate_site", site)
+    record["state"] = "halted"
+    record["halted"] = dict(where, site=site, step=label, index=index, message=str(halt))
+    record["ended"] = time.time()
+    _save(record)
+    _fire(record, "halted", **record["halted"])
+    what = where.get("state") or where.get("gate")
+    _say(
+        f"HALTED in {site}, {label}"
+        + (f", minion {where['minion']}" if where.get("minion") else "")
+        + (f", {'state' if where.get('state') else 'gate'} {what}" if what else "")
+        + f": {halt}"
+    )
 
 
 def _run(record):
-    """Take ``record``'s steps from the first not done; halt at the first failure."""
-    total = sum(len(s["minions"]) for s in record["steps"])
-    for step in record["steps"]:
-        if step["state"] == "done":
-            continue
-        site, kind = step["site"], step["kind"]
-        label = _label(step)
-        step["state"] = "running"
-        _save(record)
-        start = time.time()
-        try:
+    """Take ``record``'s steps from the first not done, each after its gates, and the
+    last gates after the last step; halt at the first failure."""
+    steps = record["steps"]
+    total = sum(len(s["minions"]) for s in steps)
+    index = len(steps)
+    try:
+        for index, step in enumerate(steps):
+            if step["state"] == "done":
+                continue
+            _pass_gates(record, index)
+            step["state"] = "running"
+            _save(record)
+            start = time.time()
             todo = [m for m in step["minions"] if m not in step.get("applied", [])]
             if todo:
                 _apply(record, step, todo)
-            step["apply_seconds"] = round(time.time() - start, 3)
-            gates = _gates(record, site, step)
-            step["gates"] = gates
-            for name, result in gates.items():
-                _fire(record, "gate", site=site, step=label, gate=name, **result)
-            failed = {n: r for n, r in gates.items() if not r["ok"]}
-            if failed:
-                name = next(iter(failed))
-                raise Halted(failed[name]["message"], gate=name)
-        except Halted as halt:
-            step["state"] = "halted"
-            record["state"] = "halted"
-            record["halted"] = dict(halt.where, site=site, step=label, message=str(halt))
-            record["ended"] = time.time()
+            step["state"] = "done"
+            step["seconds"] = round(time.time() - start, 3)
+            done = sum(len(s["minions"]) for s in steps if s["state"] == "done")
+            changed = sum(1 for ids in step.get("changed", {}).values() if ids)
             _save(record)
-            _fire(record, "halted", **record["halted"])
-            what = halt.where.get("state") or halt.where.get("gate")
-            _say(
-                f"HALTED in {site}, {label}"
-                + (f", minion {halt.where['minion']}" if halt.where.get("minion") else "")
-                + (f", {'state' if halt.where.get('state') else 'gate'} {what}" if what else "")
-                + f": {halt}"
+            _fire(
+                record,
+                step["kind"],
+                site=step["site"],
+                index=step["index"],
+                minions=step["minions"],
+                changed=changed,
+                seconds=step["seconds"],
+                done=done,
+                total=total,
             )
-            return False
-        step["state"] = "done"
-        step["seconds"] = round(time.time() - start, 3)
-        done = sum(len(s["minions"]) for s in record["steps"] if s["state"] == "done")
-        changed = sum(1 for ids in step.get("changed", {}).values() if ids)
-        _save(record)
-        _fire(
-            record,
-            kind,
-            site=site,
-            index=step["index"],
-            minions=step["minions"],
-            changed=changed,
-            seconds=step["seconds"],
-            done=done,
-            total=total,
-        )
-        _say(
-            f"{site} {label}: {', '.join(step['minions'])} ({changed} changed); {done} of {total} done"
-        )
+            _say(
+                f"{step['site']} {_label(step)}: {', '.join(step['minions'])} "
+                f"({changed} changed); {done} of {total} done"
+            )
+        index = len(steps)
+        _pass_gates(record, index)
+    except Halted as halt:
+        _halt(record, index, halt)
+        return False
+    except Exception as err:  # pylint: disable=broad-except
+        # Never a rollout left "running" by a crash: it halts, and resume goes on.
+        log.exception("hastack rollout: %s failed", record["id"])
+        _halt(record, index, Halted(f"{type(err).__name__}: {err}", error="internal"))
+        return False
     record["state"] = "done"
     record["ended"] = time.time()
     _save(record)
@@ -568,7 +634,8 @@ def apply(
         minion that is still working whether it still runs it).
 
     restart
-        Start over even though a rollout of ``mods`` halted (it is marked superseded).
+        Start over even though a rollout of ``mods`` halted (it is marked superseded
+        and cannot be resumed any more).
 
     CLI Example:
 
@@ -578,39 +645,37 @@ def apply(
         salt-run rollout.apply hastack
     """
     test = bool(test)
-    unfinished = [
-        r
-        for r in _records()
-        if r["mods"] == mods and not r["test"] and r["state"] in ("halted", "running")
-    ]
-    if unfinished and not test and not restart:
-        old = unfinished[-1]
-        raise CommandExecutionError(
-            f"rollout {old['id']} of {mods} {old['state']} at "
-            f"{(old.get('halted') or {}).get('site', '?')}: salt-run rollout.resume "
-            f"{old['id']}, or start over: salt-run rollout.apply {mods} restart=True"
-        )
     began = time.time()
-    targets = _targets(tgt, tgt_type)
-    sites, steps = _plan(targets)
-    planned = time.time()
-    # Side by side with the plan it was slower here: both load the master.
-    _preflight([m for s in steps for m in s["minions"]])
+    sites, steps = _plan(_targets(tgt, tgt_type), saltenv)
     now = time.time()
     record = {
         "id": time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"-{int(now * 1000) % 1000:03d}",
         "mods": mods,
         "test": test,
+        "tgt": tgt,
+        "tgt_type": tgt_type,
         "saltenv": saltenv,
         "timeout": timeout,
         "started": now,
-        "plan_seconds": round(planned - began, 3),  # the pillars compiled here
-        "preflight_seconds": round(now - planned, 3),  # every minion's hastack.validate
+        "plan_seconds": round(now - began, 3),  # the pillars compiled here
         "state": "running",
         "sites": sites,
         "steps": [dict(s, state="pending") for s in steps],
     }
     with _Lock():
+        # Read under the lock: a resume that just ended elsewhere is seen as it ended.
+        unfinished = [
+            r
+            for r in _records()
+            if r["mods"] == mods and not r["test"] and r["state"] in ("halted", "running")
+        ]
+        if unfinished and not test and not restart:
+            old = unfinished[-1]
+            raise SaltInvocationError(
+                f"rollout {old['id']} of {mods} {old['state']} at "
+                f"{(old.get('halted') or {}).get('site', '?')}: salt-run rollout.resume "
+                f"{old['id']}, or start over: salt-run rollout.apply {mods} restart=True"
+            )
         if not test:
             for old in unfinished:  # restart: they are not resumed any more
                 old["state"] = "superseded"
@@ -623,9 +688,11 @@ def apply(
             sites=list(sites),
             steps=[{k: s[k] for k in ("site", "kind", "index", "minions")} for s in steps],
             minions=sum(len(s["minions"]) for s in steps),
+            plan_seconds=record["plan_seconds"],
         )
         _say(
-            f"rollout {record['id']} of {mods}{' (test)' if test else ''}: {len(steps)} steps in {', '.join(sites)}"
+            f"rollout {record['id']} of {mods}{' (test)' if test else ''}: "
+            f"{len(steps)} steps in {', '.join(sites)}"
         )
         if test:
             _preview(record)
@@ -636,43 +703,65 @@ def apply(
 
 def _preview(record):
     """``test=True``: one ``state.apply test=True`` job for every minion (nothing
-    changes, so the order does not matter), then each site's gates as they stand."""
+    changes, so the order does not matter), then each site's gates as they stand
+    (those about the minions just done aside)."""
     minions = [m for s in record["steps"] for m in s["minions"]]
     whole = {"minions": minions}
     try:
         changed = _apply(record, whole, minions)
     except Halted as halt:
         changed = whole.get("changed", {})
-        record["halted"] = dict(halt.where, message=str(halt))
+        minion = halt.where.get("minion")
+        at = next((s for s in record["steps"] if minion in s["minions"]), None)
+        record["halted"] = dict(
+            halt.where,
+            site=at["site"] if at else None,
+            step=_label(at) if at else None,
+            message=str(halt),
+        )
     for step in record["steps"]:
         step["changed"] = {m: changed.get(m, []) for m in step["minions"]}
         step["state"] = "preview"
-        label = _label(step)
         would = sum(1 for m in step["minions"] if step["changed"][m])
-        _say(f"{step['site']} {label}: {', '.join(step['minions'])} ({would} would change)")
+        _say(f"{step['site']} {_label(step)}: {', '.join(step['minions'])} ({would} would change)")
     for site in record["sites"]:
-        last = [s for s in record["steps"] if s["site"] == site][0]
-        gates = _gates(record, site, last)
-        failing = {n: r["message"] for n, r in gates.items() if not r["ok"]}
-        record["sites"][site]["gates_now"] = gates
+        first = next(i for i, s in enumerate(record["steps"]) if s["site"] == site)
+        entering = dict(record, steps=record["steps"][first:])
+        results = [r for r in _gates(entering, 0) if r["gate"] != "validate"]
+        record["sites"][site]["gates_now"] = results
+        failing = [r for r in results if not r["ok"]]
         if failing and not record.get("halted"):
-            name = next(iter(failing))
-            record["halted"] = {"site": site, "gate": name, "message": failing[name]}
+            record["halted"] = {
+                "site": site,
+                "step": _label(record["steps"][first]),
+                "gate": failing[0]["gate"],
+                "message": failing[0]["message"],
+            }
     record["state"] = "halted" if record.get("halted") else "done"
     record["ended"] = time.time()
     _save(record)
-    _fire(record, "done", seconds=round(record["ended"] - record["started"], 3), preview=True)
+    if record.get("halted"):
+        _fire(record, "halted", preview=True, **record["halted"])
+    else:
+        _fire(record, "done", seconds=round(record["ended"] - record["started"], 3), preview=True)
+
+
+def _steps_of(steps):
+    return [(s["site"], s["kind"], list(s["minions"])) for s in steps]
 
 
 @_operator_facing
 def resume(rollout=None):
     """
-    Go on with a halted rollout from the step that halted: the minions of that step
-    that applied cleanly, and every step done before, are not applied again; a step
-    that halted on a gate runs its gates first.
+    Go on with a halted rollout from where it halted: every step done before, and the
+    minions of the halted step that applied cleanly, are not applied again; the gates
+    before the halted step run first. The pillar is read again: if the rollout's steps
+    would now be different (a minion added, a site's canary or batch changed), it is
+    refused (start over with ``rollout.apply ... restart=True``); the gates' settings
+    are taken from it.
 
     rollout
-        Its id (default: the last halted rollout).
+        Its id (default: the last halted rollout, or one a crash left running).
 
     CLI Example:
 
@@ -681,28 +770,38 @@ def resume(rollout=None):
         salt-run rollout.resume
         salt-run rollout.resume 20261206T171500-123
     """
-    if rollout is None:
-        halted = [r for r in _records() if r["state"] == "halted" and not r["test"]]
-        if not halted:
-            raise SaltInvocationError("rollout: no halted rollout to resume")
-        record = halted[-1]
-    else:
-        record = _load(str(rollout))
-        if record is None:
-            raise SaltInvocationError(f"rollout: no rollout {rollout!r}")
-    if record["test"]:
-        raise SaltInvocationError(f"rollout: {record['id']} was a preview (test=True)")
-    if record["state"] == "done":
-        raise SaltInvocationError(f"rollout: {record['id']} is done")
-    _preflight([m for s in record["steps"] if s["state"] != "done" for m in s["minions"]])
     with _Lock():
+        # Under the lock: a record "running" here is one a crash left behind.
+        if rollout is None:
+            left = [r for r in _records() if r["state"] in ("halted", "running") and not r["test"]]
+            if not left:
+                raise SaltInvocationError("rollout: no halted rollout to resume")
+            record = left[-1]
+        else:
+            record = _load(str(rollout))
+            if record is None:
+                raise SaltInvocationError(f"rollout: no rollout {rollout!r}")
+        if record["test"]:
+            raise SaltInvocationError(f"rollout: {record['id']} was a preview (test=True)")
+        if record["state"] not in ("halted", "running"):
+            raise SaltInvocationError(f"rollout: {record['id']} is {record['state']}")
+        sites, steps = _plan(
+            _targets(record.get("tgt", "*"), record.get("tgt_type", "glob")), record.get("saltenv")
+        )
+        if _steps_of(steps) != _steps_of(record["steps"]):
+            raise SaltInvocationError(
+                f"rollout {record['id']}: the pillar now gives other steps than it was "
+                f"started with; start over: salt-run rollout.apply {record['mods']} restart=True"
+            )
+        record["sites"] = sites
         halted = record.pop("halted", None)
         record["state"] = "running"
         record.setdefault("resumes", []).append({"at": time.time(), "halted": halted})
         _save(record)
         _fire(record, "resumed", halted=halted)
         _say(
-            f"rollout {record['id']} resumed at {(halted or {}).get('site')} {(halted or {}).get('step')}"
+            f"rollout {record['id']} resumed at {(halted or {}).get('site')} "
+            f"{(halted or {}).get('step')}"
         )
         _run(record)
     return _result(record)

@@ -12,6 +12,7 @@ apply ran before these tests (``rolloutlab.start``)."""
 import base64
 import configparser
 import copy
+import json
 import os
 import shutil
 import subprocess
@@ -70,14 +71,19 @@ def bus(lab):
 
 @pytest.fixture(autouse=True)
 def converged(lab):
-    """Every test starts and ends with the lab's pillar applied and healthy sites."""
+    """Every test starts and ends with the lab's pillar applied and healthy sites (a
+    test that ended with ``lab.pillar`` rolled out leaves nothing to do)."""
     yield
-    lab.write_pillar(lab.pillar)
+    converged_already = (
+        lab.written == lab.pillar and (lab.runner("rollout.status") or {}).get("state") == "done"
+    )
     for site in rolloutlab.SITES:
         lab.ceph_cmd(site, "osd", "set-full-ratio", "0.95")
         lab.clear_failures(site)
-    got = lab.runner("rollout.apply", "hastack", restart=True)
-    assert got["state"] == "done", got
+    if not converged_already:
+        lab.write_pillar(lab.pillar)
+        got = lab.runner("rollout.apply", "hastack", restart=True)
+        assert got["state"] == "done", got
 
 
 def keyring(lab, minion):
@@ -162,6 +168,21 @@ def test_a_key_rotation_previews_exactly_then_rolls_site_by_site_canary_first(la
 
     again = lab.runner("rollout.apply", "hastack")
     assert again["state"] == "done" and again["changes"] == {}
+    # No key in the events, the returns or the rollout's record on the master.
+    record = os.path.join(
+        lab.dir, "master", "cache", "hastack", "rollout", f"{got['rollout']}.json"
+    )
+    with open(record, encoding="utf-8") as fh:
+        seen = fh.read() + json.dumps([rollout_events(bus, mark), got, preview], default=str)
+    for key in (*NEW.values(), *rolloutlab.KEYS.values()):
+        assert key not in seen
+    # Each site's key reaches that site's minions only (README's pillar layout).
+    pillars = lab.client().cmd(
+        lab.minions, "pillar.items", kwarg={"unmask": True}, tgt_type="list", timeout=60
+    )
+    for minion, items in pillars.items():
+        mine, other = ("osl", "ber") if minion.startswith("osl") else ("ber", "osl")
+        assert NEW[mine] in json.dumps(items) and NEW[other] not in json.dumps(items)
     lab.pillar = rotated(lab, **NEW)
 
 
@@ -191,50 +212,107 @@ def test_a_change_that_breaks_in_the_first_sites_canary_touches_nothing_else(lab
     assert "rollout.resume" in again["error"] and again["retcode"] == 1
 
 
-def test_ceph_health_err_after_the_canary_halts_then_resume_finishes_without_reapplying(lab, bus):
-    lab.write_pillar(rotated(lab, osl=THIRD["osl"]))
-    lab.ceph_cmd("osl", "osd", "set-full-ratio", "0.5")  # OSD_OUT_OF_ORDER_FULL: HEALTH_ERR
+def test_ceph_health_err_in_the_second_site_halts_after_the_first_then_resume_finishes(lab, bus):
+    lab.write_pillar(rotated(lab, **THIRD))
+    lab.ceph_cmd("ber", "osd", "set-full-ratio", "0.5")  # OSD_OUT_OF_ORDER_FULL: HEALTH_ERR
     mark = bus.mark()
     got = lab.runner("rollout.apply", "hastack")
     assert got["state"] == "halted", got
-    assert got["halted"]["site"] == "osl" and got["halted"]["step"] == "canary 0"
-    assert got["halted"]["gate"] == "ceph" and "HEALTH_ERR" in got["halted"]["message"]
-    assert apply_returns(bus, mark) == ["osl-1"]
+    halted = got["halted"]
+    assert (halted["site"], halted["step"], halted["gate"]) == ("ber", "canary 0", "ceph")
+    assert "ber-1: Ceph is HEALTH_ERR" in halted["message"]
+    # After osl's last batch, before ber's first step: ber is not touched.
+    assert apply_returns(bus, mark) == APPLIED[:3]
+    assert cluster_key(lab, "ber") == NEW["ber"]
 
-    lab.ceph_cmd("osl", "osd", "set-full-ratio", "0.95")
+    lab.ceph_cmd("ber", "osd", "set-full-ratio", "0.95")
     mark = bus.mark()
     done = lab.runner("rollout.resume")
     assert done["state"] == "done", done
     assert done["rollout"] == got["rollout"]
-    # The canary is not applied again: only the rest of the steps ran.
-    assert apply_returns(bus, mark) == APPLIED[1:]
-    # The canary's gates ran again and passed: then it is done.
+    # What was done is not applied again: only ber's steps ran.
+    assert apply_returns(bus, mark) == APPLIED[3:]
     kinds = [k for k, _ in rollout_events(bus, mark) if k != "gate"]
-    assert kinds == ["resumed", "canary", "canary", "batch", "canary", "canary", "batch", "done"]
-    assert cluster_key(lab, "osl") == THIRD["osl"]
-    lab.pillar = rotated(lab, osl=THIRD["osl"])
+    assert kinds == ["resumed", "canary", "canary", "batch", "done"]
+    assert cluster_key(lab, "ber") == THIRD["ber"]
+    lab.pillar = rotated(lab, **THIRD)
 
 
-def test_a_failed_pacemaker_resource_in_the_second_site_halts_before_its_next_batch(lab, bus):
-    lab.write_pillar(rotated(lab, ber=THIRD["ber"]))
-    lab.fail_resource("ber", "p_api_ber", "ber-1")
+def test_a_failed_pacemaker_action_halts_before_the_site_is_touched(lab, bus):
+    lab.write_pillar(rotated(lab, osl=NEW["osl"]))
+    lab.fail_resource("osl", "p_api_osl", "osl-2")
     mark = bus.mark()
     got = lab.runner("rollout.apply", "hastack")
     assert got["state"] == "halted", got
-    assert got["halted"] == {
-        "site": "ber",
-        "step": "canary 0",
-        "gate": "pacemaker",
-        "message": got["halted"]["message"],
-    }
-    assert "p_api_ber_monitor_10000 on ber-1" in got["halted"]["message"]
-    assert apply_returns(bus, mark) == APPLIED[:4]
-    lab.clear_failures("ber")
+    halted = got["halted"]
+    assert (halted["site"], halted["step"], halted["gate"]) == ("osl", "canary 0", "pacemaker")
+    assert "failed action p_api_osl_monitor_10000 on osl-2" in halted["message"]
+    assert apply_returns(bus, mark) == []
+    lab.clear_failures("osl")
     mark = bus.mark()
     done = lab.runner("rollout.resume", got["rollout"])
     assert done["state"] == "done", done
-    assert apply_returns(bus, mark) == APPLIED[4:]
-    lab.pillar = rotated(lab, ber=THIRD["ber"])
+    assert apply_returns(bus, mark) == APPLIED
+    lab.pillar = rotated(lab, osl=NEW["osl"])
+
+
+def test_a_resource_the_change_adds_and_the_cluster_does_not_start_halts_the_next_step(lab, bus):
+    changed = copy.deepcopy(lab.pillar)
+    pcmk = changed["common"]["hastack"]["sites"]["osl"]["pacemaker"]
+    pcmk["primitives"]["p_worker_osl"] = {"agent": "ocf:pacemaker:Dummy"}
+    lab.write_pillar(changed)
+    mark = bus.mark()
+    got = lab.runner("rollout.apply", "hastack")
+    assert got["state"] == "halted", got
+    halted = got["halted"]
+    # osl-1 wrote it into the CIB; nothing runs it (until the cluster does).
+    assert (halted["site"], halted["step"], halted["gate"]) == ("osl", "canary 1", "pacemaker")
+    assert "resource p_worker_osl is not started" in halted["message"]
+    assert apply_returns(bus, mark) == APPLIED[:1]
+    lab.run_cluster("osl")
+    mark = bus.mark()
+    done = lab.runner("rollout.resume")
+    assert done["state"] == "done", done
+    assert apply_returns(bus, mark) == APPLIED[1:]
+    lab.pillar = changed
+
+
+def test_an_operator_gate_holds_the_site_until_it_passes(lab, bus):
+    ready = os.path.join(lab.dir, "osl-ready")
+    gated = copy.deepcopy(lab.pillar)
+    gated["common"]["hastack"]["sites"]["osl"]["rollout"]["gates"] = {
+        "ready": {"fun": "cmd.run", "args": [f"test -e {ready}"], "tgt": "site"}
+    }
+    lab.write_pillar(gated)
+    got = lab.runner("rollout.apply", "hastack")
+    assert got["state"] == "halted", got
+    assert (got["halted"]["site"], got["halted"]["gate"]) == ("osl", "ready")
+    with open(ready, "w", encoding="utf-8"):
+        pass
+    done = lab.runner("rollout.resume")
+    assert done["state"] == "done", done
+    lab.pillar = gated
+
+
+def test_a_bad_minion_pillar_in_the_second_site_halts_before_that_minion(lab, bus):
+    bad = copy.deepcopy(lab.pillar)
+    bad["node_ber_3"]["hastack"]["roles"] = ["compute", "kitchen"]
+    lab.write_pillar(bad)
+    mark = bus.mark()
+    got = lab.runner("rollout.apply", "hastack")
+    assert got["state"] == "halted", got
+    halted = got["halted"]
+    assert (halted["site"], halted["step"], halted.get("gate")) == (
+        "ber",
+        "canary 1",
+        "validate",
+    ), halted
+    assert "ber-3: hastack:roles: unknown role 'kitchen'" in halted["message"]
+    # ber-3 was validated before its step: nothing ran there.
+    assert apply_returns(bus, mark) == APPLIED[:4]
+    lab.write_pillar(lab.pillar)
+    done = lab.runner("rollout.resume")
+    assert done["state"] == "done", done
 
 
 @pytest.mark.parametrize(

@@ -199,7 +199,7 @@ def test_a_failed_fence_moves_nothing_and_resume_completes_after_the_fence(lab, 
     assert compute_process_node(lab, "host2") is None
     assert all(nova.compute.get_server(s).compute_host == "host2" for s in vms)
 
-    # A rollout does not go on while the incident is open: it halts at the gate after
+    # A rollout does not go on while the incident is open: it halts at the gates before
     # its first step, naming the incident (the change: the survivors' failover SLS).
     rolling = lab.runner("rollout.apply", "hastack.failover", tgt="alice,charlie", tgt_type="list")
     assert rolling.get("state") == "halted", rolling
@@ -252,7 +252,8 @@ def test_a_failed_fence_moves_nothing_and_resume_completes_after_the_fence(lab, 
     # what this checks).
     resumed = lab.runner("rollout.resume", rolling["rollout"])
     first = lab.runner("rollout.status", rolling["rollout"])["steps"][0]
-    assert first["gates"]["incidents"]["ok"], first["gates"]
+    gates = {g["gate"]: g for g in first["gates"]}
+    assert gates["incidents"]["ok"], first["gates"]
     assert resumed["state"] == "done" or resumed["halted"]["gate"] != "incidents", resumed
     # bob is the admin minion: nothing could evict its CephFS sessions, and that is said.
     evicted = step(bus, mark, "bob", "evacuated")["evicted"]

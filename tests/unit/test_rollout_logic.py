@@ -145,3 +145,38 @@ def test_a_failover_policy_that_moves_floating_ips_is_read_with_its_addresses():
     }
     got = rollout.steps("par1", ["ctl-1", "ctl-2", "ctl-3"], batch=3, clusters=clusters)
     assert batches(got) == [("batch", ["ctl-1"]), ("batch", ["ctl-2"]), ("batch", ["ctl-3"])]
+
+
+def state(result, changes=None, run=0, sid="s", comment=""):
+    return {
+        "__id__": sid,
+        "__run_num__": run,
+        "result": result,
+        "changes": changes or {},
+        "comment": comment,
+    }
+
+
+def test_a_steps_outcome_every_failed_minion_is_left_out_of_applied():
+    returns = {
+        "a": {
+            "ret": {"k1": state(False, sid="hastack-ceph-conf", comment="no room")},
+            "retcode": 2,
+        },
+        "b": {"ret": {"k1": state(False, sid="hastack-ceph-keyring-cinder")}, "retcode": 2},
+        "c": {"ret": {"k1": state(True, {"x": 1}, sid="hastack-ceph-conf")}, "retcode": 0},
+        "d": {"ret": ["Rendering SLS failed: AQAAAAAAAAAAABAAYmVyLWNpbmRlci1rZXkhIQ== bad"]},
+    }
+    changed, applied, failure = rollout.outcome(["a", "b", "c", "d", "e"], returns)
+    assert applied == ["c"]
+    assert changed == {"a": [], "b": [], "c": ["hastack-ceph-conf"]}
+    assert failure == {"minion": "a", "state": "hastack-ceph-conf", "message": "no room"}
+    _, _, failure = rollout.outcome(["d"], returns)
+    assert failure["state"] == "(render)" and "AQAAAA" not in failure["message"]
+    _, applied, failure = rollout.outcome(["e"], returns)
+    assert applied == [] and failure == {"minion": "e", "message": "e did not return"}
+
+
+def test_a_preview_counts_what_would_change():
+    returns = {"a": {"ret": {"k": state(None, sid="x"), "j": state(True, sid="y")}, "retcode": 0}}
+    assert rollout.outcome(["a"], returns, test=True)[:2] == ({"a": ["x"]}, ["a"])

@@ -98,7 +98,7 @@ def test_validate_reads_a_site_key_where_it_is_and_names_a_site_error_there():
     [
         (lambda p: p.pop("site"), "x1", r"^hastack:site: minion x1 is in no site: .*ber, osl"),
         (lambda p: p.update(site="par"), "x1", r"^hastack:site: unknown site 'par' for minion x1"),
-        (lambda p: p["sites"]["osl"].pop("ceph"), "x1", r"^hastack:sites:osl:ceph: required"),
+        (lambda p: p["sites"]["ber"].pop("ceph"), "x1", r"^hastack:sites:ber:ceph: required"),
         (lambda p: p.update(sites=[]), "x1", r"^hastack:sites: a mapping"),
         (lambda p: p["sites"].update({"o sl": {}}), "x1", r"^hastack:sites:o sl: a site name"),
         (
@@ -156,3 +156,21 @@ def test_operator_gates_are_checked_and_normalized():
         "tgt": "site",
     }
     assert got["disk"]["tgt"] == "step"
+
+
+def test_a_minion_needs_only_its_own_sites_settings():
+    given = pillar()
+    given["sites"]["osl"] = {"rollout": given["sites"]["osl"]["rollout"]}  # no keys of osl
+    tree, _ = sites.layered(given, "ber-c1")
+    assert tree["ceph"]["users"]["cinder"]["key"] == BER_KEY
+    assert sites.rollouts(sites.defined(given)) == sites.rollouts(sites.defined(pillar()))
+
+
+def test_a_setting_is_read_from_the_layered_tree():
+    given = pillar(minion={"openstack": {"cloud": "ber-edge"}})
+    given["sites"]["ber"]["openstack"] = {"cloud": "ber"}
+    assert sites.setting(given, "ber-c1", "openstack:cloud") == "ber-edge"
+    del given["minion"]
+    assert sites.setting(given, "ber-c1", "openstack:cloud") == "ber"
+    assert sites.setting(given, "ber-c1", "openstack:external_network") is None
+    assert sites.setting({"openstack": {"cloud": "one"}}, "x", "openstack:cloud") == "one"

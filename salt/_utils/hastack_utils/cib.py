@@ -843,14 +843,25 @@ def flatten(tree):
 def health_problems(crm_mon, resources=(), quorum=None):
     """What is wrong with a cluster, from ``crm_mon --output-as=xml`` (the parsed root):
     no quorum (``quorum`` overrides what the DC says, for a CIB file without one), each
-    failed action (``<failures>``), and each of ``resources`` not running anywhere.
-    ``[]``: healthy."""
+    node out of service (offline, unclean, standby, maintenance), each failed action
+    (``<failures>``), and each of ``resources`` not running anywhere. ``[]``: healthy."""
     problems = []
     dc = crm_mon.find("summary/current_dc")
     if quorum is None:
         quorum = dc is not None and dc.get("with_quorum") == "true"
     if not quorum:
         problems.append("no quorum")
+    # A node out of service already counts against what the cluster tolerates.
+    for node in crm_mon.findall("nodes/node"):
+        name = node.get("name")
+        if node.get("unclean") == "true":
+            problems.append(f"node {name} is unclean")
+        elif node.get("online") != "true":
+            problems.append(f"node {name} is offline")
+        elif node.get("standby") == "true":
+            problems.append(f"node {name} is in standby")
+        elif node.get("maintenance") == "true":
+            problems.append(f"node {name} is in maintenance")
     for failure in crm_mon.findall("failures/failure"):
         reason = failure.get("exitreason") or failure.get("exitstatus") or "failed"
         problems.append(

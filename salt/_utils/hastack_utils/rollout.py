@@ -102,9 +102,9 @@ def _clusters(clusters, key):
         spec = spec if isinstance(spec, dict) else {}
         nodes = spec.get("nodes")
         try:
-            tolerates[name] = failover.policy(
-                spec.get("failover"), nodes, spec.get("addresses")
-            )["max_down"]
+            tolerates[name] = failover.policy(spec.get("failover"), nodes, spec.get("addresses"))[
+                "max_down"
+            ]
         except SaltInvocationError as err:
             raise SaltInvocationError(f"{key}: Pacemaker cluster {name}: {err}") from err
         for node in nodes:
@@ -114,3 +114,53 @@ def _clusters(clusters, key):
                 )
             cluster_of[node] = name
     return cluster_of, tolerates
+
+
+# A cephx key as base64 (28 bytes, type 1): what a message must never carry.
+KEY_RE = re.compile(r"AQ[A-Za-z0-9+/]{36}==")
+
+
+def redact(text):
+    """``text`` with anything shaped like a cephx key replaced."""
+    return KEY_RE.sub("(a cephx key)", str(text))
+
+
+def outcome(minions, returns, test=False):
+    """What one ``state.apply`` job did on ``minions`` (``returns``: LocalClient's
+    ``full_return`` answers): ``(changed, applied, failure)``. ``changed`` maps each
+    minion that returned to the ids of the states that changed (or, under ``test``,
+    would); ``applied`` lists the minions on which every state succeeded; ``failure`` is
+    the first problem in the minions' order (``{minion, state?, message}``) or None."""
+    changed, failed, failure = {}, set(), None
+
+    def fail(minion, message, state=None):
+        nonlocal failure
+        failed.add(minion)
+        if failure is None:
+            failure = {"minion": minion, "message": redact(message)[:2000]}
+            if state is not None:
+                failure["state"] = state
+
+    for minion in minions:
+        res = (returns or {}).get(minion)
+        if not isinstance(res, dict) or res.get("out") == "no_return" or "ret" not in res:
+            fail(minion, f"{minion} did not return")
+            continue
+        ret = res["ret"]
+        if not isinstance(ret, dict):
+            # A render error: Salt returns a list of messages.
+            fail(minion, "; ".join(map(str, ret)) if isinstance(ret, list) else ret, "(render)")
+            continue
+        ids = []
+        states = [(key, value) for key, value in ret.items() if isinstance(value, dict)]
+        for key, state in sorted(states, key=lambda kv: kv[1].get("__run_num__", 0)):
+            sid = state.get("__id__") or key
+            if state.get("result") is False:
+                fail(minion, state.get("comment"), sid)
+            elif state.get("changes") or (test and state.get("result") is None):
+                ids.append(sid)
+        changed[minion] = ids
+        if res.get("retcode", 0) not in (0, None) and minion not in failed:
+            fail(minion, f"state.apply returned {res['retcode']}")
+    applied = [m for m in minions if m in changed and m not in failed]
+    return changed, applied, failure

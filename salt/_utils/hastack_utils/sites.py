@@ -23,7 +23,7 @@ from salt.exceptions import SaltInvocationError
 from hastack_utils import rollout
 
 SITE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-ROLLOUT_KEYS = ("order", "canary", "batch", "gates", "ceph_health")
+ROLLOUT_KEYS = ("order", "canary", "batch", "gates", "ceph_health", "settle")
 # The worst Ceph health a gate lets through, by name.
 CEPH_HEALTH = ("HEALTH_OK", "HEALTH_WARN")
 GATE_TARGETS = ("step", "site")
@@ -43,9 +43,10 @@ def _merge(base, over):
 
 def defined(pillar):
     """The sites the pillar defines (``hastack:sites``), checked for shape, in rollout
-    order: ``{site: {order, canary, batch, gates, ceph_health, settings}}``, where
-    ``settings`` is the site's layer (the site without ``rollout``). An empty mapping
-    when the pillar has no sites (one site, the global pillar)."""
+    order: ``{site: {order, canary, batch, gates, ceph_health, settle, settings}}``,
+    where ``settings`` is the site's layer (the site without ``rollout``). An empty
+    mapping when the pillar has no sites (one site, the global pillar). A minion may see
+    only its own site's settings; every minion sees every site's ``rollout``."""
     given = (pillar or {}).get("sites")
     if given is None:
         return {}
@@ -61,8 +62,8 @@ def defined(pillar):
         for inner in ("sites", "site", "minion"):
             if inner in spec:
                 _fail(f"{key}:{inner}", "not a site setting")
-        if not isinstance(spec.get("ceph"), dict) or not spec["ceph"]:
-            _fail(f"{key}:ceph", "required: the site's Ceph cluster (fsid, mon_host, ...)")
+        if "ceph" in spec and not isinstance(spec["ceph"], dict):
+            _fail(f"{key}:ceph", "must be a mapping: the site's Ceph cluster")
         settings = {k: v for k, v in spec.items() if k != "rollout"}
         out.append(
             (
@@ -77,7 +78,7 @@ def defined(pillar):
 
 def rollout_settings(spec, site_key):
     """A site's ``rollout`` settings checked, with their defaults (no canary, batches
-    of one, ``HEALTH_WARN`` let through, no operator gates)."""
+    of one, ``HEALTH_WARN`` let through, no operator gates, no settle time)."""
     key = f"{site_key}:rollout"
     spec = {} if spec is None else spec
     if not isinstance(spec, dict):
@@ -108,7 +109,7 @@ def rollout_settings(spec, site_key):
         if unknown:
             _fail(f"{gkey}:{unknown[0]}", "unknown setting (known: fun, args, kwargs, tgt)")
         if not isinstance(gate.get("fun"), str) or "." not in gate["fun"]:
-            _fail(f"{gkey}:fun", "an execution function, such as 'cmd.retcode'")
+            _fail(f"{gkey}:fun", "an execution function, such as 'cmd.run'")
         if not isinstance(gate.get("args", []), list):
             _fail(f"{gkey}:args", "a list")
         if not isinstance(gate.get("kwargs", {}), dict):
@@ -122,13 +123,25 @@ def rollout_settings(spec, site_key):
             "kwargs": dict(gate.get("kwargs", {})),
             "tgt": tgt,
         }
+    settle = spec.get("settle", 0)
+    if isinstance(settle, bool) or not isinstance(settle, (int, float)) or not 0 <= settle <= 3600:
+        _fail(f"{key}:settle", f"seconds (0 to 3600) the gates may take to pass, not {settle!r}")
     return {
         "order": order,
         "canary": list(canary),
         "batch": batch,
         "ceph_health": health,
         "gates": checked,
+        "settle": settle,
     }
+
+
+def rollouts(sites):
+    """What every minion must agree on: each site's ``rollout`` settings, in order
+    (not its settings: a minion may see only its own site's)."""
+    return [
+        (name, {k: v for k, v in spec.items() if k != "settings"}) for name, spec in sites.items()
+    ]
 
 
 def site_of(pillar, minion_id, sites=None):
@@ -166,6 +179,13 @@ def layered(pillar, minion_id, with_minion=True):
         if inner in own:
             _fail(f"hastack:minion:{inner}", "not a setting a minion overrides")
     layers = [("hastack", {k: v for k, v in pillar.items() if k not in ("sites", "minion")})]
+    if site is not None and not sites[site]["settings"].get("ceph"):
+        # A minion may see only its own site's settings (keys included): the others'
+        # need not be in its pillar, its own must.
+        _fail(
+            f"hastack:sites:{site}:ceph",
+            f"required: the site's Ceph cluster (fsid, mon_host, ...), for minion {minion_id}",
+        )
     if site is not None:
         layers.append((f"hastack:sites:{site}", sites[site]["settings"]))
     if with_minion and own:
@@ -214,3 +234,26 @@ def renamed(err, origins):
     if not sep or not key.startswith("hastack"):
         return err
     return SaltInvocationError(f"{where(key, origins)}: {message}")
+
+
+def setting(pillar, minion_id, path):
+    """The value at ``path`` (such as ``openstack:cloud``) of ``minion_id``'s
+    ``hastack`` pillar with its layers applied, or None."""
+    tree = pillar if isinstance(pillar, dict) else {}
+    if tree.get("sites") or tree.get("minion"):
+        tree = layered(tree, minion_id)[0]
+    for part in path.split(":"):
+        if not isinstance(tree, dict) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
+
+
+def configured(salt_funcs, minion_id, path, default=None):
+    """What an execution module uses for ``hastack:<path>`` when no argument names it:
+    the minion's config file (or grains) first, as ``config.get`` reads them, then its
+    layered pillar (its site's, its own), then ``default``."""
+    value = salt_funcs["config.get"](f"hastack:{path}", None, omit_pillar=True)
+    if value is None:
+        value = setting(salt_funcs["pillar.get"]("hastack", {}, unmask=True), minion_id, path)
+    return default if value is None else value
