@@ -23,7 +23,7 @@ hastack-cephfs-mount-{{ mountpoint }}:
     - group: {{ mount.group }}
     - mode: '{{ mount.mode }}'
     - timeout: {{ hastack.clusters[mount.cluster].timeout }}
-    - pillar_key: hastack:cephfs:mounts:{{ mountpoint }}
+    - pillar_key: {{ mount.pillar_key }}
     - require:
       - ceph_client: {{ ceph_id(mount.cluster, 'conf') }}
       - ceph_client: {{ ceph_id(mount.cluster, 'keyring', mount.user) }}

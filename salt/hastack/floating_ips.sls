@@ -22,7 +22,7 @@ hastack-floating-ip-{{ label }}:
 {%-       endif %}
 {%-     endfor %}
 {%-   endif %}
-    - pillar_key: hastack:floating_ips:addresses:{{ label }}
+    - pillar_key: {{ fip.pillar_key }}
 {%- endfor %}
 {%- else %}
 

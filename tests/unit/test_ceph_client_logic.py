@@ -364,6 +364,7 @@ class TestCephFS:
             "group": "root",
             "mode": "0755",
             "applies": True,
+            "pillar_key": "hastack:cephfs:mounts:/var/lib/nova/instances",
         }
         assert out["ceph"]["fs_dirs"] == {"cephfs": ["/nova"]}
         # A controller does not mount the instances directory, and need not have nova's user.

@@ -174,3 +174,19 @@ def test_a_setting_is_read_from_the_layered_tree():
     assert sites.setting(given, "ber-c1", "openstack:cloud") == "ber"
     assert sites.setting(given, "ber-c1", "openstack:external_network") is None
     assert sites.setting({"openstack": {"cloud": "one"}}, "x", "openstack:cloud") == "one"
+
+
+def test_a_sites_floating_ip_errors_name_the_site():
+    given = pillar()
+    given["sites"]["ber"]["openstack"] = {"cloud": "ber", "external_network": "ext"}
+    given["sites"]["ber"]["floating_ips"] = {
+        "roles": ["compute"],
+        "addresses": {"web": {"server": "web1"}},
+    }
+    tree, origins = sites.layered(given, "ber-c1")
+    tree["ceph"].update(cluster="ceph", conf_dir="/etc/ceph", timeout=10, backend="auto")
+    out = schema.validate(tree, "ber-c1", origins)
+    assert out["floating_ips"]["addresses"]["web"]["pillar_key"] == (
+        "hastack:sites:ber:floating_ips:addresses:web"
+    )
+    assert "pillar_key" not in given["sites"]["ber"]["floating_ips"]["addresses"]["web"]

@@ -55,6 +55,8 @@ def _validate(config, minion_id, origins):
     _validate_openstack(config, out)
     if "cephfs" in config:
         out["cephfs"] = _validate_cephfs(config, out, roles)
+        for mountpoint, mount in out["cephfs"]["mounts"].items():
+            mount["pillar_key"] = sites.where(f"hastack:cephfs:mounts:{mountpoint}", origins)
     identities = {}
     if "computes" in config:
         out["computes"], identities = _validate_computes(config, out, roles, minion_id)
@@ -64,6 +66,13 @@ def _validate(config, minion_id, origins):
         out["floating_ips"] = _validate_floating_ips(
             config["floating_ips"], config.get("openstack") or {}, roles
         )
+        # Each address's errors name where it is in the pillar (a site's, the minion's).
+        out["floating_ips"]["addresses"] = {
+            label: dict(
+                fip, pillar_key=sites.where(f"hastack:floating_ips:addresses:{label}", origins)
+            )
+            for label, fip in out["floating_ips"]["addresses"].items()
+        }
     if "failover" in config:
         if "pacemaker" not in config:
             _fail("hastack:failover", "needs hastack:pacemaker (the cluster it heals)")
