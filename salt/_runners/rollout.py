@@ -180,11 +180,23 @@ def _client():
     return client
 
 
+def _connected(minions):
+    """Which of ``minions`` this master sees connected (all of them when it cannot tell:
+    ``minion_data_cache`` off). A job to a minion that is gone would wait out its
+    timeout; it is not sent."""
+    if not __opts__.get("minion_data_cache", True):
+        return set(minions)
+    return set(salt.utils.minions.CkMinions(__opts__).connected_ids(subset=list(minions)))
+
+
 def _job(minions, fun, arg=(), kwarg=None, timeout=GATE_TIMEOUT):
     """``{minion: {ret, retcode}}`` of ``fun`` on ``minions``; a minion that did not
-    answer is left out."""
+    answer, or is not connected, is left out."""
+    live = [m for m in minions if m in _connected(minions)]
+    if not live:
+        return {}
     got = _client().cmd(
-        list(minions),
+        live,
         fun,
         arg=list(arg),
         kwarg=kwarg or {},
@@ -318,6 +330,10 @@ def _apply(record, step, minions):
     """``state.apply`` of the rollout's SLS on ``minions`` (one job): the changed state
     ids are noted in ``step``; the first failed state (or a minion that did not
     answer) halts, and only the minions on which everything succeeded count as applied."""
+    gone = [m for m in minions if m not in _connected(minions)]
+    if gone:
+        # Not one of the step's minions is touched while one of them is gone.
+        raise Halted(f"{gone[0]} is not connected to this master", minion=gone[0])
     kwarg = {"test": True} if record["test"] else {}
     if record.get("saltenv"):
         kwarg["saltenv"] = record["saltenv"]
@@ -441,7 +457,7 @@ def _gate_health(health):
         res = got.get(minion)
         for name in checks:
             if res is None:
-                found[(minion, name)] = "no answer"
+                found[(minion, name)] = "no answer (not connected, or no return in time)"
             elif res.get("retcode", 0) != 0 or not isinstance(res.get("ret"), dict):
                 found[(minion, name)] = str(res.get("ret"))
             elif res["ret"].get(name):
@@ -608,7 +624,7 @@ def _result(record):
 
 @_operator_facing
 def apply(
-    mods="hastack", test=False, tgt="*", tgt_type="glob", saltenv=None, timeout=300, restart=False
+    mods="hastack", test=False, tgt="*", tgt_type="glob", saltenv=None, timeout=60, restart=False
 ):
     """
     Roll ``mods`` (an SLS, default ``hastack``) out: the sites in pillar order, in each
@@ -630,8 +646,9 @@ def apply(
         The fileserver environment of ``mods`` (default: the minions').
 
     timeout
-        Seconds a step's ``state.apply`` is waited for (default 300; Salt asks a
-        minion that is still working whether it still runs it).
+        Seconds a step's ``state.apply`` is waited for before Salt asks a minion that
+        has not returned whether it still runs it (default 60; a minion still at work
+        is waited for as long as it is).
 
     restart
         Start over even though a rollout of ``mods`` halted (it is marked superseded
