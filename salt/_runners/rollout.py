@@ -522,7 +522,8 @@ def _halt(record, index, halt):
     where = dict(halt.where)
     site = where.pop("gate_site", site)
     record["state"] = "halted"
-    record["halted"] = dict(where, site=site, step=label, index=index, message=str(halt))
+    message = rollout_logic.redact(str(halt))[:2000]
+    record["halted"] = dict(where, site=site, step=label, index=index, message=message)
     record["ended"] = time.time()
     _save(record)
     _fire(record, "halted", **record["halted"])
@@ -531,7 +532,7 @@ def _halt(record, index, halt):
         f"HALTED in {site}, {label}"
         + (f", minion {where['minion']}" if where.get("minion") else "")
         + (f", {'state' if where.get('state') else 'gate'} {what}" if what else "")
-        + f": {halt}"
+        + f": {message}"
     )
 
 
